@@ -1,0 +1,297 @@
+// Package ingest turns flow telemetry (sFlow v5, NetFlow v5, NetFlow v9,
+// IPFIX) into flow.Record batches: UDP listeners, a pcap file source for
+// replay, the goflow2 decoders in library mode, and Kapkan's own producer
+// that resolves the sampling rate of every record and keeps per-exporter
+// state (templates, sampling rates, sequence numbers).
+package ingest
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kapkan-io/kapkan/flow"
+)
+
+// Options configure a Decoder.
+type Options struct {
+	// DefaultSamplingRate applies where the telemetry carries no rate. 0 means 1.
+	DefaultSamplingRate uint32
+	// Exporters are per-exporter settings, keyed by the exporter's address
+	// (the UDP source of its datagrams).
+	Exporters map[netip.Addr]ExporterOptions
+	// Window is the detection window; exporters announcing a longer active
+	// timeout are warned about. 0 disables the check.
+	Window time.Duration
+}
+
+// ExporterOptions are the settings of one exporter.
+type ExporterOptions struct {
+	// Name is used in logs and metric labels instead of the address.
+	Name string
+	// SamplingRate, when non-zero, overrides whatever the telemetry says.
+	SamplingRate uint32
+}
+
+// Deps are the Decoder's collaborators.
+type Deps struct {
+	Registry prometheus.Registerer // nil: metrics are kept but not registered
+	Logger   *slog.Logger          // nil: slog.Default()
+}
+
+// ErrUnknownFormat is returned for a datagram that is none of the four
+// supported formats.
+var ErrUnknownFormat = errors.New("not an sFlow v5, NetFlow v5, NetFlow v9 or IPFIX datagram")
+
+// maxExporters bounds the per-exporter state so that datagrams from spoofed
+// sources cannot grow memory without limit.
+const maxExporters = 65536
+
+// Decoder decodes datagrams into records. It is safe for concurrent use:
+// state is per exporter and each exporter's state has its own lock, taken
+// once per datagram.
+type Decoder struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+
+	mu        sync.RWMutex
+	exporters map[netip.Addr]*exporterState
+	full      bool // maxExporters reached (logged once)
+}
+
+// New builds a Decoder. It starts nothing.
+func New(opts Options, deps Deps) *Decoder {
+	if opts.DefaultSamplingRate == 0 {
+		opts.DefaultSamplingRate = 1
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Decoder{
+		opts:      opts,
+		log:       log.With("component", "ingest"),
+		metrics:   newMetrics(deps.Registry),
+		exporters: make(map[netip.Addr]*exporterState),
+	}
+}
+
+// Result describes one decoded datagram.
+type Result struct {
+	Format  flow.Format
+	Records int // flow records emitted to the batcher
+	Options int // options data records (NetFlow v9 / IPFIX)
+}
+
+// DetectFormat classifies a datagram by its first bytes.
+func DetectFormat(data []byte) flow.Format {
+	if len(data) < 4 {
+		return flow.FormatUnknown
+	}
+	if binary.BigEndian.Uint32(data) == 5 {
+		return flow.FormatSFlow5
+	}
+	switch binary.BigEndian.Uint16(data) {
+	case 5:
+		return flow.FormatNetFlow5
+	case 9:
+		return flow.FormatNetFlow9
+	case 10:
+		return flow.FormatIPFIX
+	}
+	return flow.FormatUnknown
+}
+
+// Decode decodes one datagram received from exporter at time recv and adds
+// its flow records to out. Records decoded before an error are kept; the
+// error says what was wrong with the rest. Decode never panics on bad input.
+func (d *Decoder) Decode(data []byte, exporter netip.Addr, recv time.Time, out *Batcher) (res Result, err error) {
+	exporter = exporter.Unmap()
+	res.Format = DetectFormat(data)
+	st := d.exporter(exporter)
+	if st == nil {
+		d.metrics.decodeError("other", res.Format, "exporter_limit")
+		return res, fmt.Errorf("decode datagram from %s: more than %d exporters", exporter, maxExporters)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.counters.datagrams[res.Format].Inc()
+	defer func() {
+		if p := recover(); p != nil {
+			d.metrics.decodeError(st.label, res.Format, reasonPanic)
+			err = fmt.Errorf("decode %s datagram from %s: decoder panic: %v", res.Format, exporter, p)
+		}
+		if res.Records > 0 {
+			st.counters.records[res.Format].Add(float64(res.Records))
+		}
+		if res.Options > 0 {
+			st.counters.optionsRecords[res.Format].Add(float64(res.Options))
+		}
+	}()
+	now := recv.UnixNano()
+	switch res.Format {
+	case flow.FormatSFlow5:
+		err = d.decodeSFlow(st, data, now, out, &res)
+	case flow.FormatNetFlow5:
+		err = d.decodeNetFlow5(st, data, now, out, &res)
+	case flow.FormatNetFlow9, flow.FormatIPFIX:
+		err = d.decodeNetFlow(st, data, now, out, &res)
+	default:
+		d.metrics.decodeError(st.label, res.Format, reasonVersion)
+		return res, fmt.Errorf("decode datagram from %s: %w", exporter, ErrUnknownFormat)
+	}
+	if err != nil {
+		err = fmt.Errorf("decode %s datagram from %s: %w", res.Format, exporter, err)
+	}
+	return res, err
+}
+
+// exporter returns the state of an exporter, creating it on first sight.
+func (d *Decoder) exporter(a netip.Addr) *exporterState {
+	d.mu.RLock()
+	st := d.exporters[a]
+	d.mu.RUnlock()
+	if st != nil {
+		return st
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if st = d.exporters[a]; st != nil {
+		return st
+	}
+	if len(d.exporters) >= maxExporters {
+		if !d.full {
+			d.full = true
+			d.log.Warn("exporter limit reached, datagrams from new exporters are dropped", "limit", maxExporters)
+		}
+		return nil
+	}
+	o := d.opts.Exporters[a]
+	name := o.Name
+	if name == "" {
+		name = a.String()
+	}
+	label := d.metrics.exporterLabel(name)
+	st = &exporterState{
+		addr:     a,
+		addr16:   a.As16(),
+		name:     name,
+		label:    label,
+		override: o.SamplingRate,
+		counters: d.metrics.forExporter(label),
+	}
+	st.templates.init()
+	d.exporters[a] = st
+	d.metrics.exporters.Set(float64(len(d.exporters)))
+	return st
+}
+
+// exporterState is everything learned from one exporter.
+type exporterState struct {
+	mu       sync.Mutex
+	addr     netip.Addr
+	addr16   [16]byte
+	name     string
+	label    string
+	override uint32
+	counters *exporterCounters
+
+	templates templateStore
+	pending   pendingSets
+	rates     rateStore
+	seq       seqTracker
+
+	warnedDefault [len(flow.Formats) + 1]bool
+	warnedTimeout bool
+	activeTimeout uint64
+}
+
+// resolveRate applies the sampling precedence: a configured override wins,
+// then what the telemetry said, then the configured default (counted and
+// logged once per exporter and format).
+func (d *Decoder) resolveRate(st *exporterState, r *flow.Record, rate uint32, src flow.SamplingSource) {
+	switch {
+	case st.override != 0:
+		r.SamplingRate, r.Sampling = st.override, flow.SamplingOverride
+	case rate != 0:
+		r.SamplingRate, r.Sampling = rate, src
+	default:
+		r.SamplingRate, r.Sampling = d.opts.DefaultSamplingRate, flow.SamplingDefault
+		st.counters.unknownSampling[r.Format].Inc()
+		if !st.warnedDefault[r.Format] {
+			st.warnedDefault[r.Format] = true
+			d.log.Warn("exporter sends no sampling rate, applying the default",
+				"exporter", st.name, "format", r.Format.String(), "default_sampling_rate", d.opts.DefaultSamplingRate)
+		}
+	}
+}
+
+// ExporterInfo is a snapshot of what is known about one exporter, for the API
+// and tests.
+type ExporterInfo struct {
+	Address       netip.Addr
+	Name          string
+	Override      uint32
+	ActiveTimeout time.Duration
+	Samplers      []SamplerInfo
+}
+
+// SamplerInfo is one learned sampling rate.
+type SamplerInfo struct {
+	Version uint16 // 9 or 10
+	Domain  uint32 // Source ID / Observation Domain ID
+	Kind    string // domain, sampler or selector
+	ID      uint64
+	Rate    uint32
+}
+
+// Exporters returns a snapshot of every exporter's state.
+func (d *Decoder) Exporters() []ExporterInfo {
+	d.mu.RLock()
+	states := make([]*exporterState, 0, len(d.exporters))
+	for _, st := range d.exporters {
+		states = append(states, st)
+	}
+	d.mu.RUnlock()
+	out := make([]ExporterInfo, 0, len(states))
+	kinds := [...]string{"domain", "sampler", "selector"}
+	for _, st := range states {
+		st.mu.Lock()
+		info := ExporterInfo{Address: st.addr, Name: st.name, Override: st.override,
+			ActiveTimeout: time.Duration(st.activeTimeout) * time.Second}
+		for k, e := range st.rates.rates {
+			info.Samplers = append(info.Samplers, SamplerInfo{Version: k.version, Domain: k.domain,
+				Kind: kinds[k.kind], ID: k.id, Rate: e.rate})
+		}
+		st.mu.Unlock()
+		out = append(out, info)
+	}
+	return out
+}
+
+// noteActiveTimeout records an exporter's active timeout and warns once when
+// it is longer than the detection window: long flows would then be reported
+// in bursts.
+func (d *Decoder) noteActiveTimeout(st *exporterState, seconds uint64) {
+	if seconds == 0 || seconds == st.activeTimeout {
+		return
+	}
+	st.activeTimeout = seconds
+	d.metrics.activeTimeout.WithLabelValues(st.label).Set(float64(seconds))
+	if d.opts.Window > 0 && time.Duration(seconds)*time.Second > d.opts.Window && !st.warnedTimeout {
+		st.warnedTimeout = true
+		d.log.Warn("exporter active timeout is longer than the detection window",
+			"exporter", st.name, "active_timeout", formatSeconds(seconds), "window", d.opts.Window.String())
+	}
+}
+
+// newBuffer wraps data for the goflow2 decoders.
+func newBuffer(data []byte) *bytes.Buffer { return bytes.NewBuffer(data) }

@@ -1,0 +1,61 @@
+package ingest
+
+import "github.com/kapkan-io/kapkan/flow"
+
+// seqKey identifies one sequence-number space of an exporter.
+type seqKey struct {
+	format flow.Format
+	agent  [16]byte // sFlow agent address
+	a, b   uint32   // v9 source id / IPFIX domain / v5 engine / sFlow sub-agent; sFlow source id
+}
+
+// seqTracker follows sequence numbers and counts what went missing.
+type seqTracker struct {
+	next map[seqKey]uint32
+}
+
+// maxGap is the largest forward jump counted as loss; beyond it (or going
+// backwards beyond maxReorder) the exporter is assumed to have restarted.
+const (
+	maxGap     = 1 << 20
+	maxReorder = 1 << 10
+)
+
+// observe checks seq against the expected value for k and sets the
+// expectation for the next message to seq+advance. It returns the number of
+// units missing, and whether the sequence was reset.
+func (t *seqTracker) observe(k seqKey, seq, advance uint32) (gap uint32, reset bool) {
+	if t.next == nil {
+		t.next = make(map[seqKey]uint32)
+	}
+	want, seen := t.next[k]
+	if seen {
+		switch diff := seq - want; {
+		case diff == 0:
+		case diff < maxGap:
+			gap = diff
+		case -diff <= maxReorder:
+			// A late datagram: neither loss nor reset; keep the expectation.
+			return 0, false
+		default:
+			reset = true
+		}
+	} else if len(t.next) >= 4096 {
+		return 0, false // bounded
+	}
+	t.next[k] = seq + advance
+	return gap, reset
+}
+
+// forget drops the expectation for k (the next message's position is unknown).
+func (t *seqTracker) forget(k seqKey) { delete(t.next, k) }
+
+func (d *Decoder) sequence(st *exporterState, k seqKey, seq, advance uint32) {
+	gap, reset := st.seq.observe(k, seq, advance)
+	if gap > 0 {
+		st.counters.sequenceGaps[k.format].Add(float64(gap))
+	}
+	if reset {
+		st.counters.sequenceResets[k.format].Inc()
+	}
+}
