@@ -120,4 +120,3 @@ func TestCorpusMatchesWireshark(t *testing.T) {
 		t.Errorf("mismatches against tshark:\n%s", strings.Join(table, "\n"))
 	}
 }
-
