@@ -28,7 +28,9 @@ type corpusEntry struct {
 
 func (e corpusEntry) flowRecords() int { return e.NFv5Records + e.V9IPFIXFlows + e.SFlowFlowSamples }
 
-func loadCorpus(t *testing.T) (string, map[string]corpusEntry) {
+func loadCorpus(t *testing.T) (string, map[string]corpusEntry) { return loadCorpusTB(t) }
+
+func loadCorpusTB(t testing.TB) (string, map[string]corpusEntry) {
 	dir := testutil.FlowsDir(t)
 	raw, err := os.ReadFile(filepath.Join(dir, "counts.json"))
 	if err != nil {

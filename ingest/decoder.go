@@ -50,6 +50,10 @@ type Deps struct {
 // supported formats.
 var ErrUnknownFormat = errors.New("not an sFlow v5, NetFlow v5, NetFlow v9 or IPFIX datagram")
 
+// errDecoderPanic marks an error from a decoder that panicked on bad input;
+// the panic is contained to that datagram.
+var errDecoderPanic = errors.New("decoder panic")
+
 // maxExporters bounds the per-exporter state so that datagrams from spoofed
 // sources cannot grow memory without limit.
 const maxExporters = 65536
@@ -127,7 +131,7 @@ func (d *Decoder) Decode(data []byte, exporter netip.Addr, recv time.Time, out *
 	defer func() {
 		if p := recover(); p != nil {
 			d.metrics.decodeError(st.label, res.Format, reasonPanic)
-			err = fmt.Errorf("decode %s datagram from %s: decoder panic: %v", res.Format, exporter, p)
+			err = fmt.Errorf("decode %s datagram from %s: %w: %v", res.Format, exporter, errDecoderPanic, p)
 		}
 		if res.Records > 0 {
 			st.counters.records[res.Format].Add(float64(res.Records))

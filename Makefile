@@ -1,0 +1,71 @@
+# Kapkan. `make run` starts the daemon on its embedded defaults; `make test`
+# runs every test (it installs what the tests need first). V=1 for detail.
+
+GO       ?= go
+BIN      := bin/kapkan
+PKGS     := ./...
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT   ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS  := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+TIMEOUT  ?= 10m
+COUNT    ?= 6
+BENCH    ?= .
+FUZZTIME ?= 1m
+CONFIG   ?=
+
+Q = $(if $(filter 1,$(V)),,@)
+log = @printf '\033[1m▶ %s\033[0m\n' "$(1)"
+
+export CGO_ENABLED ?= 0
+
+.PHONY: all build run test deps test-unit test-race test-integration lint fmt bench fuzz clean
+
+all: build
+
+build: ## the static binary in bin/kapkan
+	$(call log,build $(BIN))
+	$Q $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kapkan
+
+run: build ## start the daemon on its embedded defaults (CONFIG=file to use one)
+	$(call log,run $(BIN))
+	$Q ./$(BIN) run $(if $(CONFIG),--config $(CONFIG))
+
+deps: ## install what the tests need (Debian packages; nothing yet beyond Go)
+	$(call log,deps)
+	$Q ./.ci/deps.sh
+
+test: deps lint test-race ## every test: lint, unit and integration, under the race detector
+
+test-unit: ## unit tests without the race detector (fast)
+	$(call log,test-unit)
+	$Q $(GO) test -count=1 -timeout $(TIMEOUT) $(PKGS)
+
+test-race:
+	$(call log,test -race)
+	$Q CGO_ENABLED=1 $(GO) test -race -count=1 -timeout $(TIMEOUT) $(PKGS)
+
+test-integration: test-race
+
+lint: ## gofmt, go vet, staticcheck
+	$(call log,lint)
+	$Q test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$Q $(GO) vet $(PKGS)
+	$Q $(GO) tool staticcheck $(PKGS)
+
+fmt:
+	$Q gofmt -w $$(git ls-files '*.go')
+
+bench: ## micro benchmarks, COUNT runs each, summarised by benchstat (bench.txt)
+	$(call log,bench)
+	$Q $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) $(PKGS) | tee bench.txt
+	$Q $(GO) tool benchstat bench.txt
+
+fuzz: ## run every fuzz target for FUZZTIME each
+	$(call log,fuzz)
+	$Q for t in $$($(GO) test -list 'Fuzz.*' ./ingest/ | grep ^Fuzz); do \
+		echo "fuzz $$t"; \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./ingest/ || exit 1; \
+	done
+
+clean:
+	rm -rf bin bench.txt
