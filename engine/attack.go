@@ -1,0 +1,218 @@
+package engine
+
+import (
+	"net/netip"
+	"time"
+)
+
+// attackState is an attack the shard is following.
+type attackState struct {
+	id         uint64
+	entry      uint32
+	started    int64 // ns, data time
+	trigger    Metric
+	rate       uint64
+	threshold  uint64
+	peak       Rates
+	belowSince int64 // second the rates fell below; 0 while above
+	lastUpdate int64 // second of the last update candidate
+}
+
+// check compares entry ei's window with its thresholds after traffic was
+// added at second sec, starting an attack or keeping one alive.
+func (s *shard) check(ei uint32, sec int64) {
+	e := &s.entries[ei]
+	hg := &s.e.table.Load().hostgroups[s.e.table.Load().prefixes[e.prefix].hostgroup]
+	dir := e.key.dir()
+	limits := &hg.limits[dir]
+	hotAt := &hg.hotAt[dir]
+	if e.key.isTotal() {
+		limits = &hg.totalLimits[dir]
+		hotAt = &[numTotals]uint64{}
+		for i := range numTotals {
+			hotAt[i] = limits[i] * uint64(s.window) / 2
+		}
+	}
+	if e.hot < 0 && ((hotAt[0] > 0 && e.sums[0] >= hotAt[0]) || (hotAt[1] > 0 && e.sums[1] >= hotAt[1]) ||
+		(hotAt[2] > 0 && e.sums[2] >= hotAt[2])) {
+		s.makeHot(ei)
+		e = &s.entries[ei]
+	}
+	W := uint64(s.window)
+	if e.attack >= 0 {
+		a := s.attacks[e.attack]
+		sums := s.windowSums(e)
+		for m := range NumMetrics {
+			if r := sums[m] / W; r > a.peak[m] {
+				a.peak[m] = r
+			}
+		}
+		return
+	}
+	// Totals first (cheap), then per-protocol when detail is kept.
+	n := NumMetrics
+	if e.hot < 0 {
+		n = numTotals
+	}
+	var sums [NumMetrics]uint64
+	if e.hot >= 0 {
+		sums = s.windowSums(e)
+	} else {
+		sums[0], sums[1], sums[2] = e.sums[0], e.sums[1], e.sums[2]
+	}
+	for m := Metric(0); m < Metric(n); m++ {
+		if l := limits[m]; l > 0 && sums[m] >= l*W {
+			s.startAttack(ei, sec, m, sums[m]/W, l, &sums)
+			return
+		}
+	}
+}
+
+func (s *shard) startAttack(ei uint32, sec int64, m Metric, rate, limit uint64, sums *[NumMetrics]uint64) {
+	a := &attackState{
+		id:         s.e.nextID.Add(1),
+		entry:      ei,
+		started:    sec * int64(time.Second),
+		trigger:    m,
+		rate:       rate,
+		threshold:  limit,
+		lastUpdate: sec,
+	}
+	W := uint64(s.window)
+	for i := range NumMetrics {
+		a.peak[i] = sums[i] / W
+	}
+	var ai int32
+	if n := len(s.attackFree); n > 0 {
+		ai = s.attackFree[n-1]
+		s.attackFree = s.attackFree[:n-1]
+		s.attacks[ai] = a
+	} else {
+		ai = int32(len(s.attacks))
+		s.attacks = append(s.attacks, a)
+	}
+	s.entries[ei].attack = ai
+	s.attackCount++
+	s.emit(s.candidate(a, AttackStarted, sec, true))
+}
+
+// candidate builds the Candidate for attack a at second sec.
+func (s *shard) candidate(a *attackState, kind CandidateKind, sec int64, withSample bool) Candidate {
+	e := &s.entries[a.entry]
+	t := s.e.table.Load()
+	p := t.prefixes[e.prefix]
+	c := Candidate{
+		Kind:      kind,
+		ID:        a.id,
+		Direction: e.key.dir(),
+		Hostgroup: t.hostgroups[p.hostgroup].name,
+		Trigger:   a.trigger,
+		Rate:      a.rate,
+		Threshold: a.threshold,
+		Peak:      a.peak,
+		Started:   time.Unix(0, a.started).UTC(),
+		At:        time.Unix(sec, 0).UTC(),
+	}
+	if e.key.isTotal() {
+		c.Scope, c.Target = ScopePrefix, p.prefix
+	} else {
+		addr := netip.AddrFrom16(e.key.addr).Unmap()
+		c.Target = netip.PrefixFrom(addr, addr.BitLen())
+	}
+	sums := s.windowSums(e)
+	for m := range NumMetrics {
+		c.Rates[m] = sums[m] / uint64(s.window)
+	}
+	if withSample {
+		c.Sample = s.sampleCopy(e)
+	}
+	return c
+}
+
+// tick advances time to second now: attacks whose rates stayed below their
+// thresholds for the cool-down end, active ones report their rates once a
+// second, and idle windows are evicted.
+func (s *shard) tick(now int64) {
+	if now > s.now {
+		s.now = now
+	}
+	t := s.e.table.Load()
+	W := uint64(s.window)
+	cooldown := int64(s.e.cfg.Cooldown / time.Second)
+	for ai, a := range s.attacks {
+		if a == nil {
+			continue
+		}
+		s.advance(a.entry, now)
+		e := &s.entries[a.entry]
+		hg := &t.hostgroups[t.prefixes[e.prefix].hostgroup]
+		limits := &hg.limits[e.key.dir()]
+		if e.key.isTotal() {
+			limits = &hg.totalLimits[e.key.dir()]
+		}
+		sums := s.windowSums(e)
+		above, below := false, true
+		for m := range NumMetrics {
+			l := limits[m]
+			if l == 0 {
+				continue
+			}
+			r := sums[m] / W
+			if r >= l {
+				above = true
+			}
+			if float64(r) >= float64(l)*(1-s.e.cfg.Hysteresis) {
+				below = false
+			}
+		}
+		switch {
+		case above:
+			if a.belowSince != 0 {
+				a.belowSince = 0
+			}
+			if now > a.lastUpdate {
+				a.lastUpdate = now
+				s.emit(s.candidate(a, AttackUpdated, now, false))
+			}
+		case below && a.belowSince == 0:
+			a.belowSince = now
+			s.emit(s.candidate(a, AttackCooling, now, false))
+		case below && now-a.belowSince >= cooldown:
+			s.emit(s.candidate(a, AttackEnded, now, true))
+			e.attack = -1
+			s.attacks[ai] = nil
+			s.attackFree = append(s.attackFree, int32(ai))
+			s.attackCount--
+		}
+	}
+	if now > s.lastEvict {
+		s.lastEvict = now
+		s.evict(now)
+	}
+	s.flushOutbox()
+}
+
+// evict drops windows that have seen no traffic for longer than the window
+// (and follow no attack), and detail of addresses that cooled down.
+func (s *shard) evict(now int64) {
+	t := s.e.table.Load()
+	for i := range s.entries {
+		e := &s.entries[i]
+		if e.last < 0 || e.attack >= 0 {
+			continue // a free slot, or an attack's window
+		}
+		s.advance(uint32(i), now)
+		if e.sums == [numTotals]uint64{} {
+			s.remove(uint32(i)) // nothing left in the window
+			continue
+		}
+		if e.hot >= 0 && !e.key.isTotal() {
+			hg := &t.hostgroups[t.prefixes[e.prefix].hostgroup]
+			hot := &hg.hotAt[e.key.dir()]
+			// Keep the detail until traffic is well below the hot mark.
+			if e.sums[0] < hot[0]/2 && e.sums[1] < hot[1]/2 && e.sums[2] < hot[2]/2 {
+				s.releaseHot(e)
+			}
+		}
+	}
+}

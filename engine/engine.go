@@ -1,0 +1,436 @@
+// Package engine is the fast path: it maps each flow record to the
+// protected address (or prefix) it concerns, keeps sampling-corrected
+// packets, bytes and flows per second over a sliding window in shards owned
+// by one goroutine each, compares them with the hostgroup's thresholds as
+// records arrive, and follows each attack from detection to its end.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kapkan-io/kapkan/flow"
+)
+
+// subBatchSize is the number of items a shard receives at once.
+const subBatchSize = 128
+
+// item is one record's contribution to one window.
+type item struct {
+	rec    flow.Record
+	key    tableKey
+	prefix uint32
+}
+
+type subBatch struct {
+	n     int
+	items [subBatchSize]item
+}
+
+// Deps are the engine's collaborators.
+type Deps struct {
+	Registry prometheus.Registerer // nil: metrics are kept but not registered
+	Logger   *slog.Logger
+	// Now is the wall clock for ticks in live mode (time.Now when nil).
+	Now func() time.Time
+	// Pool receives the batches the engine is done with.
+	Pool *flow.Pool
+}
+
+// Engine implements flow.Sink.
+type Engine struct {
+	cfg   Config
+	log   *slog.Logger
+	now   func() time.Time
+	pool  *flow.Pool
+	table atomic.Pointer[prefixTable]
+
+	shards         []*shard
+	maxHotPerShard int
+	window         int64
+	nextID         atomic.Uint64
+
+	routers sync.Pool
+	subs    sync.Pool
+
+	out chan Candidate
+	// sync mode (replay, tests): Consume and Tick run the shards inline.
+	sync    bool
+	pending []Candidate
+
+	m *engineMetrics
+}
+
+var _ flow.Sink = (*Engine)(nil)
+
+// ErrConfig wraps configuration problems found by New.
+var ErrConfig = errors.New("engine configuration")
+
+// New builds an engine. It starts nothing: call Run (live) or use
+// NewSync for deterministic, inline processing.
+func New(cfg Config, deps Deps) (*Engine, error) {
+	def := DefaultConfig()
+	if cfg.Window <= 0 {
+		cfg.Window = def.Window
+	}
+	if cfg.Window%time.Second != 0 {
+		return nil, fmt.Errorf("%w: window %s is not a whole number of seconds", ErrConfig, cfg.Window)
+	}
+	if cfg.Cooldown <= 0 {
+		cfg.Cooldown = def.Cooldown
+	}
+	if cfg.Hysteresis < 0 || cfg.Hysteresis >= 1 {
+		return nil, fmt.Errorf("%w: hysteresis %v must be in [0, 1)", ErrConfig, cfg.Hysteresis)
+	}
+	if cfg.Shards <= 0 {
+		cfg.Shards = runtime.GOMAXPROCS(0)
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = def.QueueSize
+	}
+	if cfg.SampleSize <= 0 {
+		cfg.SampleSize = def.SampleSize
+	}
+	if cfg.MaxHot <= 0 {
+		cfg.MaxHot = def.MaxHot
+	}
+	e := &Engine{
+		cfg:    cfg,
+		log:    deps.Logger,
+		now:    deps.Now,
+		pool:   deps.Pool,
+		window: int64(cfg.Window / time.Second),
+		out:    make(chan Candidate, 4096),
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	e.log = e.log.With("component", "engine")
+	if e.now == nil {
+		e.now = time.Now
+	}
+	if e.pool == nil {
+		e.pool = flow.DefaultPool
+	}
+	t, err := buildPrefixTable(cfg.Hostgroups, uint64(e.window))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	e.table.Store(t)
+	e.maxHotPerShard = (cfg.MaxHot + cfg.Shards - 1) / cfg.Shards
+	for i := range cfg.Shards {
+		e.shards = append(e.shards, newShard(e, i, e.window, cfg.QueueSize))
+	}
+	e.routers.New = func() any { return &router{subs: make([]*subBatch, len(e.shards))} }
+	e.subs.New = func() any { return new(subBatch) }
+	e.m = newEngineMetrics(e, deps.Registry)
+	return e, nil
+}
+
+// NewSync builds an engine that processes every batch inline, in the
+// caller's goroutine, and reports candidates through Drain: deterministic,
+// for replay and tests.
+func NewSync(cfg Config, deps Deps) (*Engine, error) {
+	e, err := New(cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	e.sync = true
+	return e, nil
+}
+
+// Candidates is where a live engine reports attacks.
+func (e *Engine) Candidates() <-chan Candidate { return e.out }
+
+// Drain returns, in order, the candidates a synchronous engine produced
+// since the last call.
+func (e *Engine) Drain() []Candidate {
+	out := e.pending
+	e.pending = nil
+	return out
+}
+
+// router splits a batch into per-shard sub-batches. One is used per Consume
+// call, so concurrent callers never share one.
+type router struct {
+	subs                  []*subBatch
+	unprotected, ignored  uint64
+	dropped, routed       uint64
+	noAddress             uint64
+}
+
+// Consume takes a batch from ingest: every record is looked up in the
+// protected prefixes and handed to the shards that own its windows.
+func (e *Engine) Consume(b *flow.Batch) {
+	r := e.routers.Get().(*router)
+	t := e.table.Load()
+	for i := range b.N {
+		e.route(r, t, &b.Records[i])
+	}
+	for si, sb := range r.subs {
+		if sb != nil {
+			e.send(r, si, sb)
+			r.subs[si] = nil
+		}
+	}
+	e.m.unprotected.Add(float64(r.unprotected))
+	e.m.ignored.Add(float64(r.ignored))
+	e.m.noAddress.Add(float64(r.noAddress))
+	if r.dropped > 0 {
+		e.m.dropped.WithLabelValues("queue_full").Add(float64(r.dropped))
+	}
+	r.unprotected, r.ignored, r.dropped, r.routed, r.noAddress = 0, 0, 0, 0, 0
+	e.routers.Put(r)
+	e.pool.Put(b)
+}
+
+func (e *Engine) route(r *router, t *prefixTable, rec *flow.Record) {
+	if rec.Flags&flow.FlagHasIP == 0 {
+		r.noAddress++
+		return
+	}
+	src, dst := rec.SrcAddr(), rec.DstAddr()
+	counted := false
+	if pi, ok := t.find(dst); ok {
+		counted = true
+		hg := &t.hostgroups[t.prefixes[pi].hostgroup]
+		if hg.ignore != nil && hg.ignore.Contains(src) {
+			r.ignored++
+		} else {
+			e.push(r, rec, tableKey{addr: rec.Dst, meta: uint8(In)}, pi)
+			if hg.hasTotal[In] {
+				e.push(r, rec, totalKey(pi, In), pi)
+			}
+		}
+	}
+	if pi, ok := t.find(src); ok {
+		counted = true
+		hg := &t.hostgroups[t.prefixes[pi].hostgroup]
+		if hg.ignore != nil && hg.ignore.Contains(dst) {
+			r.ignored++
+		} else {
+			e.push(r, rec, tableKey{addr: rec.Src, meta: uint8(Out)}, pi)
+			if hg.hasTotal[Out] {
+				e.push(r, rec, totalKey(pi, Out), pi)
+			}
+		}
+	}
+	if !counted {
+		r.unprotected++
+	}
+}
+
+func totalKey(prefix uint32, d Direction) tableKey {
+	var k tableKey
+	k.addr[0], k.addr[1], k.addr[2], k.addr[3] = byte(prefix>>24), byte(prefix>>16), byte(prefix>>8), byte(prefix)
+	k.meta = uint8(d) | kindTotal
+	return k
+}
+
+func (e *Engine) push(r *router, rec *flow.Record, k tableKey, prefix uint32) {
+	si := int(hashKey(&k)>>40) % len(e.shards)
+	sb := r.subs[si]
+	if sb == nil {
+		sb = e.subs.Get().(*subBatch)
+		sb.n = 0
+		r.subs[si] = sb
+	}
+	it := &sb.items[sb.n]
+	it.rec, it.key, it.prefix = *rec, k, prefix
+	sb.n++
+	if sb.n == subBatchSize {
+		e.send(r, si, sb)
+		r.subs[si] = nil
+	}
+}
+
+// send hands a sub-batch to its shard; a full queue drops it, counted: the
+// shard never blocks ingest and back-pressure is never silent.
+func (e *Engine) send(r *router, si int, sb *subBatch) {
+	if e.sync {
+		e.shards[si].process(sb)
+		e.subs.Put(sb)
+		return
+	}
+	select {
+	case e.shards[si].in <- sb:
+	default:
+		r.dropped += uint64(sb.n)
+		e.subs.Put(sb)
+	}
+}
+
+// process adds a sub-batch to the shard's windows.
+func (s *shard) process(sb *subBatch) {
+	for i := range sb.n {
+		it := &sb.items[i]
+		s.addItem(it)
+	}
+	s.stats.records += uint64(sb.n)
+	s.flushOutbox()
+	s.publish()
+}
+
+// addItem counts one record, sampling-corrected, in its window. A record
+// covering a long flow (NetFlow/IPFIX active-timeout export) is spread over
+// its lifetime, anchored at its arrival, instead of landing in one second.
+func (s *shard) addItem(it *item) {
+	r := &it.rec
+	rate := uint64(r.SamplingRate)
+	if rate == 0 {
+		rate = 1
+	}
+	pkts, bytes := r.Packets*rate, r.Bytes*rate
+	var flows uint64
+	if r.Format != flow.FormatSFlow5 {
+		flows = rate // a flow record stands for rate flows (see docs)
+	}
+	sec := r.Received / int64(time.Second)
+	if sec > s.now {
+		s.now = sec
+	}
+	ei := s.lookup(&it.key, it.prefix)
+	cls := classes(r)
+	span := int64(1)
+	if r.End > r.Start && r.Start > 0 {
+		span = (r.End-r.Start)/int64(time.Second) + 1
+	}
+	if span <= 1 {
+		s.add(ei, sec, pkts, bytes, flows, cls)
+	} else {
+		// Equal shares per second; the seconds before the window would
+		// expire at once, so only the last `window` seconds are added.
+		n := min(span, s.window)
+		sp, sb, sf := pkts/uint64(span), bytes/uint64(span), flows/uint64(span)
+		for t := sec - n + 1; t < sec; t++ {
+			s.add(ei, t, sp, sb, sf, cls)
+		}
+		// The last second takes its share plus the rounding remainder.
+		s.add(ei, sec, pkts-sp*uint64(span-1), bytes-sb*uint64(span-1), flows-sf*uint64(span-1), cls)
+	}
+	e := &s.entries[ei]
+	if e.hot >= 0 {
+		s.keepSample(e, r)
+	}
+	s.check(ei, sec)
+}
+
+// Tick advances time in a synchronous engine: attack ends and updates are
+// decided, idle windows evicted.
+func (e *Engine) Tick(now time.Time) {
+	sec := now.Unix()
+	for _, s := range e.shards {
+		s.tick(sec)
+		s.publish()
+	}
+}
+
+// Run starts the shard goroutines and blocks until ctx ends.
+func (e *Engine) Run(ctx context.Context) error {
+	if e.sync {
+		return errors.New("engine: Run called on a synchronous engine")
+	}
+	var wg sync.WaitGroup
+	for _, s := range e.shards {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.run(ctx)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+// tickEvery is how often a live shard checks attacks for their end.
+const tickEvery = 250 * time.Millisecond
+
+func (s *shard) run(ctx context.Context) {
+	t := time.NewTicker(tickEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case sb := <-s.in:
+			s.process(sb)
+			s.e.subs.Put(sb)
+		case <-t.C:
+			s.tick(s.e.now().Unix())
+			s.publish()
+		}
+	}
+}
+
+// emit queues a candidate. Starts, cooling and ends are never dropped;
+// updates of an attack are coalesced, the latest wins.
+func (s *shard) emit(c Candidate) {
+	if s.e.sync {
+		s.e.pending = append(s.e.pending, c)
+		return
+	}
+	if c.Kind == AttackUpdated {
+		for i := range s.outbox {
+			if s.outbox[i].ID == c.ID && s.outbox[i].Kind == AttackUpdated {
+				s.outbox[i] = c
+				s.e.m.coalesced.Inc()
+				return
+			}
+		}
+	}
+	s.outbox = append(s.outbox, c)
+}
+
+// flushOutbox sends queued candidates without blocking.
+func (s *shard) flushOutbox() {
+	sent := 0
+	for _, c := range s.outbox {
+		select {
+		case s.e.out <- c:
+			sent++
+			continue
+		default:
+		}
+		break
+	}
+	if sent > 0 {
+		n := copy(s.outbox, s.outbox[sent:])
+		clear(s.outbox[n:])
+		s.outbox = s.outbox[:n]
+	}
+}
+
+// WindowRates returns the current window rates of an address (a synchronous
+// engine only: live shards are owned by their goroutines).
+func (e *Engine) WindowRates(a netip.Addr, d Direction) (Rates, bool) {
+	if !e.sync {
+		return Rates{}, false
+	}
+	k := tableKey{addr: a.As16(), meta: uint8(d)}
+	s := e.shards[int(hashKey(&k)>>40)%len(e.shards)]
+	h := hashKey(&k)
+	for i := h & s.ix.mask; ; i = (i + 1) & s.ix.mask {
+		slot := s.ix.slots[i]
+		if slot == 0 {
+			return Rates{}, false
+		}
+		if s.entries[slot-1].key == k {
+			s.advance(slot-1, s.now)
+			sums := s.windowSums(&s.entries[slot-1])
+			var r Rates
+			for m := range NumMetrics {
+				r[m] = sums[m] / uint64(s.window)
+			}
+			return r, true
+		}
+	}
+}

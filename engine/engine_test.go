@@ -1,0 +1,461 @@
+package engine
+
+import (
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/kapkan-io/kapkan/flow"
+)
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// rec builds one flow record received at t0+sec.
+func rec(src, dst string, proto, tcpFlags uint8, pkts, bytes uint64, rate uint32, sec float64) flow.Record {
+	r := flow.Record{
+		Received:     t0.Add(time.Duration(sec * float64(time.Second))).UnixNano(),
+		Src:          netip.MustParseAddr(src).As16(),
+		Dst:          netip.MustParseAddr(dst).As16(),
+		Packets:      pkts,
+		Bytes:        bytes,
+		SamplingRate: rate,
+		Proto:        proto,
+		TCPFlags:     tcpFlags,
+		Flags:        flow.FlagHasIP,
+		Format:       flow.FormatSFlow5,
+	}
+	if netip.MustParseAddr(dst).Is6() {
+		r.Flags |= flow.FlagIPv6
+	}
+	return r
+}
+
+// feeder drives a synchronous engine: it batches records and ticks once per
+// second of data time, collecting candidates.
+type feeder struct {
+	t      *testing.T
+	e      *Engine
+	b      *flow.Batch
+	sec    int64
+	events []Candidate
+}
+
+func newFeeder(t *testing.T, cfg Config) *feeder {
+	t.Helper()
+	e, err := NewSync(cfg, Deps{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &feeder{t: t, e: e, sec: t0.Unix()}
+}
+
+func (f *feeder) add(r flow.Record) {
+	if s := r.Received / int64(time.Second); s > f.sec {
+		f.flush()
+		for f.sec < s {
+			f.sec++
+			f.e.Tick(time.Unix(f.sec, 0))
+		}
+		f.events = append(f.events, f.e.Drain()...)
+	}
+	if f.b == nil {
+		f.b = flow.DefaultPool.Get()
+	}
+	if f.b.Add(&r) {
+		f.flush()
+	}
+}
+
+func (f *feeder) flush() {
+	if f.b != nil && f.b.N > 0 {
+		f.e.Consume(f.b)
+		f.b = nil
+	}
+	f.events = append(f.events, f.e.Drain()...)
+}
+
+// idle advances data time by n seconds without traffic.
+func (f *feeder) idle(n int) {
+	f.flush()
+	for range n {
+		f.sec++
+		f.e.Tick(time.Unix(f.sec, 0))
+	}
+	f.events = append(f.events, f.e.Drain()...)
+}
+
+func (f *feeder) kinds() (started, ended int) {
+	for _, c := range f.events {
+		switch c.Kind {
+		case AttackStarted:
+			started++
+		case AttackEnded:
+			ended++
+		}
+	}
+	return
+}
+
+func hostgroup(in, out Thresholds, prefixes ...string) Hostgroup {
+	hg := Hostgroup{Name: "customers", Incoming: in, Outgoing: out}
+	for _, p := range prefixes {
+		hg.Prefixes = append(hg.Prefixes, netip.MustParsePrefix(p))
+	}
+	return hg
+}
+
+func cfgWith(hgs ...Hostgroup) Config {
+	c := DefaultConfig()
+	c.Shards = 2
+	c.Cooldown = 10 * time.Second
+	c.Hostgroups = hgs
+	return c
+}
+
+// flood sends pps packets per second (true rate) from src to dst for secs
+// seconds, sampled 1 in rate with a seeded generator.
+func flood(f *feeder, rng *rand.Rand, src, dst string, proto, flags uint8, pps int, rate uint32, start, secs float64) {
+	total := int(float64(pps) * secs)
+	for i := range total {
+		if rate > 1 && rng.IntN(int(rate)) != 0 {
+			continue
+		}
+		f.add(rec(src, dst, proto, flags, 1, 100, rate, start+float64(i)/float64(pps)))
+	}
+}
+
+func TestSamplingCorrection(t *testing.T) {
+	const pps = 200_000
+	for _, rate := range []uint32{1, 512, 10000} {
+		t.Run(itoa(rate), func(t *testing.T) {
+			f := newFeeder(t, cfgWith(hostgroup(Thresholds{}, Thresholds{}, "203.0.113.0/24")))
+			flood(f, rand.New(rand.NewPCG(1, uint64(rate))), "198.51.100.1", "203.0.113.10", 17, 0, pps, rate, 0, 6)
+			f.flush()
+			r, ok := f.e.WindowRates(netip.MustParseAddr("203.0.113.10"), In)
+			if !ok {
+				t.Fatal("no window for the victim")
+			}
+			// Sampling 1 in N over a 5 s window of 1 M packets: the relative
+			// standard error is about sqrt(N / 1e6); allow 4 of them, and 1 %.
+			tol := 0.01 + 4*sqrtF(float64(rate)/float64(pps*5))
+			if got := float64(r[MetricPPS]); got < pps*(1-tol) || got > pps*(1+tol) {
+				t.Errorf("pps %.0f, want %d ± %.1f%%", got, pps, tol*100)
+			}
+			if got := float64(r[MetricBPS]); got < pps*100*(1-tol) || got > pps*100*(1+tol) {
+				t.Errorf("bytes/s %.0f, want %d ± %.1f%%", got, pps*100, tol*100)
+			}
+		})
+	}
+}
+
+func sqrtF(x float64) float64 {
+	z := x
+	for range 30 {
+		if z == 0 {
+			return 0
+		}
+		z -= (z*z - x) / (2 * z)
+	}
+	return z
+}
+
+func itoa(v uint32) string {
+	s := ""
+	for {
+		s = string(rune('0'+v%10)) + s
+		v /= 10
+		if v == 0 {
+			return s
+		}
+	}
+}
+
+func TestWindowBoundary(t *testing.T) {
+	// Threshold 1000 pps over 5 s: a window sum of 5000 packets trips.
+	f := newFeeder(t, cfgWith(hostgroup(Thresholds{PPS: 1000}, Thresholds{}, "203.0.113.0/24")))
+	f.add(rec("198.51.100.1", "203.0.113.10", 17, 0, 4999, 100, 1, 0.5))
+	f.flush()
+	if s, _ := f.kinds(); s != 0 {
+		t.Fatal("4999 packets in a 5 s window tripped a 1000 pps threshold")
+	}
+	f.add(rec("198.51.100.1", "203.0.113.10", 17, 0, 1, 100, 1, 0.6))
+	f.flush()
+	if s, _ := f.kinds(); s != 1 {
+		t.Fatalf("5000 packets in the window did not trip (events %v)", f.events)
+	}
+	c := f.events[0]
+	if c.Trigger != MetricPPS || c.Rate != 1000 || c.Threshold != 1000 || c.Target != netip.MustParsePrefix("203.0.113.10/32") {
+		t.Errorf("candidate %+v", c)
+	}
+
+	// Packets 5 s apart never share a window.
+	f2 := newFeeder(t, cfgWith(hostgroup(Thresholds{PPS: 1000}, Thresholds{}, "203.0.113.0/24")))
+	f2.add(rec("198.51.100.1", "203.0.113.10", 17, 0, 2500, 100, 1, 0.1))
+	f2.add(rec("198.51.100.1", "203.0.113.10", 17, 0, 2499, 100, 1, 4.9))
+	f2.add(rec("198.51.100.1", "203.0.113.10", 17, 0, 2600, 100, 1, 5.1)) // the first second left the window
+	f2.flush()
+	if s, _ := f2.kinds(); s != 1 {
+		t.Fatalf("want one attack once 2499+2600 are in the window, got %d", s)
+	}
+	f3 := newFeeder(t, cfgWith(hostgroup(Thresholds{PPS: 1000}, Thresholds{}, "203.0.113.0/24")))
+	f3.add(rec("198.51.100.1", "203.0.113.10", 17, 0, 2500, 100, 1, 0.1))
+	f3.add(rec("198.51.100.1", "203.0.113.10", 17, 0, 2500, 100, 1, 5.1)) // 0.1 has left: only 2500 in window
+	f3.flush()
+	if s, _ := f3.kinds(); s != 0 {
+		t.Fatal("traffic from a second that left the window still counted")
+	}
+}
+
+func TestPerProtocolThresholds(t *testing.T) {
+	th := Thresholds{PPS: 1_000_000, SYNPPS: 10_000, UDPMbps: 100}
+	rng := rand.New(rand.NewPCG(2, 2))
+	t.Run("syn flood trips syn_pps only", func(t *testing.T) {
+		f := newFeeder(t, cfgWith(hostgroup(th, Thresholds{}, "203.0.113.0/24")))
+		flood(f, rng, "198.51.100.1", "203.0.113.10", 6, 0x02, 50_000, 100, 0, 3)
+		f.flush()
+		if len(f.events) == 0 || f.events[0].Trigger != MetricSYNPPS {
+			t.Fatalf("events %+v", f.events)
+		}
+	})
+	t.Run("tcp ack flood of the same rate is not a syn flood", func(t *testing.T) {
+		f := newFeeder(t, cfgWith(hostgroup(th, Thresholds{}, "203.0.113.0/24")))
+		flood(f, rng, "198.51.100.1", "203.0.113.10", 6, 0x12, 50_000, 100, 0, 3)
+		f.flush()
+		if len(f.events) != 0 {
+			t.Fatalf("events %+v", f.events)
+		}
+	})
+	t.Run("udp mbps", func(t *testing.T) {
+		f := newFeeder(t, cfgWith(hostgroup(th, Thresholds{}, "203.0.113.0/24")))
+		// 200k pps × 100 B = 160 Mbps of UDP.
+		flood(f, rng, "198.51.100.1", "203.0.113.10", 17, 0, 200_000, 1000, 0, 6)
+		f.flush()
+		if len(f.events) == 0 || f.events[0].Trigger != MetricUDPBPS {
+			t.Fatalf("events %+v", f.events)
+		}
+	})
+	t.Run("fragments", func(t *testing.T) {
+		f := newFeeder(t, cfgWith(hostgroup(Thresholds{FragPPS: 1000}, Thresholds{}, "203.0.113.0/24")))
+		for i := range 100 {
+			r := rec("198.51.100.1", "203.0.113.10", 17, 0, 100, 150000, 1, float64(i)*0.04)
+			r.Flags |= flow.FlagFragment
+			f.add(r)
+		}
+		f.flush()
+		if len(f.events) == 0 || f.events[0].Trigger != MetricFragPPS {
+			t.Fatalf("events %+v", f.events)
+		}
+	})
+}
+
+func TestCarpetBombing(t *testing.T) {
+	hg := hostgroup(Thresholds{PPS: 10_000}, Thresholds{}, "203.0.113.0/24")
+	hg.IncomingTotal = Thresholds{PPS: 100_000}
+	f := newFeeder(t, cfgWith(hg))
+	// 254 addresses × 1000 pps: each far below 10k, together 254k pps.
+	for s := range 6 {
+		for host := 1; host < 255; host++ {
+			dst := netip.AddrFrom4([4]byte{203, 0, 113, byte(host)}).String()
+			f.add(rec("198.51.100.1", dst, 17, 0, 1000, 64000, 1, float64(s)+float64(host)/300))
+		}
+	}
+	f.flush()
+	started, _ := f.kinds()
+	if started != 1 {
+		t.Fatalf("want exactly one attack (the prefix), got %d: %+v", started, f.events)
+	}
+	c := f.events[0]
+	if c.Scope != ScopePrefix || c.Target != netip.MustParsePrefix("203.0.113.0/24") || c.Direction != In {
+		t.Errorf("candidate %+v", c)
+	}
+}
+
+func TestOutgoingAndIPv6(t *testing.T) {
+	th := Thresholds{PPS: 1000}
+	f := newFeeder(t, cfgWith(hostgroup(Thresholds{}, th, "203.0.113.0/24", "2001:db8:1::/48")))
+	for i := range 10 {
+		f.add(rec("2001:db8:1::5", "2001:db8:ffff::1", 17, 0, 2000, 100000, 1, float64(i)*0.5))
+	}
+	f.flush()
+	if s, _ := f.kinds(); s != 1 || f.events[0].Direction != Out || f.events[0].Target != netip.MustParsePrefix("2001:db8:1::5/128") {
+		t.Fatalf("events %+v", f.events)
+	}
+	// The same traffic incoming trips nothing: only outgoing thresholds are set.
+	f2 := newFeeder(t, cfgWith(hostgroup(Thresholds{}, th, "203.0.113.0/24", "2001:db8:1::/48")))
+	for i := range 10 {
+		f2.add(rec("2001:db8:ffff::1", "2001:db8:1::5", 17, 0, 2000, 100000, 1, float64(i)*0.5))
+	}
+	f2.flush()
+	if len(f2.events) != 0 {
+		t.Fatalf("incoming traffic tripped an outgoing threshold: %+v", f2.events)
+	}
+}
+
+func TestUnprotectedNeverATarget(t *testing.T) {
+	f := newFeeder(t, cfgWith(hostgroup(Thresholds{PPS: 10}, Thresholds{PPS: 10}, "203.0.113.0/24")))
+	for i := range 50 {
+		f.add(rec("198.51.100.1", "192.0.2.77", 17, 0, 1_000_000, 1e8, 1000, float64(i)*0.1))
+		f.add(rec("203.0.114.1", "203.0.112.255", 17, 0, 1_000_000, 1e8, 1000, float64(i)*0.1))
+	}
+	f.flush()
+	if len(f.events) != 0 {
+		t.Fatalf("an address outside the protected prefixes became a target: %+v", f.events)
+	}
+	if st := f.e.Stats(); st.Tracked != 0 {
+		t.Fatalf("%d windows kept for unprotected traffic", st.Tracked)
+	}
+}
+
+func TestIgnoreSources(t *testing.T) {
+	hg := hostgroup(Thresholds{PPS: 1000}, Thresholds{}, "203.0.113.0/24")
+	hg.IgnoreSources = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
+	f := newFeeder(t, cfgWith(hg))
+	for i := range 20 {
+		f.add(rec("198.51.100.9", "203.0.113.10", 6, 0x10, 10_000, 1e7, 1, float64(i)*0.25)) // speed test: ignored
+	}
+	f.flush()
+	if len(f.events) != 0 {
+		t.Fatalf("ignored source tripped: %+v", f.events)
+	}
+	for i := range 20 {
+		f.add(rec("192.0.2.9", "203.0.113.10", 17, 0, 10_000, 1e7, 1, 5+float64(i)*0.25))
+	}
+	f.flush()
+	if s, _ := f.kinds(); s != 1 {
+		t.Fatalf("traffic from a source not ignored must trip: %+v", f.events)
+	}
+}
+
+func TestLongFlowIsSpread(t *testing.T) {
+	// One NetFlow record for a 100 s flow of 100,000 packets (1000 pps):
+	// below a 2000 pps threshold once spread, far above if it landed in one
+	// second.
+	f := newFeeder(t, cfgWith(hostgroup(Thresholds{PPS: 2000}, Thresholds{}, "203.0.113.0/24")))
+	r := rec("198.51.100.1", "203.0.113.10", 6, 0x10, 100_000, 1e8, 1, 100)
+	r.Format = flow.FormatNetFlow9
+	r.Start = t0.UnixNano()
+	r.End = t0.Add(99 * time.Second).UnixNano()
+	f.add(r)
+	f.flush()
+	if len(f.events) != 0 {
+		t.Fatalf("an active-timeout export tripped as a burst: %+v", f.events)
+	}
+	rates, _ := f.e.WindowRates(netip.MustParseAddr("203.0.113.10"), In)
+	if rates[MetricPPS] != 1000 {
+		t.Errorf("spread rate %d pps, want 1000", rates[MetricPPS])
+	}
+	// The same record without times lands in one second and trips.
+	f2 := newFeeder(t, cfgWith(hostgroup(Thresholds{PPS: 2000}, Thresholds{}, "203.0.113.0/24")))
+	r.Start, r.End = 0, 0
+	f2.add(r)
+	f2.flush()
+	if s, _ := f2.kinds(); s != 1 {
+		t.Fatal("control: an unspread burst did not trip")
+	}
+}
+
+func TestAttackLifecycle(t *testing.T) {
+	f := newFeeder(t, cfgWith(hostgroup(Thresholds{PPS: 1000}, Thresholds{}, "203.0.113.0/24")))
+	send := func(from, to float64, pps uint64) {
+		for s := from; s < to; s += 0.5 {
+			f.add(rec("198.51.100.1", "203.0.113.10", 17, 0, pps/2, pps*50, 1, s))
+		}
+	}
+	send(0, 10, 5000)
+	f.flush()
+	if s, e := f.kinds(); s != 1 || e != 0 {
+		t.Fatalf("started %d ended %d", s, e)
+	}
+	id := f.events[0].ID
+	// Quiet for 8 s (< 10 s cool-down), then back: the same attack.
+	f.idle(8)
+	send(18, 22, 5000)
+	f.flush()
+	if s, _ := f.kinds(); s != 1 {
+		t.Fatalf("traffic back within the cool-down started a new attack: %+v", f.events)
+	}
+	var cooling bool
+	for _, c := range f.events {
+		if c.Kind == AttackCooling {
+			cooling = true
+		}
+		if c.ID != id {
+			t.Fatalf("candidate for another attack id %d (want %d)", c.ID, id)
+		}
+	}
+	if !cooling {
+		t.Error("no cooling candidate while traffic stopped")
+	}
+	// Quiet for longer than window + cool-down: ended, with peak rates.
+	f.idle(20)
+	s, e := f.kinds()
+	if s != 1 || e != 1 {
+		t.Fatalf("started %d ended %d", s, e)
+	}
+	last := f.events[len(f.events)-1]
+	if last.Kind != AttackEnded || last.ID != id || last.Peak[MetricPPS] < 4000 {
+		t.Fatalf("last candidate %+v", last)
+	}
+	if len(last.Sample) == 0 {
+		t.Error("ended attack carries no flow sample")
+	}
+	// Windows of idle addresses are evicted.
+	if st := f.e.Stats(); st.Tracked != 0 || st.Attacks != 0 {
+		t.Fatalf("after the attack: %+v", st)
+	}
+	// Later traffic is a new attack.
+	send(float64(f.sec-t0.Unix())+1, float64(f.sec-t0.Unix())+8, 5000)
+	f.flush()
+	if s, _ := f.kinds(); s != 2 {
+		t.Fatalf("new attack after the end not detected: %d", s)
+	}
+}
+
+func TestSampleBounded(t *testing.T) {
+	cfg := cfgWith(hostgroup(Thresholds{PPS: 1000}, Thresholds{}, "203.0.113.0/24"))
+	cfg.SampleSize = 50
+	f := newFeeder(t, cfg)
+	for i := range 1000 {
+		f.add(rec("198.51.100.1", "203.0.113.10", 17, 0, 100, 10000, 1, float64(i)*0.005))
+	}
+	f.flush()
+	if len(f.events) == 0 {
+		t.Fatal("no attack")
+	}
+	if n := len(f.events[0].Sample); n == 0 || n > 50 {
+		t.Fatalf("sample of %d records, want 1..50", n)
+	}
+}
+
+func TestConsumeAllocatesNothing(t *testing.T) {
+	f := newFeeder(t, cfgWith(hostgroup(Thresholds{PPS: 1 << 40}, Thresholds{}, "203.0.113.0/16", "2001:db8::/32")))
+	b := flow.DefaultPool.Get()
+	for i := range flow.BatchSize {
+		r := rec("198.51.100.1", netip.AddrFrom4([4]byte{203, 0, byte(i % 8), byte(i)}).String(), 17, 0, 1, 100, 512, 0.5)
+		b.Add(&r)
+	}
+	template := *b
+	f.e.Consume(b) // warm up: windows created
+	allocs := testing.AllocsPerRun(100, func() {
+		nb := flow.DefaultPool.Get()
+		*nb = template
+		f.e.Consume(nb)
+	})
+	if allocs != 0 {
+		t.Fatalf("Consume allocates %.1f times per batch of %d records", allocs, flow.BatchSize)
+	}
+}
+
+func TestDuplicatePrefixRejected(t *testing.T) {
+	a := hostgroup(Thresholds{}, Thresholds{}, "203.0.113.0/24")
+	b := hostgroup(Thresholds{}, Thresholds{}, "203.0.113.0/24")
+	b.Name = "other"
+	if _, err := New(cfgWith(a, b), Deps{Logger: quiet()}); err == nil {
+		t.Fatal("the same prefix in two hostgroups must be rejected")
+	}
+}

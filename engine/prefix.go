@@ -1,0 +1,112 @@
+package engine
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/gaissmai/bart"
+)
+
+// protected is one protected prefix.
+type protected struct {
+	prefix    netip.Prefix
+	hostgroup int
+}
+
+// hostgroupRuntime is a hostgroup compiled for the hot path.
+type hostgroupRuntime struct {
+	name   string
+	ignore *bart.Lite // nil when the hostgroup ignores no source
+	// limits per direction, per address and per prefix total
+	limits      [2][NumMetrics]uint64
+	totalLimits [2][NumMetrics]uint64
+	hasTotal    [2]bool
+	hasProto    [2]bool
+	// hotAt is the window sum (packets, bytes, flows) from which an address
+	// keeps per-protocol detail and a flow sample: half the smallest
+	// threshold that could trip.
+	hotAt [2][numTotals]uint64
+}
+
+// prefixTable maps addresses to their most specific protected prefix. It is
+// immutable once built and shared by every goroutine.
+type prefixTable struct {
+	lookup     bart.Table[uint32]
+	prefixes   []protected
+	hostgroups []hostgroupRuntime
+}
+
+// buildPrefixTable compiles hostgroups. window is in seconds.
+func buildPrefixTable(hgs []Hostgroup, window uint64) (*prefixTable, error) {
+	t := &prefixTable{}
+	seen := map[netip.Prefix]string{}
+	for hi, hg := range hgs {
+		rt := hostgroupRuntime{name: hg.Name}
+		rt.limits[In], rt.limits[Out] = hg.Incoming.limits(), hg.Outgoing.limits()
+		rt.totalLimits[In], rt.totalLimits[Out] = hg.IncomingTotal.limits(), hg.OutgoingTotal.limits()
+		for d := range 2 {
+			for m := range NumMetrics {
+				if rt.totalLimits[d][m] > 0 {
+					rt.hasTotal[d] = true
+				}
+				if m >= numTotals && rt.limits[d][m] > 0 {
+					rt.hasProto[d] = true
+				}
+			}
+			rt.hotAt[d] = hotThresholds(&rt.limits[d], window)
+		}
+		if len(hg.IgnoreSources) > 0 {
+			rt.ignore = new(bart.Lite)
+			for _, p := range hg.IgnoreSources {
+				rt.ignore.Insert(p.Masked())
+			}
+		}
+		t.hostgroups = append(t.hostgroups, rt)
+		for _, p := range hg.Prefixes {
+			p = p.Masked()
+			if other, dup := seen[p]; dup {
+				return nil, fmt.Errorf("prefix %s is in hostgroups %q and %q", p, other, hg.Name)
+			}
+			seen[p] = hg.Name
+			t.lookup.Insert(p, uint32(len(t.prefixes)))
+			t.prefixes = append(t.prefixes, protected{prefix: p, hostgroup: hi})
+		}
+	}
+	return t, nil
+}
+
+// hotThresholds returns, per total (packets, bytes, flows), half the
+// smallest window sum at which any threshold could trip: a per-protocol rate
+// never exceeds its address's total, so below that no per-protocol detail
+// is needed.
+func hotThresholds(l *[NumMetrics]uint64, window uint64) (hot [numTotals]uint64) {
+	min := func(cur, v uint64) uint64 {
+		if v > 0 && (cur == 0 || v < cur) {
+			return v
+		}
+		return cur
+	}
+	var m [numTotals]uint64
+	for i := range NumMetrics {
+		switch {
+		case i == MetricPPS || (i >= MetricTCPPPS && i <= MetricFragPPS):
+			m[0] = min(m[0], l[i])
+		case Metric(i).IsBytes():
+			m[1] = min(m[1], l[i])
+		case i == MetricFPS:
+			m[2] = min(m[2], l[i])
+		}
+	}
+	for i := range m {
+		hot[i] = m[i] * window / 2
+		if m[i] > 0 && hot[i] == 0 {
+			hot[i] = 1
+		}
+	}
+	return hot
+}
+
+// find returns the index of the most specific protected prefix holding a.
+func (t *prefixTable) find(a netip.Addr) (uint32, bool) {
+	return t.lookup.Lookup(a)
+}
