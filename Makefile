@@ -18,7 +18,7 @@ log = @printf '\033[1m▶ %s\033[0m\n' "$(1)"
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all build run test deps test-unit test-race test-integration lint fmt bench fuzz clean
+.PHONY: all build run test test-allocs deps test-unit test-race test-integration lint fmt bench fuzz clean
 
 all: build
 
@@ -34,7 +34,11 @@ deps: ## install what the tests need (Debian packages; nothing yet beyond Go)
 	$(call log,deps)
 	$Q ./.ci/deps.sh
 
-test: deps lint test-race ## every test: lint, unit and integration, under the race detector
+test: deps lint test-race test-allocs ## every test: lint, unit and integration, under the race detector
+
+test-allocs: ## allocation budgets, which the race detector would blur
+	$(call log,test allocation budgets)
+	$Q $(GO) test -count=1 -run 'Alloc' $(PKGS)
 
 test-unit: ## unit tests without the race detector (fast)
 	$(call log,test-unit)

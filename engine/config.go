@@ -47,8 +47,8 @@ type Hostgroup struct {
 
 // Thresholds are per-second limits; 0 turns a check off.
 type Thresholds struct {
-	PPS, Mbps, FPS                               uint64
-	TCPPPS, UDPPPS, ICMPPPS, SYNPPS, FragPPS     uint64
+	PPS, Mbps, FPS                                uint64
+	TCPPPS, UDPPPS, ICMPPPS, SYNPPS, FragPPS      uint64
 	TCPMbps, UDPMbps, ICMPMbps, SYNMbps, FragMbps uint64
 }
 

@@ -162,10 +162,10 @@ func (e *Engine) Drain() []Candidate {
 // router splits a batch into per-shard sub-batches. One is used per Consume
 // call, so concurrent callers never share one.
 type router struct {
-	subs                  []*subBatch
-	unprotected, ignored  uint64
-	dropped, routed       uint64
-	noAddress             uint64
+	subs                 []*subBatch
+	unprotected, ignored uint64
+	dropped, routed      uint64
+	noAddress            uint64
 }
 
 // Consume takes a batch from ingest: every record is looked up in the

@@ -446,7 +446,11 @@ func TestConsumeAllocatesNothing(t *testing.T) {
 		*nb = template
 		f.e.Consume(nb)
 	})
-	if allocs != 0 {
+	limit := 0.0
+	if raceEnabled {
+		limit = 2 // sync.Pool drops on purpose under -race; `make test` also runs this test without it
+	}
+	if allocs > limit {
 		t.Fatalf("Consume allocates %.1f times per batch of %d records", allocs, flow.BatchSize)
 	}
 }

@@ -10,7 +10,7 @@ import (
 // shardGauges are published by each shard (its own goroutine writes them)
 // and read at scrape time.
 type shardGauges struct {
-	tracked, hot, attacks atomic.Int64
+	tracked, hot, attacks  atomic.Int64
 	records, late, refused atomic.Uint64
 }
 

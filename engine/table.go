@@ -56,4 +56,3 @@ func (ix *index) insert(h uint64, e uint32) {
 
 // needsGrow reports whether one more insert would pass 3/4 load.
 func (ix *index) needsGrow() bool { return (ix.count+1)*4 > len(ix.slots)*3 }
-
