@@ -2,11 +2,178 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kapkan-io/kapkan/config"
+	"github.com/kapkan-io/kapkan/flow"
+	"github.com/kapkan-io/kapkan/ingest"
 )
 
-func cmdRun(_ context.Context, _ []string, _, stderr io.Writer) int {
-	fmt.Fprintln(stderr, "kapkan run: not implemented yet")
-	return 1
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "", "configuration file (embedded defaults when omitted)")
+	logFormat := fs.String("log-format", "", "log format: text or json (overrides log.format)")
+	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error (overrides log.level)")
+	if _, err := parseArgs(fs, args); err != nil {
+		return 2
+	}
+	cfg, err := loadConfig(*configPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "kapkan run: %v\n", err)
+		return 1
+	}
+	if *logFormat != "" {
+		cfg.Log.Format = *logFormat
+	}
+	if *logLevel != "" {
+		cfg.Log.Level = *logLevel
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "kapkan run: %v\n", err)
+		return 2
+	}
+	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	slog.SetDefault(log)
+	d, err := newDaemon(cfg, log)
+	if err != nil {
+		log.Error("start failed", "err", err)
+		return 1
+	}
+	if err := d.run(ctx); err != nil {
+		log.Error("stopped with an error", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// loadConfig loads path, or the embedded defaults when path is empty.
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return config.Default(), nil
+	}
+	return config.Load(path)
+}
+
+// daemon is the running process: every component, built from one config.
+type daemon struct {
+	cfg       *config.Config
+	log       *slog.Logger
+	registry  *prometheus.Registry
+	decoder   *ingest.Decoder
+	listeners []*ingest.Listener
+	http      *http.Server
+	httpLn    net.Listener
+	records   atomic.Uint64
+}
+
+// newDaemon builds every component and opens every socket, so that a port
+// in use fails the start, but runs nothing yet.
+func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
+	d := &daemon{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+	d.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	deps := ingest.Deps{Registry: d.registry, Logger: log}
+	d.decoder = ingest.New(ingestOptionsFrom(cfg), deps)
+
+	// Until the engine exists, records are counted and their batches recycled.
+	sink := flow.SinkFunc(func(b *flow.Batch) {
+		d.records.Add(uint64(b.N))
+		flow.DefaultPool.Put(b)
+	})
+	for _, lc := range []ingest.ListenerConfig{
+		{Name: "sflow", Listen: cfg.Ingest.SFlow.Listen, Workers: cfg.Ingest.SFlow.Workers, ReadBuffer: cfg.Ingest.SFlow.ReadBuffer},
+		{Name: "netflow", Listen: cfg.Ingest.NetFlow.Listen, Workers: cfg.Ingest.NetFlow.Workers, ReadBuffer: cfg.Ingest.NetFlow.ReadBuffer},
+	} {
+		if lc.Listen == "" {
+			continue
+		}
+		l, err := ingest.NewListener(lc, d.decoder, sink, flow.DefaultPool, deps)
+		if err != nil {
+			d.close()
+			return nil, err
+		}
+		d.listeners = append(d.listeners, l)
+	}
+
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	r.Use(gin.Recovery())
+	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(d.registry, promhttp.HandlerOpts{Registry: d.registry})))
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	ln, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		d.close()
+		return nil, fmt.Errorf("api listen on %s: %w", cfg.API.Listen, err)
+	}
+	d.httpLn = ln
+	d.http = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	return d, nil
+}
+
+func (d *daemon) close() {
+	for _, l := range d.listeners {
+		l.Close()
+	}
+	if d.httpLn != nil {
+		d.httpLn.Close()
+	}
+}
+
+// run runs every component until ctx ends (SIGINT/SIGTERM) or one fails.
+func (d *daemon) run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	for _, l := range d.listeners {
+		g.Go(func() error { return l.Run(ctx) })
+	}
+	g.Go(func() error {
+		err := d.http.Serve(d.httpLn)
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("api: %w", err)
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return d.http.Shutdown(sctx)
+	})
+	g.Go(func() error { return d.handleSignals(ctx) })
+	d.log.Info("kapkan started", "version", version, "dry_run", d.cfg.DryRun, "api", d.httpLn.Addr().String())
+	err := g.Wait()
+	d.log.Info("kapkan stopped", "records", d.records.Load())
+	return err
+}
+
+// handleSignals keeps SIGHUP from killing the process. Reload is not built
+// yet, so it is acknowledged in the log and nothing else.
+func (d *daemon) handleSignals(ctx context.Context) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-hup:
+			d.log.Warn("SIGHUP received: configuration reload is not supported yet, keeping the running configuration")
+		}
+	}
 }

@@ -1,0 +1,207 @@
+// Package config owns Kapkan's configuration file (kapkan.yaml): the YAML
+// schema as Go structs, the defaults, and the validation that reports every
+// problem at once with its file, line and column.
+//
+// Load and Parse apply Default, decode the file strictly (an unknown key is an
+// error, never ignored) and validate the result. Dump renders the effective
+// configuration back to YAML with every default filled in.
+package config
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	// DryRun keeps every mitigation in dry-run: attacks are detected,
+	// classified and reported, but nothing is announced over BGP. It is true
+	// unless the file says dry_run: false.
+	DryRun bool `yaml:"dry_run"`
+	// Log configures the daemon's log output.
+	Log Log `yaml:"log"`
+	// Ingest configures the flow telemetry listeners and sampling rates.
+	Ingest Ingest `yaml:"ingest"`
+	// Detection configures how traffic rates are measured.
+	Detection Detection `yaml:"detection"`
+	// Hostgroups are the protected prefixes, grouped by the thresholds that
+	// apply to them. Traffic outside every hostgroup is never counted.
+	Hostgroups []Hostgroup `yaml:"hostgroups"`
+	// API configures the REST API, the dashboard and /metrics.
+	API API `yaml:"api"`
+
+	// file is the name the configuration was parsed under, and pos the
+	// position of every node that was decoded, keyed by its path
+	// (hostgroups[0].prefixes[1]). Both are empty for a Config built in code.
+	file string
+	pos  map[string]position
+}
+
+// Log configures the daemon's log output.
+type Log struct {
+	// Level is the lowest level that is logged: debug, info, warn or error.
+	Level string `yaml:"level"`
+	// Format is text (logfmt-like key=value pairs) or json (one object per
+	// line).
+	Format string `yaml:"format"`
+}
+
+// Ingest configures the flow telemetry listeners and sampling rates.
+type Ingest struct {
+	// SFlow is the sFlow v5 listener.
+	SFlow Listener `yaml:"sflow"`
+	// NetFlow is the listener for NetFlow v5, NetFlow v9 and IPFIX, all on one
+	// port.
+	NetFlow Listener `yaml:"netflow"`
+	// DefaultSamplingRate is the sampling rate assumed where the telemetry
+	// carries none and no exporter override applies. 1 means unsampled.
+	DefaultSamplingRate uint32 `yaml:"default_sampling_rate"`
+	// Exporters are per-exporter overrides, matched on the source address of
+	// the exporter's datagrams.
+	Exporters []Exporter `yaml:"exporters"`
+}
+
+// Listener is one UDP flow listener.
+type Listener struct {
+	// Listen is the UDP address to listen on, as host:port; an empty host
+	// listens on every address. An empty string disables the listener.
+	Listen string `yaml:"listen"`
+	// Workers is the number of sockets (SO_REUSEPORT) and decoding goroutines;
+	// 0 means one per CPU.
+	Workers int `yaml:"workers"`
+	// ReadBuffer is the socket receive buffer (SO_RCVBUF) in bytes; 0 keeps the
+	// system default.
+	ReadBuffer int `yaml:"read_buffer"`
+}
+
+// Exporter overrides what the telemetry of one exporter says.
+type Exporter struct {
+	// Address is the exporter's address, the source of its datagrams.
+	Address netip.Addr `yaml:"address"`
+	// SamplingRate, when set, is used for every record of this exporter,
+	// whatever rate its telemetry announces. 0 or absent means no override.
+	SamplingRate uint32 `yaml:"sampling_rate,omitempty"`
+	// Name replaces the address in logs, metric labels and the API.
+	Name string `yaml:"name,omitempty"`
+}
+
+// Detection configures how traffic rates are measured.
+type Detection struct {
+	// Window is the period rates are averaged over, a whole number of seconds
+	// from 1s to 300s. Traffic is counted in one-second buckets.
+	Window Duration `yaml:"window"`
+}
+
+// Hostgroup is a named set of protected prefixes sharing one set of
+// thresholds. An address belongs to the hostgroup of its most specific
+// prefix.
+type Hostgroup struct {
+	// Name identifies the hostgroup in logs, metrics, rules and the API:
+	// lower-case letters, digits, "_" and "-", starting with a letter or
+	// digit.
+	Name string `yaml:"name"`
+	// Prefixes are the protected networks, in CIDR notation without host bits.
+	// A prefix may appear in one hostgroup only.
+	Prefixes []netip.Prefix `yaml:"prefixes"`
+	// Thresholds are the rates above which an address of this hostgroup is
+	// under attack.
+	Thresholds Thresholds `yaml:"thresholds"`
+}
+
+// Thresholds are the per-direction threshold sets of a hostgroup.
+type Thresholds struct {
+	// Incoming applies to traffic towards each protected address.
+	Incoming ThresholdSet `yaml:"incoming"`
+	// Outgoing applies to traffic from each protected address.
+	Outgoing ThresholdSet `yaml:"outgoing"`
+}
+
+// ThresholdSet are the rates, per address and per direction, above which an
+// attack is detected. Every threshold is optional: 0 or absent turns that
+// check off.
+type ThresholdSet struct {
+	// PPS is the total packets per second.
+	PPS uint64 `yaml:"pps,omitempty"`
+	// Mbps is the total megabits per second.
+	Mbps uint64 `yaml:"mbps,omitempty"`
+	// FPS is the flows per second.
+	FPS uint64 `yaml:"fps,omitempty"`
+	// TCPPPS is the TCP packets per second.
+	TCPPPS uint64 `yaml:"tcp_pps,omitempty"`
+	// UDPPPS is the UDP packets per second.
+	UDPPPS uint64 `yaml:"udp_pps,omitempty"`
+	// ICMPPPS is the ICMP (and ICMPv6) packets per second.
+	ICMPPPS uint64 `yaml:"icmp_pps,omitempty"`
+	// SYNPPS is the TCP SYN (without ACK) packets per second.
+	SYNPPS uint64 `yaml:"syn_pps,omitempty"`
+	// FragPPS is the IP fragment packets per second.
+	FragPPS uint64 `yaml:"frag_pps,omitempty"`
+	// TCPMbps is the TCP megabits per second.
+	TCPMbps uint64 `yaml:"tcp_mbps,omitempty"`
+	// UDPMbps is the UDP megabits per second.
+	UDPMbps uint64 `yaml:"udp_mbps,omitempty"`
+	// ICMPMbps is the ICMP (and ICMPv6) megabits per second.
+	ICMPMbps uint64 `yaml:"icmp_mbps,omitempty"`
+	// SYNMbps is the TCP SYN (without ACK) megabits per second.
+	SYNMbps uint64 `yaml:"syn_mbps,omitempty"`
+	// FragMbps is the IP fragment megabits per second.
+	FragMbps uint64 `yaml:"frag_mbps,omitempty"`
+}
+
+// API configures the REST API, the dashboard and /metrics.
+type API struct {
+	// Listen is the TCP address the HTTP server listens on, as host:port.
+	Listen string `yaml:"listen"`
+}
+
+// Duration is a time.Duration written in YAML as a string such as "5s" or
+// "1m30s" (the syntax of time.ParseDuration).
+type Duration struct {
+	time.Duration
+}
+
+// UnmarshalYAML decodes a duration string. It lets a plain yaml.v3 decode of
+// the structs agree with Parse.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseDuration(n)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalYAML encodes the duration as a string.
+func (d Duration) MarshalYAML() (any, error) {
+	return d.String(), nil
+}
+
+func parseDuration(n *yaml.Node) (time.Duration, error) {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" {
+		return 0, fmt.Errorf("%s is not a duration (want a string like \"5s\")", describe(n))
+	}
+	v, err := time.ParseDuration(strings.TrimSpace(n.Value))
+	if err != nil {
+		return 0, fmt.Errorf("%s is not a duration (want a number with a unit, like \"5s\" or \"1m30s\")", describe(n))
+	}
+	return v, nil
+}
+
+// Dump renders the effective configuration, defaults included, as YAML.
+// Parsing the output gives the same configuration back.
+func (c *Config) Dump() ([]byte, error) {
+	var b strings.Builder
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	if err := enc.Close(); err != nil {
+		return nil, fmt.Errorf("encode config: %w", err)
+	}
+	return []byte(b.String()), nil
+}

@@ -1,0 +1,62 @@
+package config
+
+import "time"
+
+// Default ports of the flow listeners: the IANA sFlow port and the customary
+// NetFlow port.
+const (
+	DefaultSFlowListen   = ":6343"
+	DefaultNetFlowListen = ":2055"
+	// DefaultReadBuffer is the default socket receive buffer, 32 MiB: about
+	// a second of a busy exporter, so that a short stall drops nothing.
+	DefaultReadBuffer = 32 << 20
+	// DefaultAPIListen keeps the API on loopback until an operator opens it.
+	DefaultAPIListen = "127.0.0.1:8080"
+)
+
+// Default returns the configuration an empty file gives: dry-run on, both
+// listeners on their usual ports, a five-second window, no hostgroups.
+func Default() *Config {
+	return &Config{
+		DryRun:    true,
+		Log:       DefaultLog(),
+		Ingest:    DefaultIngest(),
+		Detection: DefaultDetection(),
+		API:       DefaultAPI(),
+	}
+}
+
+// DefaultLog returns the default log section: info level, text format.
+func DefaultLog() Log {
+	return Log{Level: "info", Format: "text"}
+}
+
+// DefaultIngest returns the default ingest section: both listeners enabled,
+// telemetry without a sampling rate taken as unsampled, no overrides.
+func DefaultIngest() Ingest {
+	return Ingest{
+		SFlow:               DefaultSFlow(),
+		NetFlow:             DefaultNetFlow(),
+		DefaultSamplingRate: 1,
+	}
+}
+
+// DefaultSFlow returns the default sFlow listener.
+func DefaultSFlow() Listener {
+	return Listener{Listen: DefaultSFlowListen, ReadBuffer: DefaultReadBuffer}
+}
+
+// DefaultNetFlow returns the default NetFlow / IPFIX listener.
+func DefaultNetFlow() Listener {
+	return Listener{Listen: DefaultNetFlowListen, ReadBuffer: DefaultReadBuffer}
+}
+
+// DefaultDetection returns the default detection section: a 5 s window.
+func DefaultDetection() Detection {
+	return Detection{Window: Duration{5 * time.Second}}
+}
+
+// DefaultAPI returns the default API section.
+func DefaultAPI() API {
+	return API{Listen: DefaultAPIListen}
+}

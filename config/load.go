@@ -1,0 +1,123 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// Load reads, decodes and validates the configuration file at path. Problems
+// in the file are returned together as Errors, each naming path; a file that
+// cannot be read gives the error of os.ReadFile (errors.Is fs.ErrNotExist
+// works), wrapped.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config file: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse decodes and validates a configuration. name is the file name used in
+// error messages. An empty document gives Default().
+//
+// The data is decoded into a yaml.Node tree first, so that every problem has
+// a line and column, then into the structs on top of the defaults, strictly:
+// an unknown key, a duplicate key or a value of the wrong type is an error.
+// Then the result is validated. Every problem found is returned, as Errors
+// ordered by position; the Config is nil if there is any.
+func Parse(name string, data []byte) (*Config, error) {
+	root, err := parseNode(name, data)
+	if err != nil {
+		return nil, err
+	}
+	c := Default()
+	d := newDecoder(name)
+	if root != nil {
+		d.decode(root, reflect.ValueOf(c).Elem(), "")
+	} else {
+		d.pos[""] = position{1, 1}
+	}
+	c.file, c.pos = name, d.pos
+
+	errs := d.errs
+	var verrs Errors
+	if d.nodes < maxNodes { // else the values are half decoded
+		if err := c.Validate(); err != nil {
+			verrs = err.(Errors)
+		}
+	}
+	for _, e := range verrs {
+		if !covered(errs, e.Path) {
+			errs = append(errs, e)
+		}
+	}
+	if len(errs) > 0 {
+		errs.sort()
+		return nil, errs
+	}
+	return c, nil
+}
+
+// covered reports whether a decode error was already reported at path or
+// at one of its ancestors: validating a value that could not be decoded
+// would only repeat the problem.
+func covered(errs Errors, path string) bool {
+	for _, e := range errs {
+		if e.Path == path || (e.Path != "" && strings.HasPrefix(path, e.Path) &&
+			(path[len(e.Path)] == '.' || path[len(e.Path)] == '[')) {
+			return true
+		}
+	}
+	return false
+}
+
+// parseNode parses data as one YAML document and returns its root node, or
+// nil for an empty document.
+func parseNode(name string, data []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		return nil, Errors{syntaxError(name, err)}
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case err == nil:
+		return nil, Errors{{File: name, Line: next.Line, Col: next.Column,
+			Msg: "a second YAML document (want one document per file)"}}
+	case !errors.Is(err, io.EOF):
+		return nil, Errors{syntaxError(name, err)}
+	}
+	if len(doc.Content) == 0 {
+		return nil, nil
+	}
+	root := doc.Content[0]
+	if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
+		return nil, nil
+	}
+	return root, nil
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+// syntaxError turns a yaml.v3 parse error, which carries a line at best,
+// into an Error.
+func syntaxError(name string, err error) *Error {
+	e := &Error{File: name, Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		e.Line, _ = strconv.Atoi(m[1])
+		e.Msg = "invalid YAML: " + m[2]
+	}
+	return e
+}

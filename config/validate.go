@@ -1,0 +1,310 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Accepted values of the log section.
+var (
+	LogLevels  = []string{"debug", "info", "warn", "error"}
+	LogFormats = []string{"text", "json"}
+)
+
+// Bounds of detection.window.
+const (
+	MinWindow = time.Second
+	MaxWindow = 300 * time.Second
+)
+
+var (
+	hostgroupName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+	hostName      = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9_.-]*[A-Za-z0-9])?$`)
+)
+
+// Validate checks the values of a decoded configuration and returns every
+// problem as Errors, or nil. For a Config from Load or Parse the problems
+// carry the position of the offending node (or of the nearest enclosing one
+// the file has, for a value left to its default); for a Config built in code
+// they carry only the key path.
+func (c *Config) Validate() error {
+	v := &validator{c: c}
+	v.log()
+	v.ingest()
+	v.detection()
+	v.hostgroups()
+	v.api()
+	return v.errs.err()
+}
+
+type validator struct {
+	c    *Config
+	errs Errors
+}
+
+func (v *validator) errorf(path, format string, args ...any) {
+	p := v.c.at(path)
+	v.errs = append(v.errs, &Error{
+		File: v.c.file, Line: p.line, Col: p.col, Path: path,
+		Msg: fmt.Sprintf(format, args...),
+	})
+}
+
+// at returns the position of path, or of its nearest ancestor the file has.
+func (c *Config) at(path string) position {
+	for {
+		if p, ok := c.pos[path]; ok {
+			return p
+		}
+		i := strings.LastIndexAny(path, ".[")
+		if i < 0 {
+			if path == "" {
+				return position{}
+			}
+			path = ""
+			continue
+		}
+		path = path[:i]
+	}
+}
+
+// where describes the position of path for a message pointing elsewhere:
+// "hostgroups[0].prefixes[0] (line 7)", or just the path without positions.
+func (c *Config) where(path string) string {
+	if p, ok := c.pos[path]; ok {
+		return fmt.Sprintf("%s (line %d)", path, p.line)
+	}
+	return path
+}
+
+func (v *validator) log() {
+	if !slices.Contains(LogLevels, v.c.Log.Level) {
+		v.errorf("log.level", "%q is not a log level (want one of %s)", v.c.Log.Level, strings.Join(LogLevels, ", "))
+	}
+	if !slices.Contains(LogFormats, v.c.Log.Format) {
+		v.errorf("log.format", "%q is not a log format (want one of %s)", v.c.Log.Format, strings.Join(LogFormats, ", "))
+	}
+}
+
+func (v *validator) ingest() {
+	in := &v.c.Ingest
+	listeners := []struct {
+		path, example string
+		l             Listener
+		ok            bool
+	}{
+		{path: "ingest.sflow", example: DefaultSFlowListen, l: in.SFlow},
+		{path: "ingest.netflow", example: DefaultNetFlowListen, l: in.NetFlow},
+	}
+	for i := range listeners {
+		li := &listeners[i]
+		if li.l.Listen != "" {
+			li.ok = v.hostPort(li.path+".listen", li.l.Listen, "UDP", li.example)
+		}
+		if li.l.Workers < 0 {
+			v.errorf(li.path+".workers", "%d is negative (want 0 for one per CPU, or a positive count)", li.l.Workers)
+		}
+		if li.l.ReadBuffer < 0 {
+			v.errorf(li.path+".read_buffer", "%d is negative (want a size in bytes, or 0 for the system default)", li.l.ReadBuffer)
+		}
+	}
+	sf, nf := listeners[0], listeners[1]
+	switch {
+	case sf.l.Listen == "" && nf.l.Listen == "":
+		v.errorf("ingest", "both listeners are disabled (want a listen address for sflow, netflow or both)")
+	case sf.ok && nf.ok && listenOverlap(sf.l.Listen, nf.l.Listen):
+		// Point at the address the file sets, the netflow one if it sets both.
+		at, other := nf, sf
+		_, nfSet := v.c.pos[nf.path+".listen"]
+		_, sfSet := v.c.pos[sf.path+".listen"]
+		if sfSet && !nfSet {
+			at, other = sf, nf
+		}
+		v.errorf(at.path+".listen", "%q overlaps %s.listen %q: both would listen on UDP port %s (want another port, or addresses that do not overlap)",
+			at.l.Listen, other.path, other.l.Listen, port(at.l.Listen))
+	}
+
+	if in.DefaultSamplingRate < 1 {
+		v.errorf("ingest.default_sampling_rate", "%d is not a sampling rate (want 1 or more; 1 means unsampled)", in.DefaultSamplingRate)
+	}
+
+	addrs := make(map[netip.Addr]int)
+	names := make(map[string]int)
+	for i, e := range in.Exporters {
+		path := fmt.Sprintf("ingest.exporters[%d]", i)
+		switch {
+		case !e.Address.IsValid():
+			v.errorf(path+".address", "no address (want the exporter's address, like 192.0.2.1)")
+		case e.Address.Zone() != "":
+			v.errorf(path+".address", "%q has a zone (want the address without %%%s)", e.Address, e.Address.Zone())
+		default:
+			a := e.Address.Unmap()
+			if j, dup := addrs[a]; dup {
+				v.errorf(path+".address", "%s is already configured by %s", e.Address,
+					v.c.where(fmt.Sprintf("ingest.exporters[%d]", j)))
+			} else {
+				addrs[a] = i
+			}
+		}
+		_, setRate := v.c.pos[path+".sampling_rate"]
+		switch {
+		case e.SamplingRate == 0 && setRate:
+			v.errorf(path+".sampling_rate", "0 is not a sampling rate (want 1 or more; leave the key out for no override)")
+		case e.SamplingRate == 0 && e.Name == "":
+			v.errorf(path, "sets neither sampling_rate nor name (want at least one)")
+		}
+		if e.Name != "" {
+			if strings.TrimSpace(e.Name) != e.Name || strings.ContainsFunc(e.Name, unicode.IsControl) {
+				v.errorf(path+".name", "%q has spaces around it or control characters (want a plain name like \"edge1\")", e.Name)
+			}
+			if j, dup := names[e.Name]; dup {
+				v.errorf(path+".name", "%q is already the name of %s", e.Name,
+					v.c.where(fmt.Sprintf("ingest.exporters[%d]", j)))
+			} else {
+				names[e.Name] = i
+			}
+		}
+	}
+}
+
+func (v *validator) detection() {
+	w := v.c.Detection.Window.Duration
+	switch {
+	case w < MinWindow || w > MaxWindow:
+		v.errorf("detection.window", "%s is out of range (want %ds to %ds)", w, MinWindow/time.Second, MaxWindow/time.Second)
+	case w%time.Second != 0:
+		v.errorf("detection.window", "%s is not a whole number of seconds (want e.g. %s)", w, w.Truncate(time.Second))
+	}
+}
+
+func (v *validator) hostgroups() {
+	names := make(map[string]int)
+	type seenPrefix struct {
+		group int
+		path  string
+	}
+	prefixes := make(map[netip.Prefix]seenPrefix)
+	for i, hg := range v.c.Hostgroups {
+		path := fmt.Sprintf("hostgroups[%d]", i)
+		switch {
+		case hg.Name == "":
+			v.errorf(path+".name", "no name (want a name like \"customers\")")
+		case !hostgroupName.MatchString(hg.Name):
+			v.errorf(path+".name", "%q is not a valid name (want lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit)", hg.Name)
+		default:
+			if j, dup := names[hg.Name]; dup {
+				v.errorf(path+".name", "%q is already the name of %s", hg.Name, v.c.where(fmt.Sprintf("hostgroups[%d]", j)))
+			} else {
+				names[hg.Name] = i
+			}
+		}
+		if len(hg.Prefixes) == 0 {
+			v.errorf(path+".prefixes", "no prefixes (want at least one, like [203.0.113.0/24])")
+		}
+		for j, p := range hg.Prefixes {
+			ppath := fmt.Sprintf("%s.prefixes[%d]", path, j)
+			if !p.IsValid() {
+				v.errorf(ppath, "no prefix (want CIDR like 203.0.113.0/24)")
+				continue
+			}
+			if m := p.Masked(); m != p {
+				v.errorf(ppath, "%s has host bits set (want %s)", p, m)
+			}
+			key := p.Masked()
+			first, dup := prefixes[key]
+			switch {
+			case !dup:
+				prefixes[key] = seenPrefix{i, ppath}
+			case first.group == i:
+				v.errorf(ppath, "%s is already listed as %s", key, v.c.where(first.path))
+			default:
+				v.errorf(ppath, "%s is already in hostgroup %q as %s; a prefix belongs to one hostgroup only",
+					key, v.c.Hostgroups[first.group].Name, v.c.where(first.path))
+			}
+		}
+	}
+}
+
+func (v *validator) api() {
+	if v.c.API.Listen == "" {
+		v.errorf("api.listen", "no address (want host:port, like %q)", DefaultAPIListen)
+		return
+	}
+	v.hostPort("api.listen", v.c.API.Listen, "TCP", DefaultAPIListen)
+}
+
+// hostPort checks a listen address and reports whether it is usable.
+func (v *validator) hostPort(path, s, network, example string) bool {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		v.errorf(path, "%q is not host:port (want an address like %q; use [ ] around an IPv6 address)", s, example)
+		return false
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		v.errorf(path, "%q has port %q (want a %s port number from 0 to 65535)", s, port, network)
+		return false
+	}
+	switch {
+	case looksLikeIP(host):
+		if _, err := netip.ParseAddr(host); err != nil {
+			v.errorf(path, "%q has host %q, which is not an IP address (want one like 192.0.2.10, or nothing for every address)", s, host)
+			return false
+		}
+	case host != "" && !hostName.MatchString(host):
+		v.errorf(path, "%q has host %q, which is neither an IP address nor a host name (want one like 192.0.2.10, or nothing for every address)", s, host)
+		return false
+	}
+	return true
+}
+
+// port returns the port of a valid host:port.
+func port(hostport string) string {
+	_, p, _ := net.SplitHostPort(hostport)
+	return p
+}
+
+// looksLikeIP tells an attempted IP literal from a host name.
+func looksLikeIP(h string) bool {
+	if strings.Contains(h, ":") {
+		return true
+	}
+	return h != "" && strings.Trim(h, "0123456789.") == ""
+}
+
+// listenOverlap reports whether two valid UDP listen addresses would claim the
+// same socket: the same port, and hosts of which one covers the other. An
+// empty host and "::" listen on every address (IPv4 included, as Linux does
+// by default); "0.0.0.0" on every IPv4 address; host names are compared as
+// written. Port 0 picks a free port and overlaps nothing.
+func listenOverlap(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	na, _ := strconv.Atoi(pa)
+	nb, _ := strconv.Atoi(pb)
+	if na != nb || na == 0 {
+		return false
+	}
+	return hostCovers(ha, hb) || hostCovers(hb, ha)
+}
+
+// hostCovers reports whether listening on host a includes host b.
+func hostCovers(a, b string) bool {
+	aa, aerr := netip.ParseAddr(a)
+	ba, berr := netip.ParseAddr(b)
+	switch {
+	case a == "" || (aerr == nil && aa == netip.IPv6Unspecified()):
+		return true
+	case aerr == nil && aa == netip.IPv4Unspecified():
+		return berr != nil || ba.Unmap().Is4()
+	case aerr == nil && berr == nil:
+		return aa.Unmap() == ba.Unmap()
+	}
+	return strings.EqualFold(a, b)
+}
