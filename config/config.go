@@ -94,6 +94,25 @@ type Detection struct {
 	// Window is the period rates are averaged over, a whole number of seconds
 	// from 1s to 300s. Traffic is counted in one-second buckets.
 	Window Duration `yaml:"window"`
+	// Cooldown is how long every rate of an attack must stay below its
+	// threshold before the attack ends; traffic that comes back within it
+	// continues the same attack. From 1s to 24h.
+	Cooldown Duration `yaml:"cooldown"`
+	// HysteresisPercent is how far below a threshold, in percent of it, a
+	// rate must fall to count as below (0 to 90).
+	HysteresisPercent uint32 `yaml:"hysteresis_percent"`
+	// Shards is the number of window shards, each owned by one goroutine; 0
+	// means one per CPU.
+	Shards int `yaml:"shards"`
+	// QueueSize is the number of record sub-batches (128 records each) a
+	// shard's queue holds before records are dropped (and counted).
+	QueueSize int `yaml:"queue_size"`
+	// SampleSize is the number of recent flow records kept per address near
+	// a threshold or under attack, for classification.
+	SampleSize int `yaml:"sample_size"`
+	// MaxHot bounds how many addresses at once keep per-protocol counters and
+	// a flow sample (about 0.3 MB each at the default sample size).
+	MaxHot int `yaml:"max_hot"`
 }
 
 // Hostgroup is a named set of protected prefixes sharing one set of
@@ -107,6 +126,10 @@ type Hostgroup struct {
 	// Prefixes are the protected networks, in CIDR notation without host bits.
 	// A prefix may appear in one hostgroup only.
 	Prefixes []netip.Prefix `yaml:"prefixes"`
+	// IgnoreSources are remote prefixes whose traffic does not count toward
+	// this hostgroup's thresholds (speed-test servers, CDNs, backup peers):
+	// the source of incoming traffic and the destination of outgoing traffic.
+	IgnoreSources []netip.Prefix `yaml:"ignore_sources"`
 	// Thresholds are the rates above which an address of this hostgroup is
 	// under attack.
 	Thresholds Thresholds `yaml:"thresholds"`
@@ -118,6 +141,16 @@ type Thresholds struct {
 	Incoming ThresholdSet `yaml:"incoming"`
 	// Outgoing applies to traffic from each protected address.
 	Outgoing ThresholdSet `yaml:"outgoing"`
+	// IncomingTotal applies to the sum of the traffic towards all addresses
+	// of each protected prefix: an attack spread over many addresses (carpet
+	// bombing) is detected as one attack on the prefix.
+	IncomingTotal ThresholdSet `yaml:"incoming_total"`
+	// OutgoingTotal applies to the sum of the traffic from all addresses of
+	// each protected prefix.
+	OutgoingTotal ThresholdSet `yaml:"outgoing_total"`
+	// Disabled switches detection off for the hostgroup while keeping its
+	// thresholds: its traffic is still counted, no attack is reported.
+	Disabled bool `yaml:"disabled,omitempty"`
 }
 
 // ThresholdSet are the rates, per address and per direction, above which an

@@ -51,9 +51,18 @@ func DefaultNetFlow() Listener {
 	return Listener{Listen: DefaultNetFlowListen, ReadBuffer: DefaultReadBuffer}
 }
 
-// DefaultDetection returns the default detection section: a 5 s window.
+// DefaultDetection returns the default detection section: a 5 s window, a
+// 30 s cool-down with a 10 % hysteresis margin, 2000-record flow samples for
+// at most 1024 addresses at once.
 func DefaultDetection() Detection {
-	return Detection{Window: Duration{5 * time.Second}}
+	return Detection{
+		Window:            Duration{5 * time.Second},
+		Cooldown:          Duration{30 * time.Second},
+		HysteresisPercent: 10,
+		QueueSize:         1024,
+		SampleSize:        2000,
+		MaxHot:            1024,
+	}
 }
 
 // DefaultAPI returns the default API section.

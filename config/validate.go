@@ -182,6 +182,25 @@ func (v *validator) detection() {
 	case w%time.Second != 0:
 		v.errorf("detection.window", "%s is not a whole number of seconds (want e.g. %s)", w, w.Truncate(time.Second))
 	}
+	d := v.c.Detection
+	if c := d.Cooldown.Duration; c < time.Second || c > 24*time.Hour {
+		v.errorf("detection.cooldown", "%s is out of range (want 1s to 24h)", c)
+	}
+	if d.HysteresisPercent > 90 {
+		v.errorf("detection.hysteresis_percent", "%d is out of range (want 0 to 90)", d.HysteresisPercent)
+	}
+	if d.Shards < 0 || d.Shards > 256 {
+		v.errorf("detection.shards", "%d is out of range (want 0 for one per CPU, up to 256)", d.Shards)
+	}
+	if d.QueueSize < 1 || d.QueueSize > 1<<20 {
+		v.errorf("detection.queue_size", "%d is out of range (want 1 to 1048576)", d.QueueSize)
+	}
+	if d.SampleSize < 1 || d.SampleSize > 100000 {
+		v.errorf("detection.sample_size", "%d is out of range (want 1 to 100000)", d.SampleSize)
+	}
+	if d.MaxHot < 1 || d.MaxHot > 1<<20 {
+		v.errorf("detection.max_hot", "%d is out of range (want 1 to 1048576)", d.MaxHot)
+	}
 }
 
 func (v *validator) hostgroups() {
@@ -205,6 +224,7 @@ func (v *validator) hostgroups() {
 				names[hg.Name] = i
 			}
 		}
+		v.ignoreSources(path, hg.IgnoreSources)
 		if len(hg.Prefixes) == 0 {
 			v.errorf(path+".prefixes", "no prefixes (want at least one, like [203.0.113.0/24])")
 		}
@@ -228,6 +248,19 @@ func (v *validator) hostgroups() {
 				v.errorf(ppath, "%s is already in hostgroup %q as %s; a prefix belongs to one hostgroup only",
 					key, v.c.Hostgroups[first.group].Name, v.c.where(first.path))
 			}
+		}
+	}
+}
+
+// ignoreSources checks a hostgroup's ignore list.
+func (v *validator) ignoreSources(path string, list []netip.Prefix) {
+	for j, p := range list {
+		ppath := fmt.Sprintf("%s.ignore_sources[%d]", path, j)
+		switch {
+		case !p.IsValid():
+			v.errorf(ppath, "no prefix (want CIDR like 198.51.100.0/24)")
+		case p.Masked() != p:
+			v.errorf(ppath, "%s has host bits set (want %s)", p, p.Masked())
 		}
 	}
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"log/slog"
 	"net/netip"
 
 	"github.com/kapkan-io/kapkan/config"
+	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/ingest"
 )
 
@@ -30,4 +32,51 @@ func ingestOptions(path string) (ingest.Options, error) {
 		return ingest.Options{}, err
 	}
 	return ingestOptionsFrom(cfg), nil
+}
+
+// engineConfigFrom derives the engine's configuration.
+func engineConfigFrom(cfg *config.Config) engine.Config {
+	d := cfg.Detection
+	ec := engine.Config{
+		Window:     d.Window.Duration,
+		Cooldown:   d.Cooldown.Duration,
+		Hysteresis: float64(d.HysteresisPercent) / 100,
+		Shards:     d.Shards,
+		QueueSize:  d.QueueSize,
+		SampleSize: d.SampleSize,
+		MaxHot:     d.MaxHot,
+	}
+	for _, hg := range cfg.Hostgroups {
+		e := engine.Hostgroup{Name: hg.Name, Prefixes: hg.Prefixes, IgnoreSources: hg.IgnoreSources}
+		if !hg.Thresholds.Disabled {
+			e.Incoming = thresholds(hg.Thresholds.Incoming)
+			e.Outgoing = thresholds(hg.Thresholds.Outgoing)
+			e.IncomingTotal = thresholds(hg.Thresholds.IncomingTotal)
+			e.OutgoingTotal = thresholds(hg.Thresholds.OutgoingTotal)
+		}
+		ec.Hostgroups = append(ec.Hostgroups, e)
+	}
+	return ec
+}
+
+func thresholds(t config.ThresholdSet) engine.Thresholds {
+	return engine.Thresholds{
+		PPS: t.PPS, Mbps: t.Mbps, FPS: t.FPS,
+		TCPPPS: t.TCPPPS, UDPPPS: t.UDPPPS, ICMPPPS: t.ICMPPPS, SYNPPS: t.SYNPPS, FragPPS: t.FragPPS,
+		TCPMbps: t.TCPMbps, UDPMbps: t.UDPMbps, ICMPMbps: t.ICMPMbps, SYNMbps: t.SYNMbps, FragMbps: t.FragMbps,
+	}
+}
+
+// warnNoThresholds logs the hostgroups that cannot report an attack.
+func warnNoThresholds(log *slog.Logger, cfg *config.Config) {
+	for _, hg := range cfg.Hostgroups {
+		t := hg.Thresholds
+		switch {
+		case t.Disabled:
+			log.Warn("detection is disabled for hostgroup: its traffic is counted, no attack is reported", "hostgroup", hg.Name)
+		case t.Incoming == (config.ThresholdSet{}) && t.Outgoing == (config.ThresholdSet{}) &&
+			t.IncomingTotal == (config.ThresholdSet{}) && t.OutgoingTotal == (config.ThresholdSet{}):
+			log.Warn("hostgroup has no thresholds: its traffic is counted, no attack is reported", "hostgroup", hg.Name)
+		}
+	}
 }

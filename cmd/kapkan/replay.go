@@ -10,6 +10,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/ingest"
 )
@@ -24,6 +25,8 @@ type replaySummary struct {
 	// NonFlowUDP counts UDP datagrams in the captures that were not flow
 	// telemetry (other traffic captured alongside).
 	NonFlowUDP int `json:"non_flow_udp"`
+	// Attacks counts the attacks detected.
+	Attacks int `json:"attacks"`
 }
 
 // recordJSON is how --records prints one flow record.
@@ -72,19 +75,46 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fs.Usage()
 		return 2
 	}
-	opts, err := ingestOptions(*configPath)
+	cfg, err := loadConfig(*configPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
 		return 1
 	}
 	log := newLogger(stderr, "warn", "text")
-	dec := ingest.New(opts, ingest.Deps{Logger: log})
+	dec := ingest.New(ingestOptionsFrom(cfg), ingest.Deps{Logger: log})
+	// The engine runs inline on one shard, clocked by the capture's
+	// timestamps: the same capture always gives the same output.
+	ecfg := engineConfigFrom(cfg)
+	ecfg.Shards = 1
+	eng, err := engine.NewSync(ecfg, engine.Deps{Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
+		return 1
+	}
+	clock := replayClock{eng: eng, window: int64(ecfg.Window / time.Second), cooldown: int64(cfg.Detection.Cooldown.Duration / time.Second)}
 
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	enc := json.NewEncoder(out)
+	sum := replaySummary{Type: "summary", Formats: map[string]int{}}
+	printCandidates := func() {
+		for _, c := range eng.Drain() {
+			switch c.Kind {
+			case engine.AttackStarted:
+				sum.Attacks++
+			case engine.AttackEnded:
+			default:
+				continue
+			}
+			j := newAttackJSON(&c)
+			_ = enc.Encode(&j)
+		}
+	}
 	sink := flow.SinkFunc(func(b *flow.Batch) {
-		defer flow.DefaultPool.Put(b)
+		defer func() {
+			eng.Consume(b) // takes the batch
+			printCandidates()
+		}()
 		if !*printRecords {
 			return
 		}
@@ -107,8 +137,6 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 	})
 	batcher := ingest.NewBatcher(flow.DefaultPool, sink)
-
-	sum := replaySummary{Type: "summary", Formats: map[string]int{}}
 	for _, f := range flow.Formats {
 		sum.Formats[f.String()] = 0
 	}
@@ -121,6 +149,9 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			if ingest.DetectFormat(d.Payload) == flow.FormatUnknown {
 				sum.NonFlowUDP++
 				return nil
+			}
+			if clock.advance(d.Time, batcher) {
+				printCandidates()
 			}
 			res, err := dec.Decode(d.Payload, d.Src.Addr(), d.Time, batcher)
 			sum.Datagrams++
@@ -145,6 +176,39 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 	}
 	batcher.Flush()
+	printCandidates()
 	_ = enc.Encode(&sum)
 	return status
+}
+
+// replayClock ticks a synchronous engine once per second of capture time,
+// so that attacks end in replay as they would live.
+type replayClock struct {
+	eng              *engine.Engine
+	sec              int64
+	window, cooldown int64
+}
+
+// advance flushes pending records and ticks every second from the last one
+// up to t's. After a long silence it ticks the seconds needed for attacks to
+// end, then jumps. It reports whether it ticked.
+func (c *replayClock) advance(t time.Time, b *ingest.Batcher) bool {
+	sec := t.Unix()
+	if c.sec == 0 {
+		c.sec = sec
+		return false
+	}
+	if sec <= c.sec {
+		return false
+	}
+	b.Flush()
+	limit := c.window + c.cooldown + 2
+	for n := int64(0); c.sec < sec; n++ {
+		if n == limit {
+			c.sec = sec - 1
+		}
+		c.sec++
+		c.eng.Tick(time.Unix(c.sec, 0))
+	}
+	return true
 }

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kapkan-io/kapkan/config"
+	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/ingest"
 )
@@ -78,10 +78,10 @@ type daemon struct {
 	log       *slog.Logger
 	registry  *prometheus.Registry
 	decoder   *ingest.Decoder
+	engine    *engine.Engine
 	listeners []*ingest.Listener
 	http      *http.Server
 	httpLn    net.Listener
-	records   atomic.Uint64
 }
 
 // newDaemon builds every component and opens every socket, so that a port
@@ -92,11 +92,13 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	deps := ingest.Deps{Registry: d.registry, Logger: log}
 	d.decoder = ingest.New(ingestOptionsFrom(cfg), deps)
 
-	// Until the engine exists, records are counted and their batches recycled.
-	sink := flow.SinkFunc(func(b *flow.Batch) {
-		d.records.Add(uint64(b.N))
-		flow.DefaultPool.Put(b)
-	})
+	eng, err := engine.New(engineConfigFrom(cfg), engine.Deps{Registry: d.registry, Logger: log, Pool: flow.DefaultPool})
+	if err != nil {
+		return nil, err
+	}
+	d.engine = eng
+	warnNoThresholds(log, cfg)
+	sink := flow.Sink(eng)
 	for _, lc := range []ingest.ListenerConfig{
 		{Name: "sflow", Listen: cfg.Ingest.SFlow.Listen, Workers: cfg.Ingest.SFlow.Workers, ReadBuffer: cfg.Ingest.SFlow.ReadBuffer},
 		{Name: "netflow", Listen: cfg.Ingest.NetFlow.Listen, Workers: cfg.Ingest.NetFlow.Workers, ReadBuffer: cfg.Ingest.NetFlow.ReadBuffer},
@@ -139,6 +141,17 @@ func (d *daemon) close() {
 // run runs every component until ctx ends (SIGINT/SIGTERM) or one fails.
 func (d *daemon) run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return d.engine.Run(ctx) })
+	g.Go(func() error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case c := <-d.engine.Candidates():
+				logCandidate(d.log, &c)
+			}
+		}
+	})
 	for _, l := range d.listeners {
 		g.Go(func() error { return l.Run(ctx) })
 	}
@@ -158,7 +171,8 @@ func (d *daemon) run(ctx context.Context) error {
 	g.Go(func() error { return d.handleSignals(ctx) })
 	d.log.Info("kapkan started", "version", version, "dry_run", d.cfg.DryRun, "api", d.httpLn.Addr().String())
 	err := g.Wait()
-	d.log.Info("kapkan stopped", "records", d.records.Load())
+	st := d.engine.Stats()
+	d.log.Info("kapkan stopped", "records", st.Records, "active_attacks", st.Attacks)
 	return err
 }
 
