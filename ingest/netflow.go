@@ -108,6 +108,22 @@ func (d *Decoder) decodeNetFlow(st *exporterState, data []byte, now int64, out *
 		return derr
 	}
 
+	// Pass 0: data sets whose template is unknown are kept aside.
+	unknownCount := false
+	for _, fs := range flowSets {
+		if raw, ok := fs.(netflow.RawFlowSet); ok && raw.Id >= 256 {
+			unknownCount = true
+			d.keepPending(st, &ctx, raw.Id, raw.Records)
+		}
+	}
+	// Templates that arrived in this message may unlock data kept aside
+	// (earlier, or earlier in this message): options first, so that every
+	// rate is known before flow records.
+	unlocked := len(st.templates.added) > 0 && st.pending.len() > 0
+	if unlocked {
+		_, o := d.drainPending(st, out, ctx.now, true)
+		res.Options += o
+	}
 	// Pass 1: options data (sampling rates, timeouts).
 	dataRecords := 0
 	for _, fs := range flowSets {
@@ -119,28 +135,19 @@ func (d *Decoder) decodeNetFlow(st *exporterState, data []byte, now int64, out *
 			dataRecords += len(o.Records)
 		}
 	}
-	// Pass 2: flow data, and data sets waiting for a template.
-	unknownCount := false
+	// Pass 2: flow data, the unlocked (older) sets first.
+	if unlocked {
+		n, _ := d.drainPending(st, out, ctx.now, false)
+		res.Records += n
+	}
 	for _, fs := range flowSets {
-		switch s := fs.(type) {
-		case netflow.DataFlowSet:
+		if s, ok := fs.(netflow.DataFlowSet); ok {
 			for i := range s.Records {
 				d.emitDataRecord(st, &ctx, s.Records[i].Values, out)
 			}
 			res.Records += len(s.Records)
 			dataRecords += len(s.Records)
-		case netflow.RawFlowSet:
-			if s.Id >= 256 {
-				unknownCount = true
-				d.keepPending(st, &ctx, s.Id, s.Records)
-			}
 		}
-	}
-	// Templates that arrived in this message may unlock data kept earlier.
-	if len(st.templates.added) > 0 && st.pending.len() > 0 {
-		n, o := d.drainPending(st, out, ctx.now)
-		res.Records += n
-		res.Options += o
 	}
 
 	// Sequence numbers: v9 counts export packets, IPFIX counts data records.
@@ -303,10 +310,14 @@ func fillDataRecord(r *flow.Record, ctx *nfContext, values []netflow.DataField, 
 			start = int64(beUint(v)) * 1e6
 		case ieEndMilliseconds:
 			end = int64(beUint(v)) * 1e6
-		case ieStartMicroseconds, ieStartNanoseconds:
-			start = ntpToUnixNano(v)
-		case ieEndMicroseconds, ieEndNanoseconds:
-			end = ntpToUnixNano(v)
+		case ieStartMicroseconds:
+			start = ntpToUnixNano(v, true)
+		case ieEndMicroseconds:
+			end = ntpToUnixNano(v, true)
+		case ieStartNanoseconds:
+			start = ntpToUnixNano(v, false)
+		case ieEndNanoseconds:
+			end = ntpToUnixNano(v, false)
 		case ieStartDeltaMicros:
 			start = ctx.exportMs*1e6 - int64(beUint(v))*1e3
 		case ieEndDeltaMicros:
@@ -454,12 +465,17 @@ func beUint(v []byte) uint64 {
 
 // ntpToUnixNano converts an IPFIX dateTimeMicroseconds / Nanoseconds value
 // (NTP format: seconds since 1900, then a 32-bit binary fraction) to Unix ns.
-func ntpToUnixNano(v []byte) int64 {
+// Microsecond values are truncated to the microsecond: RFC 7011 leaves their
+// 11 low fraction bits free, and exporters round them up.
+func ntpToUnixNano(v []byte, micro bool) int64 {
 	if len(v) != 8 {
 		return 0
 	}
 	const ntpToUnix = 2208988800
 	secs := int64(binary.BigEndian.Uint32(v[:4])) - ntpToUnix
 	frac := uint64(binary.BigEndian.Uint32(v[4:]))
+	if micro {
+		return secs*1e9 + int64(frac*1e6>>32)*1e3
+	}
 	return secs*1e9 + int64(frac*1e9>>32)
 }

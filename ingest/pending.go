@@ -67,12 +67,16 @@ func (d *Decoder) expirePending(st *exporterState, now int64) {
 }
 
 // drainPending decodes every kept set whose template is now known, oldest
-// first, options data before flow data. It returns the flow and options
-// records decoded.
-func (d *Decoder) drainPending(st *exporterState, out *Batcher, now int64) (records, options int) {
+// first: options data sets when options is true, flow data sets otherwise.
+// It returns the flow and options records decoded.
+func (d *Decoder) drainPending(st *exporterState, out *Batcher, now int64, options bool) (records, optionRecords int) {
 	d.expirePending(st, now)
 	p := &st.pending
-	for pass := 0; pass < 2; pass++ {
+	pass := 1
+	if options {
+		pass = 0
+	}
+	{
 		kept := p.sets[:0]
 		for _, ps := range p.sets {
 			tpl, err := st.templates.GetTemplate(ps.ctx.version, ps.ctx.domain, ps.template)
@@ -100,7 +104,7 @@ func (d *Decoder) drainPending(st *exporterState, out *Batcher, now int64) (reco
 				for i := range recs {
 					d.applyOptions(st, &ctx, &recs[i])
 				}
-				options += len(recs)
+				optionRecords += len(recs)
 			} else {
 				recs, _ := netflow.DecodeDataSet(ctx.version, bytes.NewBuffer(ps.data), fields)
 				for i := range recs {
@@ -116,5 +120,5 @@ func (d *Decoder) drainPending(st *exporterState, out *Batcher, now int64) (reco
 		}
 		p.sets = kept
 	}
-	return records, options
+	return records, optionRecords
 }

@@ -235,7 +235,7 @@ func TestTimeConversions(t *testing.T) {
 	ntp := make([]byte, 8)
 	binary.BigEndian.PutUint32(ntp, 1704067200+2208988800)
 	binary.BigEndian.PutUint32(ntp[4:], 1<<31)
-	if got := ntpToUnixNano(ntp); got != 1704067200*1e9+5e8 {
+	if got := ntpToUnixNano(ntp, false); got != 1704067200*1e9+5e8 {
 		t.Errorf("ntp: got %d", got)
 	}
 }
