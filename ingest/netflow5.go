@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -24,7 +25,22 @@ const (
 // decodeNetFlow5 decodes a NetFlow v5 datagram. The header's sampling
 // interval is the low 14 bits of its last field; 0 means the exporter did not
 // say, not "unsampled".
-func (d *Decoder) decodeNetFlow5(st *exporterState, data []byte, now int64, out *Batcher, res *Result) error {
+func (d *Decoder) decodeNetFlow5(st *exporterState, data []byte, now int64, out *Batcher, res *Result) (err error) {
+	// goflow2 allocates the header's count of records (up to 65535, 3.6 MB)
+	// whatever the datagram holds: decode a copy whose count says what fits.
+	if len(data) >= nf5HeaderLen {
+		count := int(binary.BigEndian.Uint16(data[2:4]))
+		if avail := (len(data) - nf5HeaderLen) / nf5RecordLen; count > avail {
+			data = bytes.Clone(data)
+			binary.BigEndian.PutUint16(data[2:4], uint16(avail))
+			defer func() {
+				d.metrics.decodeError(st.label, flow.FormatNetFlow5, reasonTruncated)
+				if err == nil {
+					err = errShort
+				}
+			}()
+		}
+	}
 	var pkt netflowlegacy.PacketNetFlowV5
 	if err := netflowlegacy.DecodeMessageVersion(newBuffer(data), &pkt); err != nil {
 		d.metrics.decodeError(st.label, flow.FormatNetFlow5, reasonTruncated)
@@ -58,10 +74,6 @@ func (d *Decoder) decodeNetFlow5(st *exporterState, data []byte, now int64, out 
 		d.resolveRate(st, &r, rate, flow.SamplingHeader)
 		out.Add(&r)
 		res.Records++
-	}
-	if n < int(pkt.Count) {
-		d.metrics.decodeError(st.label, flow.FormatNetFlow5, reasonTruncated)
-		return errShort
 	}
 	return nil
 }

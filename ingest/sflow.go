@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"encoding/binary"
 	"errors"
 
 	"github.com/netsampler/goflow2/v2/decoders/sflow"
@@ -13,6 +14,10 @@ import (
 // samples (format 5) describe discarded packets and are not traffic that
 // reached its target.
 func (d *Decoder) decodeSFlow(st *exporterState, data []byte, now int64, out *Batcher, res *Result) error {
+	if err := sflowPlausible(data); err != nil {
+		d.metrics.decodeError(st.label, flow.FormatSFlow5, reasonMalformed)
+		return err
+	}
 	var pkt sflow.Packet
 	derr := sflow.DecodeMessageVersion(newBuffer(data), &pkt)
 	var agent [16]byte
@@ -108,4 +113,68 @@ func fillSampledIP(r *flow.Record, b *sflow.SampledIPBase, v6 bool) {
 	r.SrcPort = uint16(b.SrcPort)
 	r.DstPort = uint16(b.DstPort)
 	r.TCPFlags = uint8(b.TcpFlags)
+}
+
+// errImplausible marks a datagram whose counts promise more than it holds.
+var errImplausible = errors.New("counts larger than the datagram can hold")
+
+// sflowPlausible checks, before goflow2 sees a datagram, that every count
+// in it fits in the bytes that follow. goflow2 sizes its slices from these
+// counts (and does not bound the record count of expanded flow samples), so
+// a few bytes of garbage could otherwise cost gigabytes.
+func sflowPlausible(data []byte) error {
+	if len(data) < 8 {
+		return nil // goflow2 reports the short read
+	}
+	off := 8
+	switch binary.BigEndian.Uint32(data[4:8]) {
+	case 1:
+		off += 4
+	case 2:
+		off += 16
+	default:
+		return nil // goflow2 rejects the address type
+	}
+	off += 12 // sub-agent, sequence, uptime
+	if len(data) < off+4 {
+		return nil
+	}
+	samples := int(binary.BigEndian.Uint32(data[off:]))
+	off += 4
+	if samples > (len(data)-off)/8 {
+		return errImplausible
+	}
+	for range samples {
+		if len(data)-off < 8 {
+			return nil
+		}
+		format := binary.BigEndian.Uint32(data[off:])
+		length := int(binary.BigEndian.Uint32(data[off+4:]))
+		off += 8
+		if length < 0 || length > len(data)-off {
+			return nil // goflow2 stops at a sample longer than the datagram
+		}
+		body := data[off : off+length]
+		off += length
+		var countAt int
+		switch format & 0xfff { // enterprise 0 formats
+		case 1, 5:
+			countAt = 28
+		case 2:
+			countAt = 8
+		case 3:
+			countAt = 40
+		case 4:
+			countAt = 12
+		default:
+			continue
+		}
+		if len(body) < countAt+4 {
+			continue
+		}
+		if n := int(binary.BigEndian.Uint32(body[countAt:])); n > (len(body)-countAt-4)/8 {
+			return errImplausible
+		}
+	}
+	return nil
 }

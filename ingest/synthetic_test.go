@@ -1,7 +1,10 @@
 package ingest
 
 import (
+	"bytes"
+	"encoding/binary"
 	"net/netip"
+	"runtime"
 	"testing"
 	"time"
 
@@ -438,5 +441,41 @@ func TestGarbageIsCountedNotFatal(t *testing.T) {
 	c.feed(t, exporterA, good)
 	if len(c.records) == 0 {
 		t.Fatal("a good datagram after garbage gave no record")
+	}
+}
+
+// TestImplausibleCountsCostNothing: counts that promise more than a
+// datagram holds are refused before goflow2 sizes anything from them.
+func TestImplausibleCountsCostNothing(t *testing.T) {
+	good := fg.AppendSFlow(nil, fg.SFlowHeader{Agent: exporterA}, []fg.SFlowSample{
+		{Expanded: true, SamplingRate: 10, Flow: v4flow("198.51.100.1", "203.0.113.1", 1, 2, 1, 1)}})
+	bomb := bytes.Clone(good)
+	// The expanded flow sample's record count: datagram header (28 bytes),
+	// sample format and length (8), then 40 bytes before the count.
+	binary.BigEndian.PutUint32(bomb[28+8+40:], 1<<22)
+	manySamples := bytes.Clone(good)
+	binary.BigEndian.PutUint32(manySamples[24:], 1000)
+	v5, err := fg.AppendNetFlow5(nil, fg.NetFlow5Header{Time: tExport}, []fg.Flow{v4flow("198.51.100.1", "203.0.113.1", 1, 2, 1, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	binary.BigEndian.PutUint16(v5[2:], 65535)
+	for _, tc := range []struct {
+		name string
+		dg   []byte
+	}{{"expanded sample with 2^22 records", bomb}, {"1000 samples in one", manySamples}, {"netflow v5 count 65535", v5}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCollector(Options{})
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := c.d.Decode(tc.dg, exporterA, tExport, c.b)
+			runtime.ReadMemStats(&after)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 256<<10 {
+				t.Fatalf("decoding a %d-byte datagram allocated %d bytes", len(tc.dg), alloc)
+			}
+		})
 	}
 }
