@@ -19,8 +19,9 @@ type attackState struct {
 }
 
 // check compares entry ei's window with its thresholds after traffic was
-// added at second sec, starting an attack or keeping one alive.
-func (s *shard) check(ei uint32, sec int64) {
+// added by a record received at now (Unix ns), starting an attack or keeping
+// one alive.
+func (s *shard) check(ei uint32, now int64) {
 	e := &s.entries[ei]
 	hg := &s.e.table.Load().hostgroups[s.e.table.Load().prefixes[e.prefix].hostgroup]
 	dir := e.key.dir()
@@ -62,17 +63,18 @@ func (s *shard) check(ei uint32, sec int64) {
 	}
 	for m := Metric(0); m < Metric(n); m++ {
 		if l := limits[m]; l > 0 && sums[m] >= l*W {
-			s.startAttack(ei, sec, m, sums[m]/W, l, &sums)
+			s.startAttack(ei, now, m, sums[m]/W, l, &sums)
 			return
 		}
 	}
 }
 
-func (s *shard) startAttack(ei uint32, sec int64, m Metric, rate, limit uint64, sums *[NumMetrics]uint64) {
+func (s *shard) startAttack(ei uint32, now int64, m Metric, rate, limit uint64, sums *[NumMetrics]uint64) {
+	sec := now / int64(time.Second)
 	a := &attackState{
 		id:         s.e.nextID.Add(1),
 		entry:      ei,
-		started:    sec * int64(time.Second),
+		started:    now,
 		trigger:    m,
 		rate:       rate,
 		threshold:  limit,
@@ -93,7 +95,9 @@ func (s *shard) startAttack(ei uint32, sec int64, m Metric, rate, limit uint64, 
 	}
 	s.entries[ei].attack = ai
 	s.attackCount++
-	s.emit(s.candidate(a, AttackStarted, sec, true))
+	c := s.candidate(a, AttackStarted, sec, true)
+	c.At = c.Started
+	s.emit(c)
 }
 
 // candidate builds the Candidate for attack a at second sec.

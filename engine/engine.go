@@ -321,7 +321,7 @@ func (s *shard) addItem(it *item) {
 	if e.hot >= 0 {
 		s.keepSample(e, r)
 	}
-	s.check(ei, sec)
+	s.check(ei, r.Received)
 }
 
 // Tick advances time in a synchronous engine: attack ends and updates are

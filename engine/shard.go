@@ -79,8 +79,6 @@ func newShard(e *Engine, id int, window int64, queue int) *shard {
 	}
 }
 
-func (s *shard) keyOf(i uint32) *tableKey { return &s.entries[i].key }
-
 // lookup returns the entry for k, creating it when absent.
 func (s *shard) lookup(k *tableKey, prefix uint32) uint32 {
 	h := hashKey(k)

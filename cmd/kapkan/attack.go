@@ -53,7 +53,7 @@ func newAttackJSON(c *engine.Candidate) attackJSON {
 		Scope:      c.Scope.String(),
 		Direction:  c.Direction.String(),
 		Hostgroup:  c.Hostgroup,
-		DetectedAt: c.Started.Format(time.RFC3339),
+		DetectedAt: c.Started.Format(time.RFC3339Nano),
 		Trigger:    c.Trigger.String(),
 		Rate:       metricValue(c.Trigger, c.Rate),
 		Threshold:  metricValue(c.Trigger, c.Threshold),

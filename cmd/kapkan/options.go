@@ -24,16 +24,6 @@ func ingestOptionsFrom(cfg *config.Config) ingest.Options {
 	return o
 }
 
-// ingestOptions loads the configuration (defaults when path is empty) and
-// derives the ingest options.
-func ingestOptions(path string) (ingest.Options, error) {
-	cfg, err := loadConfig(path)
-	if err != nil {
-		return ingest.Options{}, err
-	}
-	return ingestOptionsFrom(cfg), nil
-}
-
 // engineConfigFrom derives the engine's configuration.
 func engineConfigFrom(cfg *config.Config) engine.Config {
 	d := cfg.Detection
