@@ -26,9 +26,9 @@ build: ## the static binary in bin/kapkan
 	$(call log,build $(BIN))
 	$Q $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kapkan
 
-run: build ## start the daemon on its embedded defaults (CONFIG=file to use one)
-	$(call log,run $(BIN))
-	$Q ./$(BIN) run $(if $(CONFIG),--config $(CONFIG))
+run: build ## the daemon on its embedded defaults with demo traffic (CONFIG=file to use one)
+	$(call log,run $(BIN) with demo traffic: an attack on 203.0.113.66 about 20 s after start)
+	$Q ./$(BIN) run --demo $(if $(CONFIG),--config $(CONFIG))
 
 deps: ## install what the tests need (Debian packages; nothing yet beyond Go)
 	$(call log,deps)

@@ -57,6 +57,7 @@ func newEngineMetrics(e *Engine, reg prometheus.Registerer) *engineMetrics {
 		lateDesc:    prometheus.NewDesc("kapkan_engine_late_records_total", "Record contributions older than the window, not counted.", []string{"shard"}, nil),
 		refusedDesc: prometheus.NewDesc("kapkan_engine_hot_refused_total", "Times an address near a threshold got no per-protocol detail because engine.max_hot was reached.", []string{"shard"}, nil),
 	}
+	m.dropped.WithLabelValues("queue_full") // exported at 0 from the start
 	for range e.shards {
 		m.shards = append(m.shards, &shardGauges{})
 	}

@@ -32,6 +32,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	configPath := fs.String("config", "", "configuration file (embedded defaults when omitted)")
 	logFormat := fs.String("log-format", "", "log format: text or json (overrides log.format)")
 	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error (overrides log.level)")
+	demoMode := fs.Bool("demo", false, "protect 203.0.113.0/24 and send demo sFlow traffic with an attack every 90 s to the sFlow listener on loopback")
 	if _, err := parseArgs(fs, args); err != nil {
 		return 2
 	}
@@ -46,6 +47,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if *logLevel != "" {
 		cfg.Log.Level = *logLevel
 	}
+	if *demoMode {
+		addDemoHostgroup(cfg)
+	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "kapkan run: %v\n", err)
 		return 2
@@ -57,6 +61,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("start failed", "err", err)
 		return 1
 	}
+	d.demo = *demoMode
 	if err := d.run(ctx); err != nil {
 		log.Error("stopped with an error", "err", err)
 		return 1
@@ -82,6 +87,7 @@ type daemon struct {
 	listeners []*ingest.Listener
 	http      *http.Server
 	httpLn    net.Listener
+	demo      bool
 }
 
 // newDaemon builds every component and opens every socket, so that a port
@@ -169,6 +175,9 @@ func (d *daemon) run(ctx context.Context) error {
 		return d.http.Shutdown(sctx)
 	})
 	g.Go(func() error { return d.handleSignals(ctx) })
+	if d.demo {
+		g.Go(func() error { return runDemo(ctx, d.log, d.cfg.Ingest.SFlow.Listen) })
+	}
 	d.log.Info("kapkan started", "version", version, "dry_run", d.cfg.DryRun, "api", d.httpLn.Addr().String())
 	err := g.Wait()
 	st := d.engine.Stats()
