@@ -67,7 +67,8 @@ type Engine struct {
 	sync    bool
 	pending []Candidate
 
-	m *engineMetrics
+	m            *engineMetrics
+	droppedTotal atomic.Uint64
 }
 
 var _ flow.Sink = (*Engine)(nil)
@@ -187,6 +188,7 @@ func (e *Engine) Consume(b *flow.Batch) {
 	e.m.noAddress.Add(float64(r.noAddress))
 	if r.dropped > 0 {
 		e.m.dropped.WithLabelValues("queue_full").Add(float64(r.dropped))
+		e.droppedTotal.Add(r.dropped)
 	}
 	r.unprotected, r.ignored, r.dropped, r.routed, r.noAddress = 0, 0, 0, 0, 0
 	e.routers.Put(r)
@@ -434,3 +436,6 @@ func (e *Engine) WindowRates(a netip.Addr, d Direction) (Rates, bool) {
 		}
 	}
 }
+
+// Dropped returns the records dropped because a shard's queue was full.
+func (e *Engine) Dropped() uint64 { return e.droppedTotal.Load() }
