@@ -34,10 +34,13 @@ type ListenerConfig struct {
 	Workers int
 	// ReadBuffer is SO_RCVBUF in bytes; 0 leaves the kernel default.
 	ReadBuffer int
+	// ReadBatch is how many datagrams one recvmmsg call may return; 0 means
+	// 64. (1 reads one datagram per system call; kept for measurements.)
+	ReadBatch int
 }
 
-// readBatch is how many datagrams one recvmmsg call may return.
-const readBatch = 64
+// defaultReadBatch is how many datagrams one recvmmsg call may return.
+const defaultReadBatch = 64
 
 // maxDatagram is the largest datagram read; longer ones are truncated by the
 // kernel and fail to decode (counted).
@@ -65,6 +68,9 @@ type Listener struct {
 func NewListener(cfg ListenerConfig, dec *Decoder, sink flow.Sink, pool *flow.Pool, deps Deps) (*Listener, error) {
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.ReadBatch <= 0 {
+		cfg.ReadBatch = defaultReadBatch
 	}
 	log := deps.Logger
 	if log == nil {
@@ -180,7 +186,7 @@ func (l *Listener) Run(ctx context.Context) error {
 
 func (l *Listener) worker(ctx context.Context, c *net.UDPConn) {
 	pc := ipv4.NewPacketConn(c)
-	msgs := make([]ipv4.Message, readBatch)
+	msgs := make([]ipv4.Message, l.cfg.ReadBatch)
 	for i := range msgs {
 		msgs[i].Buffers = [][]byte{make([]byte, maxDatagram)}
 	}

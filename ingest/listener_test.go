@@ -86,12 +86,15 @@ func testListener(t *testing.T, listen, exporter string) {
 		}
 		time.Sleep(100 * time.Microsecond) // stay far below the socket buffer
 	}
+	// Wait for every datagram (counter samples give no record) and record.
+	datagrams := func() int { return int(testutil.ToFloat64(dec.metrics.datagrams.WithLabelValues(exporter, "sflow5"))) }
 	deadline := time.After(10 * time.Second)
-	for sink.count() < want {
+	for sink.count() < want || datagrams() < len(dgs) {
 		select {
 		case <-sink.notify:
+		case <-time.After(10 * time.Millisecond):
 		case <-deadline:
-			t.Fatalf("got %d records, want %d", sink.count(), want)
+			t.Fatalf("got %d records from %d datagrams, want %d from %d", sink.count(), datagrams(), want, len(dgs))
 		}
 	}
 	cancel()
@@ -101,7 +104,7 @@ func testListener(t *testing.T, listen, exporter string) {
 	if got := sink.count(); got != want {
 		t.Fatalf("got %d records, want %d", got, want)
 	}
-	if got := testutil.ToFloat64(dec.metrics.datagrams.WithLabelValues(exporter, "sflow5")); int(got) != len(dgs) {
+	if got := datagrams(); got != len(dgs) {
 		t.Errorf("kapkan_ingest_datagrams_total = %v, want %d", got, len(dgs))
 	}
 	if got := testutil.ToFloat64(dec.metrics.records.WithLabelValues(exporter, "sflow5")); int(got) != want {
