@@ -34,7 +34,7 @@ deps: ## install what the tests need (Debian packages; nothing yet beyond Go)
 	$(call log,deps)
 	$Q ./.ci/deps.sh
 
-test: deps lint test-race test-allocs ## every test: lint, unit and integration, under the race detector
+test: deps lint test-allocs test-race ## every test: lint, unit and integration, under the race detector
 
 test-allocs: ## allocation budgets, which the race detector would blur
 	$(call log,test allocation budgets)
