@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the tests need on a fresh Debian machine of this kind. Each
-# step checks first, so a second run is quick. Nothing beyond Go is needed
-# yet; integration parts (bird2, ClickHouse, Chromium) are added here as the
-# tests that need them land.
+# Installs what the tests need on a fresh Debian machine of this kind: the
+# Debian packages named as arguments (tshark checks that what
+# `kapkan simulate` writes is what Wireshark reads), then the Go modules.
+# Each step checks first, so a second run is quick.
 set -euo pipefail
 need_apt=()
 for pkg in "$@"; do
@@ -10,7 +10,8 @@ for pkg in "$@"; do
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}"
+  echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
 # Go modules and tools pinned in go.mod.
 go mod download

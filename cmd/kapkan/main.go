@@ -22,10 +22,11 @@ type command struct {
 }
 
 var commands = map[string]command{
-	"run":     {"start the daemon", cmdRun},
-	"check":   {"validate a configuration file", cmdCheck},
-	"replay":  {"decode recorded flows from pcap/pcapng files", cmdReplay},
-	"version": {"print the version and commit", cmdVersion},
+	"run":      {"start the daemon", cmdRun},
+	"check":    {"validate a configuration file", cmdCheck},
+	"replay":   {"decode recorded flows from pcap/pcapng files", cmdReplay},
+	"version":  {"print the version and commit", cmdVersion},
+	"simulate": {"send generated flow telemetry (background and attacks) to a collector", cmdSimulate},
 }
 
 func usage(w io.Writer) {

@@ -40,7 +40,7 @@ func decodeAll(t *testing.T, dgs []Datagram, from netip.Addr) []flow.Record {
 // TestScenarioRates checks that what the generator sends decodes to the
 // scripted rates once sampling is corrected.
 func TestScenarioRates(t *testing.T) {
-	for _, format := range []flow.Format{flow.FormatSFlow5, flow.FormatNetFlow9} {
+	for _, format := range flow.Formats {
 		t.Run(format.String(), func(t *testing.T) {
 			target := netip.MustParseAddr("203.0.113.7")
 			s := Scenario{Format: format, SamplingRate: 100,
@@ -104,8 +104,16 @@ func TestEveryKindDecodes(t *testing.T) {
 			t.Errorf("%s: %d records, want 100", k, len(recs))
 		}
 	}
-	if err := (&Scenario{Format: flow.FormatIPFIX, SamplingRate: 1}).Validate(); err == nil {
-		t.Error("an unsupported format must be refused")
+	for _, bad := range []Scenario{
+		{Format: flow.FormatUnknown, SamplingRate: 1},
+		{Format: flow.FormatNetFlow5, SamplingRate: 20000},
+		{Format: flow.FormatNetFlow5, SamplingRate: 1, Attacks: []Attack{{Kind: UDPFlood, Target: netip.MustParseAddr("2001:db8::1"), PPS: 1, Duration: time.Second}}},
+		{Format: flow.FormatSFlow5, SamplingRate: 0},
+		{Format: flow.FormatSFlow5, SamplingRate: 1, Attacks: []Attack{{Kind: "bogus", Target: netip.MustParseAddr("192.0.2.1"), PPS: 1, Duration: time.Second}}},
+	} {
+		if err := bad.Validate(); err == nil {
+			t.Errorf("scenario %+v accepted", bad)
+		}
 	}
 }
 

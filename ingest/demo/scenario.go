@@ -7,10 +7,10 @@
 package demo
 
 import (
+	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
-	"sort"
 	"time"
 
 	"github.com/kapkan-io/kapkan/flow"
@@ -74,13 +74,15 @@ type Attack struct {
 
 // Scenario describes the traffic to generate.
 type Scenario struct {
-	// Format is flow.FormatSFlow5 or flow.FormatNetFlow9.
+	// Format is the telemetry format: sflow5, netflow5, netflow9 or ipfix.
 	Format flow.Format
-	// SamplingRate is 1 in N, sent as each format carries it (sFlow per
-	// sample, NetFlow v9 in sampler options data).
+	// SamplingRate is 1 in N, sent as each format carries it: sFlow per
+	// sample, NetFlow v5 in its header (at most 16383), NetFlow v9 and IPFIX
+	// in sampler options data.
 	SamplingRate uint32
 	// Prefixes hold the background destinations; Hosts of their addresses
-	// receive BackgroundPPS packets per second in all.
+	// receive BackgroundPPS packets per second in all (real packets, before
+	// sampling).
 	Prefixes      []netip.Prefix
 	Hosts         int
 	BackgroundPPS int
@@ -88,7 +90,10 @@ type Scenario struct {
 	Duration      time.Duration
 	// Agent is the exporter's address written in sFlow datagrams.
 	Agent netip.Addr
-	Seed  uint64
+	// Base is the wall-clock time of the scenario's start, written in
+	// NetFlow/IPFIX headers and record times (zero: CaptureStart).
+	Base time.Time
+	Seed uint64
 }
 
 // Datagram is one export datagram, At after the scenario's start.
@@ -97,10 +102,29 @@ type Datagram struct {
 	Payload []byte
 }
 
+// maxNetFlow5Interval is the largest rate the 14-bit v5 header field holds.
+const maxNetFlow5Interval = 1<<14 - 1
+
 // Validate reports what is wrong with a scenario.
 func (s *Scenario) Validate() error {
-	if s.Format != flow.FormatSFlow5 && s.Format != flow.FormatNetFlow9 {
-		return fmt.Errorf("format %s: the generator writes sflow5 or netflow9", s.Format)
+	switch s.Format {
+	case flow.FormatSFlow5, flow.FormatNetFlow9, flow.FormatIPFIX:
+	case flow.FormatNetFlow5:
+		if s.SamplingRate > maxNetFlow5Interval {
+			return fmt.Errorf("sampling rate %d does not fit NetFlow v5's 14-bit field (at most %d)", s.SamplingRate, maxNetFlow5Interval)
+		}
+		for _, p := range s.Prefixes {
+			if p.Addr().Is6() {
+				return fmt.Errorf("prefix %s: NetFlow v5 carries IPv4 only", p)
+			}
+		}
+		for _, a := range s.Attacks {
+			if a.Target.Is6() {
+				return fmt.Errorf("attack target %s: NetFlow v5 carries IPv4 only", a.Target)
+			}
+		}
+	default:
+		return fmt.Errorf("format %s: want sflow5, netflow5, netflow9 or ipfix", s.Format)
 	}
 	if s.SamplingRate == 0 {
 		return fmt.Errorf("sampling rate 0 (want 1 or more)")
@@ -108,95 +132,284 @@ func (s *Scenario) Validate() error {
 	if s.Hosts > 0 && len(s.Prefixes) == 0 {
 		return fmt.Errorf("%d background hosts but no prefix to draw them from", s.Hosts)
 	}
+	if s.BackgroundPPS < 0 {
+		return fmt.Errorf("negative background rate")
+	}
 	for i, a := range s.Attacks {
 		if _, ok := shapes[a.Kind]; !ok {
-			return fmt.Errorf("attack %d: unknown kind %q", i, a.Kind)
+			return fmt.Errorf("attack %d: unknown kind %q (want one of %v)", i, a.Kind, Kinds)
 		}
 		if !a.Target.IsValid() {
 			return fmt.Errorf("attack %d: no target", i)
+		}
+		if a.PPS <= 0 || a.Duration <= 0 {
+			return fmt.Errorf("attack %d: rate and duration must be positive", i)
 		}
 	}
 	return nil
 }
 
-// packet is one sampled packet.
-type packet struct {
-	at time.Duration
-	f  fg.Flow
-}
-
 // tick is the generator's time step.
 const tick = 10 * time.Millisecond
 
-// Generate returns every datagram of the scenario in time order.
-func (s *Scenario) Generate() ([]Datagram, error) {
+// Generator produces a scenario's datagrams tick by tick, reusing its
+// buffers: it is fast enough to load a collector, and its memory does not
+// grow with the scenario's length.
+type Generator struct {
+	s          Scenario
+	rng        *rand.Rand
+	hosts      []netip.Addr
+	reflectors []netip.Addr
+	t          time.Duration
+	bgAcc      float64
+	atAcc      []float64
+	// FirstSample is, per attack, the time of the tick that carried its
+	// first sampled record; -1 until then.
+	FirstSample []time.Duration
+	// Records counts the flow records (samples) generated so far.
+	Records int64
+
+	flows                       []fg.Flow
+	samples                     []fg.SFlowSample
+	arena                       []byte
+	out                         [][]byte
+	sflowSeq, sampleSeq, nf5Seq uint32
+	exp                         *fg.Exporter
+	tpl4, tpl6, opt             fg.Template
+}
+
+// NewGenerator checks a scenario and prepares its generator.
+func NewGenerator(s Scenario) (*Generator, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	rng := rand.New(rand.NewPCG(s.Seed, s.Seed^0x5eed))
-	hosts := s.hosts(rng)
-	reflectors := make([]netip.Addr, reflectorPool)
-	for i := range reflectors {
-		reflectors[i] = netip.AddrFrom4([4]byte{198, 18 + byte(i>>8&1), byte(rng.IntN(256)), byte(1 + rng.IntN(254))})
+	if s.Base.IsZero() {
+		s.Base = CaptureStart
 	}
-	var pkts []packet
-	// Expected samples per tick, with the fraction carried so rates are exact.
-	emit := func(pps int, from, to time.Duration, mk func() fg.Flow) {
-		per := float64(pps) * tick.Seconds() / float64(s.SamplingRate)
-		acc := 0.0
-		for t := from; t < to; t += tick {
-			acc += per
-			n := int(acc)
-			acc -= float64(n)
-			for range n {
-				f := mk()
-				pkts = append(pkts, packet{at: t + time.Duration(rng.Int64N(int64(tick))), f: f})
+	g := &Generator{s: s, rng: rand.New(rand.NewPCG(s.Seed, s.Seed^0x5eed))}
+	g.hosts = s.hosts(g.rng)
+	g.reflectors = make([]netip.Addr, reflectorPool)
+	for i := range g.reflectors {
+		g.reflectors[i] = netip.AddrFrom4([4]byte{198, 18 + byte(i>>8&1), byte(g.rng.IntN(256)), byte(1 + g.rng.IntN(254))})
+	}
+	g.atAcc = make([]float64, len(s.Attacks))
+	g.FirstSample = make([]time.Duration, len(s.Attacks))
+	for i := range g.FirstSample {
+		g.FirstSample[i] = -1
+	}
+	if s.Format == flow.FormatNetFlow9 || s.Format == flow.FormatIPFIX {
+		v := uint16(fg.VersionNetFlow9)
+		if s.Format == flow.FormatIPFIX {
+			v = fg.VersionIPFIX
+		}
+		var extra []fg.Field
+		if v == fg.VersionNetFlow9 {
+			extra = append(extra, fg.Field{ID: fg.IESamplerID, Len: 1})
+			g.opt = fg.V9SamplerOptions(258, true)
+		} else {
+			g.opt = fg.SamplingOptions(v, 258)
+		}
+		extra = append(extra, fg.Field{ID: fg.IEFragmentFlags, Len: 1})
+		g.tpl4 = fg.Template{ID: 256, Fields: fg.FlowFields(v, fg.IPv4, fg.TimesDefault, extra...)}
+		g.tpl6 = fg.Template{ID: 257, Fields: fg.FlowFields(v, fg.IPv6, fg.TimesDefault, extra...)}
+		g.exp = &fg.Exporter{Version: v, DomainID: 1, Boot: s.Base.Add(-time.Hour)}
+	}
+	return g, nil
+}
+
+// Next returns the datagrams of the next tick and the tick's time, or false
+// when the scenario is over. The datagrams are valid until the next call.
+func (g *Generator) Next() (time.Duration, [][]byte, bool) {
+	if g.t >= g.s.Duration {
+		return 0, nil, false
+	}
+	at := g.t
+	g.t += tick
+	g.flows = g.flows[:0]
+	s := &g.s
+	if s.BackgroundPPS > 0 && len(g.hosts) > 0 {
+		g.bgAcc += float64(s.BackgroundPPS) * tick.Seconds() / float64(s.SamplingRate)
+		n := int(g.bgAcc)
+		g.bgAcc -= float64(n)
+		for range n {
+			g.flows = append(g.flows, g.background())
+		}
+	}
+	for i := range s.Attacks {
+		a := &s.Attacks[i]
+		if at < a.Start || at >= a.Start+a.Duration {
+			continue
+		}
+		g.atAcc[i] += float64(a.PPS) * tick.Seconds() / float64(s.SamplingRate)
+		n := int(g.atAcc[i])
+		g.atAcc[i] -= float64(n)
+		if n > 0 && g.FirstSample[i] < 0 {
+			g.FirstSample[i] = at
+		}
+		sh := shapes[a.Kind]
+		for range n {
+			g.flows = append(g.flows, g.attack(a, &sh))
+		}
+	}
+	g.Records += int64(len(g.flows))
+	g.arena = g.arena[:0]
+	g.out = g.out[:0]
+	switch s.Format {
+	case flow.FormatSFlow5:
+		g.encodeSFlow(at)
+	case flow.FormatNetFlow5:
+		g.encodeNetFlow5(at)
+	default:
+		g.encodeNetFlow(at)
+	}
+	return at, g.out, true
+}
+
+// emit records the datagram just appended to the arena from index start.
+func (g *Generator) emit(start int) {
+	g.out = append(g.out, g.arena[start:len(g.arena):len(g.arena)])
+}
+
+func (g *Generator) background() fg.Flow {
+	rng := g.rng
+	dst := g.hosts[rng.IntN(len(g.hosts))]
+	var src netip.Addr
+	if dst.Is6() {
+		src = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xfe, 12: byte(rng.IntN(256)), 15: byte(1 + rng.IntN(254))})
+	} else {
+		src = netip.AddrFrom4([4]byte{100, byte(64 + rng.IntN(64)), byte(rng.IntN(256)), byte(1 + rng.IntN(254))})
+	}
+	if rng.IntN(2) == 0 {
+		return fg.Flow{Src: src, Dst: dst, Proto: fg.ProtoTCP, SrcPort: 443, DstPort: uint16(1024 + rng.IntN(60000)),
+			TCPFlags: fg.TCPAck, FrameLen: uint32(64 + rng.IntN(1400)), Packets: 1}
+	}
+	return fg.Flow{Src: src, Dst: dst, Proto: fg.ProtoUDP, SrcPort: 53, DstPort: uint16(1024 + rng.IntN(60000)),
+		FrameLen: uint32(80 + rng.IntN(400)), Packets: 1}
+}
+
+func (g *Generator) attack(a *Attack, sh *shape) fg.Flow {
+	rng := g.rng
+	f := fg.Flow{Dst: a.Target, Proto: sh.proto, SrcPort: sh.srcPort, DstPort: sh.dstPort, TCPFlags: sh.flags,
+		FrameLen: sh.size + uint32(rng.IntN(16)), Fragment: sh.fragment, Packets: 1}
+	switch {
+	case a.Target.Is6():
+		f.Src = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 12: byte(rng.IntN(256)), 15: byte(1 + rng.IntN(254))})
+	case sh.reflect:
+		f.Src = g.reflectors[rng.IntN(len(g.reflectors))]
+	default:
+		f.Src = netip.AddrFrom4([4]byte{byte(1 + rng.IntN(223)), byte(rng.IntN(256)), byte(rng.IntN(256)), byte(1 + rng.IntN(254))})
+	}
+	if f.Proto == fg.ProtoICMP && a.Target.Is6() {
+		f.Proto, f.DstPort = fg.ProtoICMPv6, 128<<8 // echo request
+	}
+	if f.SrcPort == 0 && sh.proto != fg.ProtoICMP {
+		f.SrcPort = uint16(1024 + rng.IntN(60000))
+	}
+	if f.DstPort == 0 {
+		f.DstPort = uint16(1 + rng.IntN(65534))
+	}
+	if sh.fragment {
+		f.FragmentOffset = uint16(185 * (1 + rng.IntN(4))) // non-first fragments
+	}
+	return f
+}
+
+// samplesPerDatagram keeps sFlow datagrams under a 1500-byte MTU.
+const samplesPerDatagram = 7
+
+func (g *Generator) encodeSFlow(at time.Duration) {
+	for i := 0; i < len(g.flows); i += samplesPerDatagram {
+		g.samples = g.samples[:0]
+		for _, f := range g.flows[i:min(i+samplesPerDatagram, len(g.flows))] {
+			g.sampleSeq++
+			g.samples = append(g.samples, fg.SFlowSample{Sequence: g.sampleSeq, SourceIndex: 1, SamplingRate: g.s.SamplingRate,
+				SamplePool: g.sampleSeq * g.s.SamplingRate, Input: 1, Output: 2, Flow: f})
+		}
+		g.sflowSeq++
+		start := len(g.arena)
+		g.arena = fg.AppendSFlow(g.arena, fg.SFlowHeader{Agent: g.s.Agent, Sequence: g.sflowSeq, Uptime: time.Hour + at}, g.samples)
+		g.emit(start)
+	}
+}
+
+func (g *Generator) encodeNetFlow5(at time.Duration) {
+	now := g.s.Base.Add(at)
+	for i := range g.flows {
+		g.flows[i].Start, g.flows[i].End = now, now
+		g.flows[i].Bytes = uint64(g.flows[i].FrameLen)
+	}
+	for i := 0; i < len(g.flows); i += fg.MaxNetFlow5Records {
+		part := g.flows[i:min(i+fg.MaxNetFlow5Records, len(g.flows))]
+		start := len(g.arena)
+		var err error
+		g.arena, err = fg.AppendNetFlow5(g.arena, fg.NetFlow5Header{Uptime: time.Hour + at, Time: now, Sequence: g.nf5Seq,
+			SamplingMode: 2, SamplingInterval: uint16(g.s.SamplingRate)}, part)
+		if err != nil {
+			continue // Validate rules out what AppendNetFlow5 refuses
+		}
+		g.nf5Seq += uint32(len(part))
+		g.emit(start)
+	}
+}
+
+// netflowPerDatagram keeps NetFlow v9 / IPFIX datagrams under 1500 bytes.
+const netflowPerDatagram = 20
+
+func (g *Generator) encodeNetFlow(at time.Duration) {
+	now := g.s.Base.Add(at)
+	g.exp.Now = now
+	// Templates and sampling options first, then every 10 seconds.
+	if at%(10*time.Second) == 0 {
+		start := len(g.arena)
+		var err error
+		g.arena, err = g.exp.AppendDatagram(g.arena, fg.TemplateSet(g.tpl4, g.tpl6, g.opt),
+			fg.OptionsDataSet(g.opt, fg.Options{Scope: 1, SamplerID: 1, SamplerMode: fg.SamplingRandom, SamplingRate: g.s.SamplingRate}))
+		if err == nil {
+			g.emit(start)
+		}
+	}
+	var v4, v6 []fg.Flow
+	for i := range g.flows {
+		f := &g.flows[i]
+		f.Start, f.End = now, now
+		f.Bytes, f.SamplerID = uint64(f.FrameLen), 1
+		if f.Dst.Is6() {
+			v6 = append(v6, *f)
+		} else {
+			v4 = append(v4, *f)
+		}
+	}
+	for _, part := range []struct {
+		t     *fg.Template
+		flows []fg.Flow
+	}{{&g.tpl4, v4}, {&g.tpl6, v6}} {
+		for j := 0; j < len(part.flows); j += netflowPerDatagram {
+			start := len(g.arena)
+			var err error
+			g.arena, err = g.exp.AppendDatagram(g.arena, fg.DataSet(*part.t, part.flows[j:min(j+netflowPerDatagram, len(part.flows))]...))
+			if err == nil {
+				g.emit(start)
 			}
 		}
 	}
-	if s.BackgroundPPS > 0 && len(hosts) > 0 {
-		emit(s.BackgroundPPS, 0, s.Duration, func() fg.Flow {
-			dst := hosts[rng.IntN(len(hosts))]
-			src := netip.AddrFrom4([4]byte{100, byte(64 + rng.IntN(64)), byte(rng.IntN(256)), byte(1 + rng.IntN(254))})
-			if rng.IntN(2) == 0 {
-				return fg.Flow{Src: src, Dst: dst, Proto: fg.ProtoTCP, SrcPort: 443, DstPort: uint16(1024 + rng.IntN(60000)),
-					TCPFlags: fg.TCPAck, FrameLen: uint32(64 + rng.IntN(1400))}
-			}
-			return fg.Flow{Src: src, Dst: dst, Proto: fg.ProtoUDP, SrcPort: 53, DstPort: uint16(1024 + rng.IntN(60000)),
-				FrameLen: uint32(80 + rng.IntN(400))}
-		})
+}
+
+// Generate returns every datagram of the scenario, with a tick's datagrams
+// spread evenly over the tick.
+func (s *Scenario) Generate() ([]Datagram, error) {
+	g, err := NewGenerator(*s)
+	if err != nil {
+		return nil, err
 	}
-	for _, a := range s.Attacks {
-		sh := shapes[a.Kind]
-		emit(a.PPS, a.Start, a.Start+a.Duration, func() fg.Flow {
-			f := fg.Flow{Dst: a.Target, Proto: sh.proto, SrcPort: sh.srcPort, DstPort: sh.dstPort, TCPFlags: sh.flags,
-				FrameLen: sh.size + uint32(rng.IntN(16)), Fragment: sh.fragment}
-			if sh.reflect {
-				f.Src = reflectors[rng.IntN(len(reflectors))]
-			} else {
-				f.Src = netip.AddrFrom4([4]byte{byte(1 + rng.IntN(223)), byte(rng.IntN(256)), byte(rng.IntN(256)), byte(1 + rng.IntN(254))})
-			}
-			if a.Target.Is6() {
-				f.Src = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 12: byte(rng.IntN(256)), 15: byte(1 + rng.IntN(254))})
-			}
-			if f.SrcPort == 0 && sh.proto != fg.ProtoICMP {
-				f.SrcPort = uint16(1024 + rng.IntN(60000))
-			}
-			if f.DstPort == 0 {
-				f.DstPort = uint16(1 + rng.IntN(65534))
-			}
-			if sh.fragment {
-				f.FragmentOffset = uint16(185 * (1 + rng.IntN(4))) // non-first fragments
-			}
-			return f
-		})
-	}
-	sort.SliceStable(pkts, func(i, j int) bool { return pkts[i].at < pkts[j].at })
-	switch s.Format {
-	case flow.FormatSFlow5:
-		return s.sflow(pkts), nil
-	default:
-		return s.netflow9(pkts)
+	var out []Datagram
+	for {
+		at, dgs, ok := g.Next()
+		if !ok {
+			return out, nil
+		}
+		for i, d := range dgs {
+			out = append(out, Datagram{At: at + time.Duration(i)*tick/time.Duration(len(dgs)), Payload: bytes.Clone(d)})
+		}
 	}
 }
 
@@ -222,110 +435,4 @@ func (s *Scenario) hosts(rng *rand.Rand) []netip.Addr {
 		out = append(out, a)
 	}
 	return out
-}
-
-// samplesPerDatagram keeps sFlow datagrams under a 1500-byte MTU.
-const samplesPerDatagram = 7
-
-func (s *Scenario) sflow(pkts []packet) []Datagram {
-	var out []Datagram
-	var seq, sampleSeq uint32
-	samples := make([]fg.SFlowSample, 0, samplesPerDatagram)
-	flush := func(at time.Duration) {
-		if len(samples) == 0 {
-			return
-		}
-		seq++
-		payload := fg.AppendSFlow(nil, fg.SFlowHeader{Agent: s.Agent, Sequence: seq, Uptime: time.Hour + at}, samples)
-		out = append(out, Datagram{At: at, Payload: payload})
-		samples = samples[:0]
-	}
-	for _, p := range pkts {
-		sampleSeq++
-		samples = append(samples, fg.SFlowSample{Sequence: sampleSeq, SourceIndex: 1, SamplingRate: s.SamplingRate,
-			SamplePool: sampleSeq * s.SamplingRate, Input: 1, Output: 2, Flow: p.f})
-		if len(samples) == samplesPerDatagram {
-			flush(p.at)
-		}
-	}
-	if len(pkts) > 0 {
-		flush(pkts[len(pkts)-1].at)
-	}
-	return out
-}
-
-// NetFlow v9 export: the flow cache is flushed once a second; templates and
-// sampler options are sent every 10 seconds (and first).
-func (s *Scenario) netflow9(pkts []packet) ([]Datagram, error) {
-	type key struct {
-		src, dst     netip.Addr
-		sport, dport uint16
-		proto        uint8
-		fragment     bool
-	}
-	tpl := fg.Template{ID: 256, Fields: fg.FlowFields(fg.VersionNetFlow9, fg.IPv4, fg.TimesSysUpTime,
-		fg.Field{ID: fg.IESamplerID, Len: 1}, fg.Field{ID: fg.IEFragmentFlags, Len: 1})}
-	tpl6 := fg.Template{ID: 257, Fields: fg.FlowFields(fg.VersionNetFlow9, fg.IPv6, fg.TimesSysUpTime,
-		fg.Field{ID: fg.IESamplerID, Len: 1}, fg.Field{ID: fg.IEFragmentFlags, Len: 1})}
-	opt := fg.V9SamplerOptions(258, true)
-	base := time.Unix(1_700_000_000, 0)
-	e := &fg.Exporter{Version: fg.VersionNetFlow9, DomainID: 1, Boot: base.Add(-time.Hour)}
-	var out []Datagram
-	i := 0
-	for sec := time.Duration(0); i < len(pkts) || sec == 0; sec += time.Second {
-		cache := map[key]*fg.Flow{}
-		var order []key
-		for ; i < len(pkts) && pkts[i].at < sec+time.Second; i++ {
-			p := pkts[i]
-			k := key{p.f.Src, p.f.Dst, p.f.SrcPort, p.f.DstPort, p.f.Proto, p.f.Fragment}
-			f, ok := cache[k]
-			if !ok {
-				g := p.f
-				g.Packets, g.Bytes = 0, 0
-				g.Start = base.Add(p.at)
-				g.SamplerID = 1
-				f = &g
-				cache[k] = f
-				order = append(order, k)
-			}
-			f.Packets++
-			f.Bytes += uint64(p.f.FrameLen)
-			f.End = base.Add(p.at)
-		}
-		at := sec + time.Second
-		e.Now = base.Add(at)
-		if sec%(10*time.Second) == 0 {
-			payload, err := e.AppendDatagram(nil, fg.TemplateSet(tpl, tpl6, opt),
-				fg.OptionsDataSet(opt, fg.Options{Scope: 1, SamplerID: 1, SamplerMode: fg.SamplingRandom, SamplingRate: s.SamplingRate}))
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, Datagram{At: at, Payload: payload})
-		}
-		const perDatagram = 24
-		var v4, v6 []fg.Flow
-		for _, k := range order {
-			if k.dst.Is6() {
-				v6 = append(v6, *cache[k])
-			} else {
-				v4 = append(v4, *cache[k])
-			}
-		}
-		for _, part := range []struct {
-			t     fg.Template
-			flows []fg.Flow
-		}{{tpl, v4}, {tpl6, v6}} {
-			for j := 0; j < len(part.flows); j += perDatagram {
-				payload, err := e.AppendDatagram(nil, fg.DataSet(part.t, part.flows[j:min(j+perDatagram, len(part.flows))]...))
-				if err != nil {
-					return nil, err
-				}
-				out = append(out, Datagram{At: at, Payload: payload})
-			}
-		}
-		if sec > s.Duration+time.Second {
-			break
-		}
-	}
-	return out, nil
 }

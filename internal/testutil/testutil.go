@@ -4,6 +4,7 @@ package testutil
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 )
@@ -40,4 +41,16 @@ func FlowsDir(t testing.TB) string {
 		t.Fatalf("capture corpus not found at %s (set KAPKAN_FLOWS to shared/flows): %v", dir, err)
 	}
 	return dir
+}
+
+// Need returns the path of an external program a test needs, and fails the
+// test (never skips it) with the install hint when it is missing. make test
+// installs every program named here (.ci/deps.sh).
+func Need(t testing.TB, program, debianPackage string) string {
+	t.Helper()
+	path, err := exec.LookPath(program)
+	if err != nil {
+		t.Fatalf("%s not found: this test needs it (apt-get install %s, or run make test, which installs it)", program, debianPackage)
+	}
+	return path
 }

@@ -1,0 +1,337 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/net/ipv4"
+
+	"github.com/kapkan-io/kapkan/flow"
+	"github.com/kapkan-io/kapkan/ingest/demo"
+	fg "github.com/kapkan-io/kapkan/ingest/flowgen"
+)
+
+// simulateReport is the JSON line simulate prints at the end.
+type simulateReport struct {
+	Type       string           `json:"type"`
+	Format     string           `json:"format"`
+	To         string           `json:"to,omitempty"`
+	PCAP       string           `json:"pcap,omitempty"`
+	Datagrams  int64            `json:"datagrams"`
+	Records    int64            `json:"records"`
+	Bytes      int64            `json:"bytes"`
+	Seconds    float64          `json:"seconds"`
+	RPS        float64          `json:"records_per_second"`
+	SendErrors int64            `json:"send_errors"`
+	MaxLagMS   float64          `json:"max_lag_ms"`
+	Attacks    []simulateAttack `json:"attacks"`
+}
+
+type simulateAttack struct {
+	Kind      string `json:"kind"`
+	Target    string `json:"target"`
+	PPS       int    `json:"pps"`
+	Start     string `json:"start"`
+	Duration  string `json:"duration"`
+	FirstSent string `json:"first_record_sent,omitempty"`
+}
+
+// listFlag collects a repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+// parseAttack reads KIND@TARGET:PPS:START:DURATION, e.g.
+// udp-flood@203.0.113.10:200000:10s:30s (IPv6 targets in brackets).
+func parseAttack(s string) (demo.Attack, error) {
+	kind, rest, ok := strings.Cut(s, "@")
+	if !ok {
+		return demo.Attack{}, fmt.Errorf("attack %q: want KIND@TARGET:PPS:START:DURATION", s)
+	}
+	var target string
+	if strings.HasPrefix(rest, "[") {
+		end := strings.Index(rest, "]")
+		if end < 0 {
+			return demo.Attack{}, fmt.Errorf("attack %q: unclosed [", s)
+		}
+		target, rest = rest[1:end], strings.TrimPrefix(rest[end+1:], ":")
+	} else {
+		target, rest, _ = strings.Cut(rest, ":")
+	}
+	parts := strings.Split(rest, ":")
+	if len(parts) != 3 {
+		return demo.Attack{}, fmt.Errorf("attack %q: want KIND@TARGET:PPS:START:DURATION", s)
+	}
+	a := demo.Attack{Kind: demo.Kind(kind)}
+	var err error
+	if a.Target, err = netip.ParseAddr(target); err != nil {
+		return a, fmt.Errorf("attack %q: target: %w", s, err)
+	}
+	if a.PPS, err = strconv.Atoi(parts[0]); err != nil || a.PPS <= 0 {
+		return a, fmt.Errorf("attack %q: packet rate %q is not a positive integer", s, parts[0])
+	}
+	if a.Start, err = time.ParseDuration(parts[1]); err != nil {
+		return a, fmt.Errorf("attack %q: start: %w", s, err)
+	}
+	if a.Duration, err = time.ParseDuration(parts[2]); err != nil {
+		return a, fmt.Errorf("attack %q: duration: %w", s, err)
+	}
+	return a, nil
+}
+
+// checkTarget refuses destinations the simulator must never flood.
+func checkTarget(ap netip.AddrPort) error {
+	a := ap.Addr().Unmap()
+	switch {
+	case !a.IsValid() || a.IsUnspecified():
+		return fmt.Errorf("target %s: no address", ap)
+	case a.IsMulticast():
+		return fmt.Errorf("target %s is a multicast address: simulate sends to one collector only", ap)
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || (a.Is4() && a.As4()[3] == 255):
+		return fmt.Errorf("target %s looks like a broadcast address: simulate sends to one collector only", ap)
+	case ap.Port() == 0:
+		return fmt.Errorf("target %s: no port", ap)
+	}
+	return nil
+}
+
+func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	to := fs.String("to", "", "collector host:port to send to (loopback or your own collector)")
+	pcapPath := fs.String("pcap", "", "write the datagrams into this capture instead of sending them")
+	format := fs.String("format", "sflow5", "sflow5, netflow5, netflow9 or ipfix")
+	sampling := fs.Uint("sampling", 1000, "sampling rate (1 in N)")
+	hosts := fs.Int("hosts", 1000, "background destination addresses")
+	bgPPS := fs.Int("background-pps", 100_000, "background traffic, real packets per second over all hosts")
+	rps := fs.Int("records-per-second", 0, "background as sampled records per second (overrides --background-pps)")
+	duration := fs.Duration("duration", time.Minute, "how long to send")
+	seed := fs.Uint64("seed", 1, "random seed: the same seed sends the same traffic")
+	agent := fs.String("agent", "127.0.0.1", "sFlow agent address written in datagrams")
+	var prefixes, attacks listFlag
+	fs.Var(&prefixes, "prefix", "protected prefix the background goes to (repeatable; default 203.0.113.0/24)")
+	fs.Var(&attacks, "attack", "KIND@TARGET:PPS:START:DURATION, e.g. udp-flood@203.0.113.10:200000:10s:30s (repeatable); kinds: "+kindList())
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: kapkan simulate --to HOST:PORT | --pcap FILE [flags]")
+		fs.PrintDefaults()
+	}
+	if rest, err := parseArgs(fs, args); err != nil {
+		return 2
+	} else if len(rest) > 0 {
+		fmt.Fprintf(stderr, "kapkan simulate: unexpected argument %q\n", rest[0])
+		return 2
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "kapkan simulate: "+format+"\n", a...)
+		return 2
+	}
+	if (*to == "") == (*pcapPath == "") {
+		return fail("give exactly one of --to and --pcap")
+	}
+	s := demo.Scenario{SamplingRate: uint32(*sampling), Hosts: *hosts, BackgroundPPS: *bgPPS, Duration: *duration, Seed: *seed}
+	if *rps > 0 {
+		s.BackgroundPPS = *rps * int(*sampling)
+	}
+	switch *format {
+	case "sflow5", "sflow":
+		s.Format = flow.FormatSFlow5
+	case "netflow5":
+		s.Format = flow.FormatNetFlow5
+	case "netflow9":
+		s.Format = flow.FormatNetFlow9
+	case "ipfix":
+		s.Format = flow.FormatIPFIX
+	default:
+		return fail("format %q: want sflow5, netflow5, netflow9 or ipfix", *format)
+	}
+	var err error
+	if s.Agent, err = netip.ParseAddr(*agent); err != nil {
+		return fail("agent: %v", err)
+	}
+	if len(prefixes) == 0 {
+		prefixes = listFlag{"203.0.113.0/24"}
+	}
+	for _, p := range prefixes {
+		pp, err := netip.ParsePrefix(p)
+		if err != nil {
+			return fail("prefix: %v", err)
+		}
+		s.Prefixes = append(s.Prefixes, pp.Masked())
+	}
+	for _, a := range attacks {
+		at, err := parseAttack(a)
+		if err != nil {
+			return fail("%v", err)
+		}
+		s.Attacks = append(s.Attacks, at)
+	}
+	report := simulateReport{Type: "simulate", Format: s.Format.String(), To: *to, PCAP: *pcapPath}
+	var rerr error
+	if *pcapPath != "" {
+		rerr = simulateToPCAP(ctx, s, *pcapPath, &report)
+	} else {
+		ap, err := netip.ParseAddrPort(*to)
+		if err != nil {
+			return fail("--to %q: want host:port with an IP address: %v", *to, err)
+		}
+		if err := checkTarget(ap); err != nil {
+			return fail("%v", err)
+		}
+		rerr = simulateSend(ctx, s, ap, &report)
+	}
+	if rerr != nil {
+		fmt.Fprintf(stderr, "kapkan simulate: %v\n", rerr)
+		return 1
+	}
+	_ = json.NewEncoder(stdout).Encode(&report)
+	return 0
+}
+
+func kindList() string {
+	var k []string
+	for _, kind := range demo.Kinds {
+		k = append(k, string(kind))
+	}
+	return strings.Join(k, ", ")
+}
+
+func fillAttacks(report *simulateReport, s *demo.Scenario, g *demo.Generator, base time.Time) {
+	for i, a := range s.Attacks {
+		sa := simulateAttack{Kind: string(a.Kind), Target: a.Target.String(), PPS: a.PPS, Start: a.Start.String(), Duration: a.Duration.String()}
+		if g.FirstSample[i] >= 0 {
+			sa.FirstSent = base.Add(g.FirstSample[i]).UTC().Format(time.RFC3339Nano)
+		}
+		report.Attacks = append(report.Attacks, sa)
+	}
+}
+
+// simulateSend paces the scenario in real time, a tick's datagrams at once
+// with sendmmsg. When sending falls behind it catches up without sleeping
+// and reports the largest lag.
+func simulateSend(ctx context.Context, s demo.Scenario, to netip.AddrPort, report *simulateReport) error {
+	start := time.Now()
+	s.Base = start
+	g, err := demo.NewGenerator(s)
+	if err != nil {
+		return err
+	}
+	network := "udp4"
+	if to.Addr().Is6() && !to.Addr().Is4In6() {
+		network = "udp6"
+	}
+	conn, err := net.ListenUDP(network, nil)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetWriteBuffer(8 << 20)
+	pc := ipv4.NewPacketConn(conn)
+	dst := net.UDPAddrFromAddrPort(to)
+	var msgs []ipv4.Message
+	firstSent := make([]time.Time, len(s.Attacks))
+	for ctx.Err() == nil {
+		at, dgs, ok := g.Next()
+		if !ok {
+			break
+		}
+		if wait := time.Until(start.Add(at)); wait > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(wait):
+			}
+		} else if lag := float64(-wait) / 1e6; lag > report.MaxLagMS {
+			report.MaxLagMS = lag
+		}
+		msgs = msgs[:0]
+		for _, d := range dgs {
+			msgs = append(msgs, ipv4.Message{Buffers: [][]byte{d}, Addr: dst})
+			report.Bytes += int64(len(d))
+		}
+		for len(msgs) > 0 {
+			n, err := pc.WriteBatch(msgs, 0)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return err
+				}
+				report.SendErrors++
+				n = max(n, 1) // skip the datagram that failed
+			}
+			report.Datagrams += int64(n)
+			msgs = msgs[n:]
+		}
+		now := time.Now()
+		for i := range firstSent {
+			if firstSent[i].IsZero() && g.FirstSample[i] >= 0 {
+				firstSent[i] = now
+			}
+		}
+	}
+	report.Records = g.Records
+	report.Seconds = time.Since(start).Seconds()
+	report.RPS = float64(g.Records) / report.Seconds
+	fillAttacks(report, &s, g, start)
+	for i := range report.Attacks {
+		if !firstSent[i].IsZero() {
+			report.Attacks[i].FirstSent = firstSent[i].UTC().Format(time.RFC3339Nano)
+		}
+	}
+	return nil
+}
+
+// simulateToPCAP writes the scenario into a capture, timestamped from
+// demo.CaptureStart, without waiting.
+func simulateToPCAP(ctx context.Context, s demo.Scenario, path string, report *simulateReport) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	w, err := fg.NewPCAPWriter(f)
+	if err != nil {
+		return err
+	}
+	g, err := demo.NewGenerator(s)
+	if err != nil {
+		return err
+	}
+	port := uint16(6343)
+	if s.Format != flow.FormatSFlow5 {
+		port = 2055
+	}
+	src := netip.AddrPortFrom(s.Agent, 50000)
+	dst := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+	if s.Agent.Is6() {
+		dst = netip.AddrPortFrom(netip.IPv6Loopback(), port)
+	}
+	begin := time.Now()
+	for ctx.Err() == nil {
+		at, dgs, ok := g.Next()
+		if !ok {
+			break
+		}
+		for i, d := range dgs {
+			t := demo.CaptureStart.Add(at + time.Duration(i)*10*time.Millisecond/time.Duration(len(dgs)))
+			if err := w.WritePacket(fg.Packet{Time: t, Src: src, Dst: dst, Payload: d}); err != nil {
+				return err
+			}
+			report.Datagrams++
+			report.Bytes += int64(len(d))
+		}
+	}
+	report.Records = g.Records
+	report.Seconds = time.Since(begin).Seconds()
+	report.RPS = float64(g.Records) / max(report.Seconds, 1e-9)
+	fillAttacks(report, &s, g, demo.CaptureStart)
+	return f.Close()
+}
