@@ -18,37 +18,68 @@ type attackState struct {
 	lastUpdate int64 // second of the last update candidate
 }
 
+// The fast trip: the newest second must hold fastFactor × a threshold, from
+// at least fastMinSamples records (so a single heavily sampled record
+// cannot trip it).
+const (
+	fastFactor     = 2
+	fastMinSamples = 8
+)
+
 // check compares entry ei's window with its thresholds after traffic was
 // added by a record received at now (Unix ns), starting an attack or keeping
 // one alive.
 func (s *shard) check(ei uint32, now int64) {
 	e := &s.entries[ei]
 	hg := &s.e.table.Load().hostgroups[s.e.table.Load().prefixes[e.prefix].hostgroup]
-	dir := e.key.dir()
+	dir := e.dir()
 	limits := &hg.limits[dir]
 	hotAt := &hg.hotAt[dir]
-	if e.key.isTotal() {
+	if e.isTotal() {
 		limits = &hg.totalLimits[dir]
 		hotAt = &[numTotals]uint64{}
 		for i := range numTotals {
 			hotAt[i] = limits[i] * uint64(s.window) / 2
 		}
 	}
-	if e.hot < 0 && ((hotAt[0] > 0 && e.sums[0] >= hotAt[0]) || (hotAt[1] > 0 && e.sums[1] >= hotAt[1]) ||
-		(hotAt[2] > 0 && e.sums[2] >= hotAt[2])) {
-		s.makeHot(ei)
-		e = &s.entries[ei]
+	// Hot from half the smallest threshold over the window, or from the
+	// smallest threshold within the newest second (so that a flood that
+	// trips fast already has a flow sample).
+	tot := s.totals(ei)
+	if e.hot < 0 {
+		cur := s.current(ei)
+		W := uint64(s.window)
+		for i := range numTotals {
+			if hotAt[i] > 0 && (tot[i] >= hotAt[i] || cur[i] >= hotAt[i]*2/W) {
+				s.makeHot(ei)
+				e = &s.entries[ei]
+				break
+			}
+		}
 	}
 	W := uint64(s.window)
 	if e.attack >= 0 {
 		a := s.attacks[e.attack]
-		sums := s.windowSums(e)
+		sums := s.windowSums(ei)
 		for m := range NumMetrics {
 			if r := sums[m] / W; r > a.peak[m] {
 				a.peak[m] = r
 			}
 		}
 		return
+	}
+	// Fast trip: a flood far above a threshold need not fill the window.
+	// When the newest second alone already holds twice a second's worth of
+	// a total threshold, from enough records to trust it, the attack starts.
+	if e.samples >= fastMinSamples {
+		cur := s.current(ei)
+		for m := Metric(0); m < numTotals; m++ {
+			if l := limits[m]; l > 0 && cur[m] >= fastFactor*l {
+				sums := s.windowSums(ei)
+				s.startAttack(ei, now, m, cur[m], l, &sums)
+				return
+			}
+		}
 	}
 	// Totals first (cheap), then per-protocol when detail is kept.
 	n := NumMetrics
@@ -57,9 +88,9 @@ func (s *shard) check(ei uint32, now int64) {
 	}
 	var sums [NumMetrics]uint64
 	if e.hot >= 0 {
-		sums = s.windowSums(e)
+		sums = s.windowSums(ei)
 	} else {
-		sums[0], sums[1], sums[2] = e.sums[0], e.sums[1], e.sums[2]
+		sums[0], sums[1], sums[2] = tot[0], tot[1], tot[2]
 	}
 	for m := Metric(0); m < Metric(n); m++ {
 		if l := limits[m]; l > 0 && sums[m] >= l*W {
@@ -108,7 +139,7 @@ func (s *shard) candidate(a *attackState, kind CandidateKind, sec int64, withSam
 	c := Candidate{
 		Kind:      kind,
 		ID:        a.id,
-		Direction: e.key.dir(),
+		Direction: e.dir(),
 		Hostgroup: t.hostgroups[p.hostgroup].name,
 		Trigger:   a.trigger,
 		Rate:      a.rate,
@@ -117,13 +148,13 @@ func (s *shard) candidate(a *attackState, kind CandidateKind, sec int64, withSam
 		Started:   time.Unix(0, a.started).UTC(),
 		At:        time.Unix(sec, 0).UTC(),
 	}
-	if e.key.isTotal() {
+	if e.isTotal() {
 		c.Scope, c.Target = ScopePrefix, p.prefix
 	} else {
-		addr := netip.AddrFrom16(e.key.addr).Unmap()
+		addr := netip.AddrFrom16(e.addr).Unmap()
 		c.Target = netip.PrefixFrom(addr, addr.BitLen())
 	}
-	sums := s.windowSums(e)
+	sums := s.windowSums(a.entry)
 	for m := range NumMetrics {
 		c.Rates[m] = sums[m] / uint64(s.window)
 	}
@@ -150,11 +181,11 @@ func (s *shard) tick(now int64) {
 		s.advance(a.entry, now)
 		e := &s.entries[a.entry]
 		hg := &t.hostgroups[t.prefixes[e.prefix].hostgroup]
-		limits := &hg.limits[e.key.dir()]
-		if e.key.isTotal() {
-			limits = &hg.totalLimits[e.key.dir()]
+		limits := &hg.limits[e.dir()]
+		if e.isTotal() {
+			limits = &hg.totalLimits[e.dir()]
 		}
-		sums := s.windowSums(e)
+		sums := s.windowSums(a.entry)
 		above, below := false, true
 		for m := range NumMetrics {
 			l := limits[m]
@@ -202,19 +233,20 @@ func (s *shard) evict(now int64) {
 	t := s.e.table.Load()
 	for i := range s.entries {
 		e := &s.entries[i]
-		if e.last < 0 || e.attack >= 0 {
+		if e.free() || e.attack >= 0 {
 			continue // a free slot, or an attack's window
 		}
 		s.advance(uint32(i), now)
-		if e.sums == [numTotals]uint64{} {
+		tot := s.totals(uint32(i))
+		if tot == [numTotals]uint64{} {
 			s.remove(uint32(i)) // nothing left in the window
 			continue
 		}
-		if e.hot >= 0 && !e.key.isTotal() {
+		if e.hot >= 0 && !e.isTotal() {
 			hg := &t.hostgroups[t.prefixes[e.prefix].hostgroup]
-			hot := &hg.hotAt[e.key.dir()]
+			hot := &hg.hotAt[e.dir()]
 			// Keep the detail until traffic is well below the hot mark.
-			if e.sums[0] < hot[0]/2 && e.sums[1] < hot[1]/2 && e.sums[2] < hot[2]/2 {
+			if tot[0] < hot[0]/2 && tot[1] < hot[1]/2 && tot[2] < hot[2]/2 {
 				s.releaseHot(e)
 			}
 		}

@@ -320,6 +320,9 @@ func (s *shard) addItem(it *item) {
 		s.add(ei, sec, pkts-sp*uint64(span-1), bytes-sb*uint64(span-1), flows-sf*uint64(span-1), cls)
 	}
 	e := &s.entries[ei]
+	if int64(e.last) == sec && e.samples < 1<<16-1 {
+		e.samples++
+	}
 	if e.hot >= 0 {
 		s.keepSample(e, r)
 	}
@@ -425,9 +428,9 @@ func (e *Engine) WindowRates(a netip.Addr, d Direction) (Rates, bool) {
 		if slot == 0 {
 			return Rates{}, false
 		}
-		if s.entries[slot-1].key == k {
+		if s.entries[slot-1].is(&k) {
 			s.advance(slot-1, s.now)
-			sums := s.windowSums(&s.entries[slot-1])
+			sums := s.windowSums(slot - 1)
 			var r Rates
 			for m := range NumMetrics {
 				r[m] = sums[m] / uint64(s.window)

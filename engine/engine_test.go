@@ -463,3 +463,44 @@ func TestDuplicatePrefixRejected(t *testing.T) {
 		t.Fatal("the same prefix in two hostgroups must be rejected")
 	}
 }
+
+func TestFastTrip(t *testing.T) {
+	th := Thresholds{PPS: 10_000}
+	t.Run("a flood at 4x trips within the first second", func(t *testing.T) {
+		f := newFeeder(t, cfgWith(hostgroup(th, Thresholds{}, "203.0.113.0/24")))
+		flood(f, rand.New(rand.NewPCG(5, 5)), "198.51.100.1", "203.0.113.10", 17, 0, 40_000, 100, 10, 3)
+		f.flush()
+		if s, _ := f.kinds(); s != 1 {
+			t.Fatalf("%d attacks", s)
+		}
+		lag := f.events[0].Started.Sub(t0.Add(10 * time.Second))
+		// The window alone needs 10000×5/40000 = 1.25 s; the fast trip needs
+		// 2×10000 packets in one second: 0.5 s.
+		if lag > 600*time.Millisecond {
+			t.Errorf("detected %s after the start, want within 0.6 s", lag)
+		}
+		if len(f.events[0].Sample) == 0 {
+			t.Error("a fast-tripped attack has no flow sample")
+		}
+	})
+	t.Run("a one-second burst at 1.5x does not trip", func(t *testing.T) {
+		f := newFeeder(t, cfgWith(hostgroup(th, Thresholds{}, "203.0.113.0/24")))
+		flood(f, rand.New(rand.NewPCG(6, 6)), "198.51.100.1", "203.0.113.10", 17, 0, 15_000, 10, 10, 1)
+		f.idle(10)
+		if len(f.events) != 0 {
+			t.Fatalf("a short burst below 2x tripped: %+v", f.events[0])
+		}
+	})
+	t.Run("few heavily sampled records do not fast trip", func(t *testing.T) {
+		f := newFeeder(t, cfgWith(hostgroup(th, Thresholds{}, "203.0.113.0/24")))
+		// 4 records of rate 10000 in one second: 40k packets, twice the fast
+		// mark but from 4 samples (and below the window's 50k).
+		for i := range 4 {
+			f.add(rec("198.51.100.1", "203.0.113.10", 17, 0, 1, 100, 10000, 10+float64(i)*0.1))
+		}
+		f.flush()
+		if len(f.events) != 0 {
+			t.Fatalf("4 samples fast-tripped: %+v", f.events[0])
+		}
+	})
+}

@@ -11,15 +11,26 @@ type bucket struct {
 	bytes uint64
 }
 
-// entry is the window of one address (or prefix total) and direction.
+// entry is the window of one address (or prefix total) and direction. It
+// is kept small (36 bytes) because there is one per active address; its
+// buckets live in shard.buckets and its sums are computed from them.
 type entry struct {
-	key    tableKey
-	last   int64 // the second of the newest bucket
-	sums   [numTotals]uint64
+	addr   [16]byte
+	last   uint32 // Unix second of the newest bucket; 0 for a free entry
 	prefix uint32 // protected prefix index
 	hot    int32  // index into shard.hot, -1 when none
 	attack int32  // index into shard.attacks, -1 when none
+	meta   uint8  // direction | kindTotal
+	_      uint8
+	// samples counts the records added in the second `last`, for the fast
+	// trip (saturating).
+	samples uint16
 }
+
+func (e *entry) dir() Direction      { return Direction(e.meta & 1) }
+func (e *entry) isTotal() bool       { return e.meta&kindTotal != 0 }
+func (e *entry) free() bool          { return e.last == 0 }
+func (e *entry) is(k *tableKey) bool { return e.meta == k.meta && e.addr == k.addr }
 
 // hotDetail is kept for addresses near a threshold or under attack:
 // per-protocol buckets and a ring of recent records.
@@ -87,7 +98,7 @@ func (s *shard) lookup(k *tableKey, prefix uint32) uint32 {
 		if slot == 0 {
 			break
 		}
-		if s.entries[slot-1].key == *k {
+		if s.entries[slot-1].is(k) {
 			return slot - 1
 		}
 	}
@@ -105,7 +116,7 @@ func (s *shard) lookup(k *tableKey, prefix uint32) uint32 {
 			s.buckets = append(s.buckets, bucket{})
 		}
 	}
-	s.entries[ei] = entry{key: *k, prefix: prefix, hot: -1, attack: -1}
+	s.entries[ei] = entry{addr: k.addr, meta: k.meta, prefix: prefix, hot: -1, attack: -1}
 	clear(s.buckets[int64(ei)*s.window : int64(ei+1)*s.window])
 	s.ix.insert(h, ei)
 	return ei
@@ -117,7 +128,8 @@ func (s *shard) grow() {
 	s.ix = index{slots: make([]uint32, len(old)*2), mask: uint64(len(old)*2 - 1)}
 	for _, slot := range old {
 		if slot != 0 {
-			s.ix.insert(hashKey(&s.entries[slot-1].key), slot-1)
+			e := &s.entries[slot-1]
+			s.ix.insert(hashKey(&tableKey{e.addr, e.meta}), slot-1)
 		}
 	}
 }
@@ -126,7 +138,7 @@ func (s *shard) grow() {
 // frees it.
 func (s *shard) remove(ei uint32) {
 	ix := &s.ix
-	i := hashKey(&s.entries[ei].key) & ix.mask
+	i := s.entryHash(ei) & ix.mask
 	for ix.slots[i] != ei+1 {
 		if ix.slots[i] == 0 {
 			return
@@ -136,7 +148,7 @@ func (s *shard) remove(ei uint32) {
 	ix.slots[i] = 0
 	ix.count--
 	for j := (i + 1) & ix.mask; ix.slots[j] != 0; j = (j + 1) & ix.mask {
-		home := hashKey(&s.entries[ix.slots[j]-1].key) & ix.mask
+		home := s.entryHash(ix.slots[j]-1) & ix.mask
 		// Slot j may move back to the hole at i unless its home lies in the
 		// cyclic range (i, j].
 		var stays bool
@@ -155,34 +167,35 @@ func (s *shard) remove(ei uint32) {
 	if e.hot >= 0 {
 		s.releaseHot(e)
 	}
-	*e = entry{hot: -1, attack: -1, last: -1}
+	*e = entry{hot: -1, attack: -1}
 	s.free = append(s.free, ei)
 }
 
-// advance moves entry e's window forward to second sec, dropping the seconds
-// that leave it.
+func (s *shard) entryHash(ei uint32) uint64 {
+	e := &s.entries[ei]
+	return hashKey(&tableKey{e.addr, e.meta})
+}
+
+// advance moves entry ei's window forward to second sec, dropping the
+// seconds that leave it.
 func (s *shard) advance(ei uint32, sec int64) {
 	e := &s.entries[ei]
-	if sec <= e.last {
+	last := int64(e.last)
+	if sec <= last {
 		return
 	}
 	W := s.window
 	base := int64(ei) * W
-	if sec-e.last >= W || e.last == 0 {
+	if sec-last >= W {
 		clear(s.buckets[base : base+W])
-		e.sums = [numTotals]uint64{}
 		if e.hot >= 0 {
 			h := &s.hot[e.hot]
 			clear(h.buckets)
 			h.sums = [numClasses]protoBucket{}
 		}
 	} else {
-		for t := e.last + 1; t <= sec; t++ {
-			b := &s.buckets[base+t%W]
-			e.sums[0] -= uint64(b.pkts)
-			e.sums[1] -= b.bytes
-			e.sums[2] -= uint64(b.flows)
-			*b = bucket{}
+		for t := last + 1; t <= sec; t++ {
+			s.buckets[base+t%W] = bucket{}
 			if e.hot >= 0 {
 				h := &s.hot[e.hot]
 				pb := h.buckets[(t%W)*numClasses : (t%W+1)*numClasses]
@@ -194,15 +207,16 @@ func (s *shard) advance(ei uint32, sec int64) {
 			}
 		}
 	}
-	e.last = sec
+	e.last = uint32(sec)
+	e.samples = 0
 }
 
 // add counts traffic in second sec of entry ei.
 func (s *shard) add(ei uint32, sec int64, pkts, bytes, flows uint64, cls uint8) {
 	e := &s.entries[ei]
-	if sec > e.last {
+	if sec > int64(e.last) {
 		s.advance(ei, sec)
-	} else if sec <= e.last-s.window {
+	} else if sec <= int64(e.last)-s.window {
 		s.stats.late++
 		return
 	}
@@ -210,9 +224,6 @@ func (s *shard) add(ei uint32, sec int64, pkts, bytes, flows uint64, cls uint8) 
 	b.pkts = satAdd32(b.pkts, pkts)
 	b.flows = satAdd32(b.flows, flows)
 	b.bytes += bytes
-	e.sums[0] += pkts
-	e.sums[1] += bytes
-	e.sums[2] += flows
 	if e.hot >= 0 && cls != 0 {
 		h := &s.hot[e.hot]
 		pb := h.buckets[(sec%s.window)*numClasses : (sec%s.window+1)*numClasses]
@@ -227,6 +238,25 @@ func (s *shard) add(ei uint32, sec int64, pkts, bytes, flows uint64, cls uint8) 
 	}
 }
 
+// totals sums entry ei's buckets: packets, bytes and flows in the window.
+// The caller has advanced the window to the current second.
+func (s *shard) totals(ei uint32) (t [numTotals]uint64) {
+	base := int64(ei) * s.window
+	for _, b := range s.buckets[base : base+s.window] {
+		t[0] += uint64(b.pkts)
+		t[1] += b.bytes
+		t[2] += uint64(b.flows)
+	}
+	return t
+}
+
+// current returns the packets, bytes and flows of the newest second.
+func (s *shard) current(ei uint32) (t [numTotals]uint64) {
+	e := &s.entries[ei]
+	b := &s.buckets[int64(ei)*s.window+int64(e.last)%s.window]
+	return [numTotals]uint64{uint64(b.pkts), b.bytes, uint64(b.flows)}
+}
+
 func satAdd32(a uint32, b uint64) uint32 {
 	if s := uint64(a) + b; s < 1<<32 {
 		return uint32(s)
@@ -234,9 +264,11 @@ func satAdd32(a uint32, b uint64) uint32 {
 	return 1<<32 - 1
 }
 
-// windowSums returns the window sums of every metric of entry e.
-func (s *shard) windowSums(e *entry) (v [NumMetrics]uint64) {
-	v[MetricPPS], v[MetricBPS], v[MetricFPS] = e.sums[0], e.sums[1], e.sums[2]
+// windowSums returns the window sums of every metric of entry ei.
+func (s *shard) windowSums(ei uint32) (v [NumMetrics]uint64) {
+	t := s.totals(ei)
+	v[MetricPPS], v[MetricBPS], v[MetricFPS] = t[0], t[1], t[2]
+	e := &s.entries[ei]
 	if e.hot >= 0 {
 		h := &s.hot[e.hot]
 		for c := range numClasses {
