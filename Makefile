@@ -18,7 +18,7 @@ log = @printf '\033[1m▶ %s\033[0m\n' "$(1)"
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all build run test test-allocs deps test-unit test-race test-integration lint fmt bench fuzz clean
+.PHONY: all build run test test-allocs bench-e2e deps test-unit test-race test-integration lint fmt bench fuzz clean
 
 all: build
 
@@ -63,6 +63,11 @@ bench: ## micro benchmarks, COUNT runs each, summarised by benchstat (bench.txt)
 	$(call log,bench)
 	$Q $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) $(PKGS) | tee bench.txt
 	$Q $(GO) tool benchstat bench.txt
+
+bench-e2e: build ## end-to-end load harness against the built daemon, and FastNetMon (E2E_FLAGS to pick steps)
+	$(call log,bench-e2e)
+	$Q ./.ci/deps.sh fastnetmon
+	$Q $(GO) run ./bench/e2e -fastnetmon $(E2E_FLAGS)
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	$(call log,fuzz)

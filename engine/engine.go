@@ -69,6 +69,11 @@ type Engine struct {
 
 	m            *engineMetrics
 	droppedTotal atomic.Uint64
+	// shed is the load-shedding factor: under overload one record in shed
+	// is kept, its sampling rate multiplied by shed so rates stay true.
+	shed     atomic.Uint32
+	shedSeq  atomic.Uint64
+	shedDrop atomic.Uint64
 }
 
 var _ flow.Sink = (*Engine)(nil)
@@ -131,6 +136,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	for i := range cfg.Shards {
 		e.shards = append(e.shards, newShard(e, i, e.window, cfg.QueueSize))
 	}
+	e.shed.Store(1)
 	e.routers.New = func() any { return &router{subs: make([]*subBatch, len(e.shards))} }
 	e.subs.New = func() any { return new(subBatch) }
 	e.m = newEngineMetrics(e, deps.Registry)
@@ -174,8 +180,29 @@ type router struct {
 func (e *Engine) Consume(b *flow.Batch) {
 	r := e.routers.Get().(*router)
 	t := e.table.Load()
-	for i := range b.N {
-		e.route(r, t, &b.Records[i])
+	shed := uint64(1)
+	if !e.sync {
+		shed = uint64(e.adjustShedding())
+	}
+	if shed == 1 {
+		for i := range b.N {
+			e.route(r, t, &b.Records[i], 1)
+		}
+	} else {
+		// Keep one record in shed, evenly whatever exporter it came from,
+		// and let it stand for the ones left out.
+		seq := e.shedSeq.Add(uint64(b.N)) - uint64(b.N)
+		kept := 0
+		for i := range b.N {
+			// A hash of the position, not the position itself: records
+			// arriving in a pattern (exporters taking turns) are kept alike.
+			if mix64(seq+uint64(i))%shed == 0 {
+				e.route(r, t, &b.Records[i], uint32(shed))
+				kept++
+			}
+		}
+		e.shedDrop.Add(uint64(b.N - kept))
+		e.m.shed.Add(float64(b.N - kept))
 	}
 	for si, sb := range r.subs {
 		if sb != nil {
@@ -195,7 +222,7 @@ func (e *Engine) Consume(b *flow.Batch) {
 	e.pool.Put(b)
 }
 
-func (e *Engine) route(r *router, t *prefixTable, rec *flow.Record) {
+func (e *Engine) route(r *router, t *prefixTable, rec *flow.Record, scale uint32) {
 	if rec.Flags&flow.FlagHasIP == 0 {
 		r.noAddress++
 		return
@@ -208,9 +235,9 @@ func (e *Engine) route(r *router, t *prefixTable, rec *flow.Record) {
 		if hg.ignore != nil && hg.ignore.Contains(src) {
 			r.ignored++
 		} else {
-			e.push(r, rec, tableKey{addr: rec.Dst, meta: uint8(In)}, pi)
+			e.push(r, rec, tableKey{addr: rec.Dst, meta: uint8(In)}, pi, scale)
 			if hg.hasTotal[In] {
-				e.push(r, rec, totalKey(pi, In), pi)
+				e.push(r, rec, totalKey(pi, In), pi, scale)
 			}
 		}
 	}
@@ -220,9 +247,9 @@ func (e *Engine) route(r *router, t *prefixTable, rec *flow.Record) {
 		if hg.ignore != nil && hg.ignore.Contains(dst) {
 			r.ignored++
 		} else {
-			e.push(r, rec, tableKey{addr: rec.Src, meta: uint8(Out)}, pi)
+			e.push(r, rec, tableKey{addr: rec.Src, meta: uint8(Out)}, pi, scale)
 			if hg.hasTotal[Out] {
-				e.push(r, rec, totalKey(pi, Out), pi)
+				e.push(r, rec, totalKey(pi, Out), pi, scale)
 			}
 		}
 	}
@@ -238,7 +265,7 @@ func totalKey(prefix uint32, d Direction) tableKey {
 	return k
 }
 
-func (e *Engine) push(r *router, rec *flow.Record, k tableKey, prefix uint32) {
+func (e *Engine) push(r *router, rec *flow.Record, k tableKey, prefix uint32, scale uint32) {
 	si := int(hashKey(&k)>>40) % len(e.shards)
 	sb := r.subs[si]
 	if sb == nil {
@@ -248,6 +275,12 @@ func (e *Engine) push(r *router, rec *flow.Record, k tableKey, prefix uint32) {
 	}
 	it := &sb.items[sb.n]
 	it.rec, it.key, it.prefix = *rec, k, prefix
+	if scale > 1 {
+		if it.rec.SamplingRate == 0 {
+			it.rec.SamplingRate = 1
+		}
+		it.rec.SamplingRate *= scale
+	}
 	sb.n++
 	if sb.n == subBatchSize {
 		e.send(r, si, sb)
@@ -442,3 +475,47 @@ func (e *Engine) WindowRates(a netip.Addr, d Direction) (Rates, bool) {
 
 // Dropped returns the records dropped because a shard's queue was full.
 func (e *Engine) Dropped() uint64 { return e.droppedTotal.Load() }
+
+// Load shedding thresholds: a shard queue fuller than shedAbove doubles the
+// shedding factor, emptier than shedBelow halves it; at most maxShed.
+const (
+	shedAbove = 0.5
+	shedBelow = 0.1
+	maxShed   = 64
+)
+
+// adjustShedding looks at the fullest shard queue and returns the factor to
+// apply to the batch at hand. Called once per batch, not per record.
+func (e *Engine) adjustShedding() uint32 {
+	fullest := 0.0
+	for _, s := range e.shards {
+		if f := float64(len(s.in)) / float64(cap(s.in)); f > fullest {
+			fullest = f
+		}
+	}
+	k := e.shed.Load()
+	switch {
+	case fullest > shedAbove && k < maxShed:
+		if e.shed.CompareAndSwap(k, k*2) {
+			k *= 2
+			e.m.shedFactor.Set(float64(k))
+		}
+	case fullest < shedBelow && k > 1:
+		if e.shed.CompareAndSwap(k, k/2) {
+			k /= 2
+			e.m.shedFactor.Set(float64(k))
+		}
+	}
+	return k
+}
+
+// Shed returns the records left out by load shedding so far.
+func (e *Engine) Shed() uint64 { return e.shedDrop.Load() }
+
+// mix64 is splitmix64's finalizer: a cheap, well-spread hash of a counter.
+func mix64(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ x>>30) * 0xbf58476d1ce4e5b9
+	x = (x ^ x>>27) * 0x94d049bb133111eb
+	return x ^ x>>31
+}

@@ -504,3 +504,71 @@ func TestFastTrip(t *testing.T) {
 		}
 	})
 }
+
+// TestLoadSheddingKeepsRatesTrue: with the shards stalled, queues fill; the
+// engine then keeps one record in k from every exporter alike, scaling
+// their sampling rate by k, instead of dropping whole batches.
+func TestLoadSheddingKeepsRatesTrue(t *testing.T) {
+	cfg := cfgWith(hostgroup(Thresholds{}, Thresholds{}, "203.0.113.0/24"))
+	cfg.Shards, cfg.QueueSize = 1, 16
+	e, err := New(cfg, Deps{Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// No Run: nothing drains the queue. Two exporters, alternating batches.
+	var sent, kept, scaledPackets uint64
+	perExporter := map[[16]byte]int{}
+	for i := range 200 {
+		b := flow.DefaultPool.Get()
+		for j := range flow.BatchSize {
+			r := rec("198.51.100.1", "203.0.113.10", 17, 0, 1, 100, 10, float64(i))
+			r.Exporter = netip.AddrFrom4([4]byte{192, 0, 2, byte(1 + j%2)}).As16()
+			b.Add(&r)
+		}
+		sent += flow.BatchSize
+		e.Consume(b)
+		// Drain by hand, as a shard would, but only now and then.
+		if i%16 == 15 {
+			for len(e.shards[0].in) > 0 {
+				sb := <-e.shards[0].in
+				for _, it := range sb.items[:sb.n] {
+					kept++
+					scaledPackets += it.rec.Packets * uint64(it.rec.SamplingRate)
+					perExporter[it.rec.Exporter]++
+				}
+			}
+		}
+	}
+	for len(e.shards[0].in) > 0 {
+		sb := <-e.shards[0].in
+		for _, it := range sb.items[:sb.n] {
+			kept++
+			scaledPackets += it.rec.Packets * uint64(it.rec.SamplingRate)
+			perExporter[it.rec.Exporter]++
+		}
+	}
+	if e.Shed() == 0 {
+		t.Fatal("no shedding under overload")
+	}
+	if kept+e.Shed()+e.Dropped() != sent {
+		t.Fatalf("kept %d + shed %d + dropped %d != sent %d", kept, e.Shed(), e.Dropped(), sent)
+	}
+	// Both exporters (taking turns record by record) keep alike.
+	if len(perExporter) != 2 {
+		t.Fatalf("records kept from %d exporters, want 2", len(perExporter))
+	}
+	var counts []int
+	for _, n := range perExporter {
+		counts = append(counts, n)
+	}
+	if lo, hi := min(counts[0], counts[1]), max(counts[0], counts[1]); float64(lo) < 0.8*float64(hi) {
+		t.Errorf("kept %v per exporter: shedding is not even", counts)
+	}
+	// What was kept stands for what was shed: the corrected packet count of
+	// the kept records equals the corrected count of kept+shed ones (within
+	// one shedding step at the edges of factor changes).
+	want := (sent - e.Dropped()) * 10
+	if diff := float64(scaledPackets) - float64(want); diff < -0.05*float64(want) || diff > 0.05*float64(want) {
+		t.Errorf("corrected packets %d, want %d ± 5%%", scaledPackets, want)
+	}
+}

@@ -20,6 +20,8 @@ type engineMetrics struct {
 	noAddress   prometheus.Counter
 	dropped     *prometheus.CounterVec
 	coalesced   prometheus.Counter
+	shed        prometheus.Counter
+	shedFactor  prometheus.Gauge
 	shards      []*shardGauges
 	e           *Engine
 
@@ -49,6 +51,14 @@ func newEngineMetrics(e *Engine, reg prometheus.Registerer) *engineMetrics {
 			Name: "kapkan_engine_coalesced_updates_total",
 			Help: "Attack updates replaced by a newer one before the next stage read them.",
 		}),
+		shed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kapkan_engine_shed_records_total",
+			Help: "Records left out by load shedding under overload; the records kept stand for them (their sampling rate is scaled), so rates stay true.",
+		}),
+		shedFactor: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kapkan_engine_shed_factor",
+			Help: "Current load-shedding factor: one record in this many is kept (1: no shedding).",
+		}),
 		trackedDesc: prometheus.NewDesc("kapkan_engine_tracked_addresses", "Windows kept (addresses and prefix totals, per direction).", []string{"shard"}, nil),
 		hotDesc:     prometheus.NewDesc("kapkan_engine_hot_addresses", "Windows keeping per-protocol detail and a flow sample.", []string{"shard"}, nil),
 		attacksDesc: prometheus.NewDesc("kapkan_engine_active_attacks", "Attacks detected and not yet ended.", []string{"shard"}, nil),
@@ -58,11 +68,12 @@ func newEngineMetrics(e *Engine, reg prometheus.Registerer) *engineMetrics {
 		refusedDesc: prometheus.NewDesc("kapkan_engine_hot_refused_total", "Times an address near a threshold got no per-protocol detail because engine.max_hot was reached.", []string{"shard"}, nil),
 	}
 	m.dropped.WithLabelValues("queue_full") // exported at 0 from the start
+	m.shedFactor.Set(1)
 	for range e.shards {
 		m.shards = append(m.shards, &shardGauges{})
 	}
 	if reg != nil {
-		reg.MustRegister(m.unprotected, m.ignored, m.noAddress, m.dropped, m.coalesced, m)
+		reg.MustRegister(m.unprotected, m.ignored, m.noAddress, m.dropped, m.coalesced, m.shed, m.shedFactor, m)
 	}
 	return m
 }
