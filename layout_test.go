@@ -21,6 +21,8 @@ var allowed = map[string][]string{
 	"engine":            {"flow"},
 	"internal/testutil": {},
 	"cmd/kapkan":        {"*"},
+	"bench/e2e":         {"bench/fnm"},
+	"bench/fnm":         {},
 }
 
 // violations returns "pkg imports dep" for every module import of pkg that
