@@ -19,6 +19,8 @@ var allowed = map[string][]string{
 	"ingest/flowgen":    {},
 	"ingest/demo":       {"flow", "ingest/flowgen"},
 	"engine":            {"flow"},
+	"rules":             {"flow", "engine"},
+	"builtin":           {},
 	"internal/testutil": {},
 	"cmd/kapkan":        {"*"},
 	"bench/e2e":         {"bench/fnm"},

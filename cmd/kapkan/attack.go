@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/rules"
 )
 
 // attackJSON is how replay prints an attack, and what the daemon logs.
@@ -24,6 +25,26 @@ type attackJSON struct {
 	Rates      map[string]float64 `json:"rates"`
 	Peak       map[string]float64 `json:"peak,omitempty"`
 	Sample     int                `json:"sample_records"`
+	Labels     []string           `json:"labels,omitempty"`
+	Vector     *rules.Vector      `json:"vector,omitempty"`
+	Rules      []string           `json:"rules,omitempty"`
+}
+
+// classifyInto adds the verdict of set on c to j.
+func classifyInto(j *attackJSON, set *rules.Set, c *engine.Candidate) error {
+	if set == nil {
+		return nil
+	}
+	f := rules.Compute(c)
+	v, err := set.Classify(&f)
+	if err != nil {
+		return err
+	}
+	j.Labels, j.Rules = v.Labels, v.Rules
+	if !v.Vector.IsZero() {
+		j.Vector = &v.Vector
+	}
+	return nil
 }
 
 // metricValue converts a rate into the unit thresholds use (Mbps for

@@ -8,11 +8,16 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"time"
 
+	"github.com/kapkan-io/kapkan/builtin"
+	"github.com/kapkan-io/kapkan/config"
 	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/ingest"
+	"github.com/kapkan-io/kapkan/rules"
 )
 
 // replaySummary is the last line replay prints.
@@ -63,8 +68,11 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	configPath := fs.String("config", "", "configuration file (defaults apply when omitted)")
 	printRecords := fs.Bool("records", false, "print every decoded flow record as a JSON line")
 	verbose := fs.Bool("v", false, "log decode errors to stderr")
+	var ruleDirs, againstDirs listFlag
+	fs.Var(&ruleDirs, "rules", "operator rule directory, used with the built-in rules (repeatable)")
+	fs.Var(&againstDirs, "against", "second rule directory: replay under both rule sets and print only the verdicts that differ (exit 1 when some do)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: kapkan replay [--config FILE] [--records] CAPTURE.pcap|.pcapng...")
+		fmt.Fprintln(stderr, "usage: kapkan replay [--config FILE] [--rules DIR] [--against DIR] [--records] CAPTURE.pcap|.pcapng...")
 		fs.PrintDefaults()
 	}
 	captures, err := parseArgs(fs, args)
@@ -80,23 +88,118 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
 		return 1
 	}
+	set, err := compileRules(ruleDirs)
+	if err != nil {
+		fmt.Fprintf(stderr, "kapkan replay: rules:\n%v\n", err)
+		return 1
+	}
+	out := bufio.NewWriter(stdout)
+	defer out.Flush()
+	enc := json.NewEncoder(out)
+	if len(againstDirs) > 0 {
+		other, err := compileRules(againstDirs)
+		if err != nil {
+			fmt.Fprintf(stderr, "kapkan replay: --against rules:\n%v\n", err)
+			return 1
+		}
+		var a, b []attackJSON
+		if _, st := replayOnce(ctx, cfg, captures, set, false, *verbose, func(v any) { collectAttacks(&a, v) }, stderr); st != 0 {
+			return st
+		}
+		if _, st := replayOnce(ctx, cfg, captures, other, false, *verbose, func(v any) { collectAttacks(&b, v) }, stderr); st != 0 {
+			return st
+		}
+		diffs := diffVerdicts(a, b)
+		for _, d := range diffs {
+			fmt.Fprintln(out, d)
+		}
+		if len(diffs) > 0 {
+			fmt.Fprintf(out, "%d verdict(s) differ between %s and %s\n", len(diffs), strings.Join(ruleDirs, ","), strings.Join(againstDirs, ","))
+			return 1
+		}
+		fmt.Fprintf(out, "no verdict differs (%d attack lines)\n", len(a))
+		return 0
+	}
+	_, status := replayOnce(ctx, cfg, captures, set, *printRecords, *verbose, func(v any) { _ = enc.Encode(v) }, stderr)
+	return status
+}
+
+// compileRules compiles the built-in rules with the operator directories.
+func compileRules(dirs []string) (*rules.Set, error) {
+	var srcs []rules.Source
+	for _, d := range dirs {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("%s: not a rule directory", d)
+		}
+		srcs = append(srcs, rules.Dir(d))
+	}
+	srcs = append(srcs, rules.Source{FS: builtin.Classify(), Name: "builtin", Builtin: true})
+	return rules.Compile(srcs...)
+}
+
+func collectAttacks(list *[]attackJSON, v any) {
+	if a, ok := v.(*attackJSON); ok {
+		*list = append(*list, *a)
+	}
+}
+
+// diffVerdicts compares the attack lines of two replays of the same
+// captures (the engine is deterministic, so attacks match by id and type).
+func diffVerdicts(a, b []attackJSON) []string {
+	type key struct {
+		id  uint64
+		typ string
+	}
+	idx := map[key]attackJSON{}
+	for _, x := range b {
+		idx[key{x.ID, x.Type}] = x
+	}
+	var out []string
+	for _, x := range a {
+		y, ok := idx[key{x.ID, x.Type}]
+		if !ok {
+			out = append(out, fmt.Sprintf("%s %d %s: only in the first run", x.Type, x.ID, x.Target))
+			continue
+		}
+		delete(idx, key{x.ID, x.Type})
+		var parts []string
+		if fmt.Sprint(x.Labels) != fmt.Sprint(y.Labels) {
+			parts = append(parts, fmt.Sprintf("labels %v → %v", x.Labels, y.Labels))
+		}
+		vx, _ := json.Marshal(x.Vector)
+		vy, _ := json.Marshal(y.Vector)
+		if string(vx) != string(vy) {
+			parts = append(parts, fmt.Sprintf("vector %s → %s", vx, vy))
+		}
+		if len(parts) > 0 {
+			out = append(out, fmt.Sprintf("%s %d %s (detected %s): %s", x.Type, x.ID, x.Target, x.DetectedAt, strings.Join(parts, "; ")))
+		}
+	}
+	for k, y := range idx {
+		out = append(out, fmt.Sprintf("%s %d %s: only in the second run", k.typ, k.id, y.Target))
+	}
+	return out
+}
+
+// replayOnce decodes the captures through the engine, classifies every
+// attack with set and hands each output line to emit. It returns the
+// summary (also emitted last) and the exit status.
+func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set *rules.Set, printRecords, verbose bool,
+	emit func(any), stderr io.Writer) (replaySummary, int) {
 	log := newLogger(stderr, "warn", "text")
 	dec := ingest.New(ingestOptionsFrom(cfg), ingest.Deps{Logger: log})
 	// The engine runs inline on one shard, clocked by the capture's
 	// timestamps: the same capture always gives the same output.
 	ecfg := engineConfigFrom(cfg)
 	ecfg.Shards = 1
+	sum := replaySummary{Type: "summary", Formats: map[string]int{}}
 	eng, err := engine.NewSync(ecfg, engine.Deps{Logger: log})
 	if err != nil {
 		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
-		return 1
+		return sum, 1
 	}
 	clock := replayClock{eng: eng, window: int64(ecfg.Window / time.Second), cooldown: int64(cfg.Detection.Cooldown.Duration / time.Second)}
-
-	out := bufio.NewWriter(stdout)
-	defer out.Flush()
-	enc := json.NewEncoder(out)
-	sum := replaySummary{Type: "summary", Formats: map[string]int{}}
+	status := 0
 	printCandidates := func() {
 		for _, c := range eng.Drain() {
 			switch c.Kind {
@@ -107,7 +210,11 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 				continue
 			}
 			j := newAttackJSON(&c)
-			_ = enc.Encode(&j)
+			if err := classifyInto(&j, set, &c); err != nil {
+				fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
+				status = 1
+			}
+			emit(&j)
 		}
 	}
 	sink := flow.SinkFunc(func(b *flow.Batch) {
@@ -115,7 +222,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			eng.Consume(b) // takes the batch
 			printCandidates()
 		}()
-		if !*printRecords {
+		if !printRecords {
 			return
 		}
 		for i := range b.Valid() {
@@ -133,14 +240,13 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			if a := r.DstAddr(); a.IsValid() {
 				j.Dst = a.String()
 			}
-			_ = enc.Encode(&j)
+			emit(&j)
 		}
 	})
 	batcher := ingest.NewBatcher(flow.DefaultPool, sink)
 	for _, f := range flow.Formats {
 		sum.Formats[f.String()] = 0
 	}
-	status := 0
 	for _, path := range captures {
 		_, err := ingest.ReadCapture(path, func(d ingest.Datagram) error {
 			if err := ctx.Err(); err != nil {
@@ -159,7 +265,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 			sum.Records += res.Records
 			if err != nil {
 				sum.DecodeErrors++
-				if *verbose {
+				if verbose {
 					log.Warn("decode error", "capture", path, "err", err)
 				}
 			}
@@ -177,8 +283,8 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	batcher.Flush()
 	printCandidates()
-	_ = enc.Encode(&sum)
-	return status
+	emit(&sum)
+	return sum, status
 }
 
 // replayClock ticks a synchronous engine once per second of capture time,

@@ -152,3 +152,43 @@ func TestReplayErrors(t *testing.T) {
 		t.Errorf("garbage capture: exit %d, stderr %q, out %q", code, stderr, out)
 	}
 }
+
+func TestReplayRulesAgainst(t *testing.T) {
+	root := testutil.RepoRoot(t)
+	capture := filepath.Join(root, "testdata", "captures", "sflow-udp-flood", "capture.pcap")
+	cfg := filepath.Join(root, "testdata", "captures", "sflow-udp-flood", "kapkan.yaml")
+	a, b := t.TempDir(), t.TempDir()
+	if err := os.WriteFile(filepath.Join(b, "mine.yaml"), []byte(`kapkan_rules: 1
+disable: [udp-flood]
+rules:
+  - name: big-udp
+    description: any UDP attack, by the operator
+    match: udp_share > 0.5
+    labels: [big-udp]
+    vector: {protocol: udp, dst_ports: [top]}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, stderr, code := replay(t, "--config", cfg, "--rules", a, "--against", a, capture)
+	if code != 0 || !strings.Contains(out, "no verdict differs") {
+		t.Errorf("same rules: exit %d, out %q, stderr %q", code, out, stderr)
+	}
+	out, stderr, code = replay(t, "--config", cfg, "--rules", a, "--against", b, capture)
+	if code != 1 || !strings.Contains(out, "labels [udp-flood] → [big-udp]") || !strings.Contains(out, "verdict(s) differ") {
+		t.Errorf("other rules: exit %d, out %q, stderr %q", code, out, stderr)
+	}
+	// An operator rule shows in the attack lines.
+	out, _, code = replay(t, "--config", cfg, "--rules", b, capture)
+	if code != 0 || !strings.Contains(out, `"labels":["big-udp"]`) || !strings.Contains(out, `"rules":["big-udp"]`) {
+		t.Errorf("--rules: exit %d, out %q", code, out)
+	}
+	// A broken rule file is refused with its position.
+	bad := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bad, "bad.yaml"), []byte("kapkan_rules: 1\nrules:\n  - name: broken\n    match: udp_share > \n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, stderr, code = replay(t, "--rules", bad, capture)
+	if code != 1 || !strings.Contains(stderr, "bad.yaml:4:") || !strings.Contains(stderr, `rule "broken"`) {
+		t.Errorf("broken rules: exit %d, stderr %q", code, stderr)
+	}
+}

@@ -1,0 +1,25 @@
+// Package builtin is the rule set shipped inside the binary: classifiers
+// for every attack kind Kapkan labels (classify/*.yaml). Operators never
+// edit it: their own rule directories add rules and disable built-ins by
+// name. Its version follows semver (CHANGELOG.md).
+package builtin
+
+import (
+	"embed"
+	"io/fs"
+)
+
+// Version of the built-in rule set.
+const Version = "0.1.0"
+
+//go:embed classify/*.yaml
+var files embed.FS
+
+// Classify returns the built-in classifier files.
+func Classify() fs.FS {
+	sub, err := fs.Sub(files, "classify")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	return sub
+}

@@ -1,0 +1,261 @@
+package rules
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// FormatVersion is the rule-file format this runtime reads.
+const FormatVersion = 1
+
+// File is one rule file.
+type File struct {
+	// KapkanRules is the file-format version; it must be 1.
+	KapkanRules int `yaml:"kapkan_rules"`
+	// Rules are classifiers.
+	Rules []Rule `yaml:"rules"`
+	// Disable names rules (built-in or from other files) to switch off.
+	Disable []string `yaml:"disable"`
+}
+
+// Rule is one classifier.
+type Rule struct {
+	Name        string   `yaml:"name"`
+	Description string   `yaml:"description"`
+	Match       string   `yaml:"match"`
+	Labels      []string `yaml:"labels"`
+	Vector      Vector   `yaml:"vector"`
+}
+
+// Vector is the traffic a rule proposes to act on: what a FlowSpec rule can
+// express (RFC 8955/8956), besides the destination, which is the target.
+type Vector struct {
+	// Protocol is tcp, udp, icmp, icmpv6, or an IP protocol number.
+	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
+	// SrcPorts and DstPorts are ports or ranges ("53", "1024-65535"), or
+	// "top": the sample's most used port, when it carries most packets.
+	SrcPorts []string `yaml:"src_ports,omitempty" json:"src_ports,omitempty"`
+	DstPorts []string `yaml:"dst_ports,omitempty" json:"dst_ports,omitempty"`
+	// PacketLength is a length or range of IP packet lengths: "512-65535",
+	// ">=512", "<=128", "60".
+	PacketLength string `yaml:"packet_length,omitempty" json:"packet_length,omitempty"`
+	// TCPFlags is a FlowSpec flag match: flags joined by & and |, ! for
+	// not-set: "syn&!ack", "rst", "ack&!syn&!rst&!fin".
+	TCPFlags string `yaml:"tcp_flags,omitempty" json:"tcp_flags,omitempty"`
+	// Fragment is is-fragment, first-fragment, last-fragment or
+	// dont-fragment.
+	Fragment string `yaml:"fragment,omitempty" json:"fragment,omitempty"`
+}
+
+// IsZero reports whether the vector matches everything.
+func (v Vector) IsZero() bool {
+	return v.Protocol == "" && len(v.SrcPorts) == 0 && len(v.DstPorts) == 0 && v.PacketLength == "" && v.TCPFlags == "" && v.Fragment == ""
+}
+
+// Error is a problem in a rule file, with its position.
+type Error struct {
+	File      string
+	Line, Col int
+	Rule      string
+	Msg       string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d:%d", e.Line, e.Col)
+	}
+	if e.Rule != "" {
+		fmt.Fprintf(&b, ": rule %q", e.Rule)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Errors are all the problems of a rule set.
+type Errors []*Error
+
+func (es Errors) Error() string {
+	s := make([]string, len(es))
+	for i, e := range es {
+		s[i] = e.Error()
+	}
+	return strings.Join(s, "\n")
+}
+
+func (es Errors) err() error {
+	if len(es) == 0 {
+		return nil
+	}
+	return es
+}
+
+var (
+	ruleName  = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+	labelName = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+	portSpec  = regexp.MustCompile(`^(top|\d{1,5}(-\d{1,5})?)$`)
+	lenSpec   = regexp.MustCompile(`^(>=|<=|>|<)?\d{1,5}(-\d{1,5})?$`)
+	flagSpec  = regexp.MustCompile(`^!?(fin|syn|rst|psh|ack|urg|ece|cwr)([&|]!?(fin|syn|rst|psh|ack|urg|ece|cwr))*$`)
+)
+
+// parsedFile is a decoded file with the positions of what needs them.
+type parsedFile struct {
+	name  string
+	file  File
+	rules []ruleNodes
+}
+
+// ruleNodes are the nodes of one rule, for positions.
+type ruleNodes struct {
+	rule, name, match, vector *yaml.Node
+}
+
+// parseFile decodes one rule file strictly and checks what can be checked
+// without compiling. It returns every problem found.
+func parseFile(name string, data []byte) (*parsedFile, Errors) {
+	var errs Errors
+	add := func(n *yaml.Node, rule, format string, a ...any) {
+		e := &Error{File: name, Rule: rule, Msg: fmt.Sprintf(format, a...)}
+		if n != nil {
+			e.Line, e.Col = n.Line, n.Column
+		}
+		errs = append(errs, e)
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, Errors{yamlError(name, err)}
+	}
+	pf := &parsedFile{name: name}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&pf.file); err != nil && !errors.Is(err, io.EOF) {
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			for _, m := range te.Errors {
+				errs = append(errs, yamlLineError(name, m))
+			}
+		} else {
+			errs = append(errs, yamlError(name, err))
+		}
+	}
+	doc := &root
+	if doc.Kind == yaml.DocumentNode && len(doc.Content) > 0 {
+		doc = doc.Content[0]
+	}
+	if pf.file.KapkanRules != FormatVersion {
+		add(mapValue(doc, "kapkan_rules"), "", "kapkan_rules is %d (want %d: the file-format version this Kapkan reads)", pf.file.KapkanRules, FormatVersion)
+	}
+	rulesNode := mapValue(doc, "rules")
+	for i := range pf.file.Rules {
+		r := &pf.file.Rules[i]
+		var rn ruleNodes
+		if rulesNode != nil && rulesNode.Kind == yaml.SequenceNode && i < len(rulesNode.Content) {
+			rn.rule = rulesNode.Content[i]
+			rn.name, rn.match, rn.vector = mapValue(rn.rule, "name"), mapValue(rn.rule, "match"), mapValue(rn.rule, "vector")
+		}
+		pf.rules = append(pf.rules, rn)
+		if !ruleName.MatchString(r.Name) {
+			add(or(rn.name, rn.rule), r.Name, "name %q is not kebab-case (want lower-case words joined by -, like dns-amplification)", r.Name)
+		}
+		if strings.TrimSpace(r.Match) == "" {
+			add(or(rn.match, rn.rule), r.Name, "no match expression")
+		}
+		for _, l := range r.Labels {
+			if !labelName.MatchString(l) {
+				add(or(mapValue(rn.rule, "labels"), rn.rule), r.Name, "label %q is not kebab-case", l)
+			}
+		}
+		for _, m := range checkVector(&r.Vector) {
+			add(or(rn.vector, rn.rule), r.Name, "vector: %s", m)
+		}
+	}
+	return pf, errs
+}
+
+// checkVector returns what is wrong with a vector.
+func checkVector(v *Vector) []string {
+	var out []string
+	switch v.Protocol {
+	case "", "tcp", "udp", "icmp", "icmpv6":
+	default:
+		if n, err := strconv.Atoi(v.Protocol); err != nil || n < 0 || n > 255 {
+			out = append(out, fmt.Sprintf("protocol %q (want tcp, udp, icmp, icmpv6 or a number 0-255)", v.Protocol))
+		}
+	}
+	for _, ports := range [][]string{v.SrcPorts, v.DstPorts} {
+		for _, p := range ports {
+			if !portSpec.MatchString(p) || !rangeOK(p, 65535) {
+				out = append(out, fmt.Sprintf("port %q (want a port, a range like 1024-65535, or top)", p))
+			}
+		}
+	}
+	if v.PacketLength != "" && (!lenSpec.MatchString(v.PacketLength) || !rangeOK(strings.TrimLeft(v.PacketLength, "<>="), 65535)) {
+		out = append(out, fmt.Sprintf("packet_length %q (want a length, a range like 512-1500, or >=512)", v.PacketLength))
+	}
+	if v.TCPFlags != "" && !flagSpec.MatchString(v.TCPFlags) {
+		out = append(out, fmt.Sprintf("tcp_flags %q (want flags joined by & or |, ! for not set, like syn&!ack)", v.TCPFlags))
+	}
+	switch v.Fragment {
+	case "", "is-fragment", "first-fragment", "last-fragment", "dont-fragment":
+	default:
+		out = append(out, fmt.Sprintf("fragment %q (want is-fragment, first-fragment, last-fragment or dont-fragment)", v.Fragment))
+	}
+	return out
+}
+
+func rangeOK(s string, hi int) bool {
+	if s == "top" {
+		return true
+	}
+	a, b, isRange := strings.Cut(s, "-")
+	x, err1 := strconv.Atoi(a)
+	if !isRange {
+		return err1 == nil && x <= hi
+	}
+	y, err2 := strconv.Atoi(b)
+	return err1 == nil && err2 == nil && x <= y && y <= hi
+}
+
+func or(a, b *yaml.Node) *yaml.Node {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// mapValue returns the value node of key in mapping n, or nil.
+func mapValue(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+
+// yamlLineError turns a yaml.v3 "line N: msg" into a positioned error.
+func yamlLineError(file, msg string) *Error {
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &Error{File: file, Line: line, Col: 1, Msg: m[2]}
+	}
+	return &Error{File: file, Msg: msg}
+}
+
+func yamlError(file string, err error) *Error {
+	return yamlLineError(file, strings.TrimPrefix(err.Error(), "yaml: "))
+}

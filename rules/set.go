@@ -1,0 +1,239 @@
+package rules
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/file"
+	"github.com/expr-lang/expr/vm"
+	"gopkg.in/yaml.v3"
+)
+
+// compiled is one rule ready to run.
+type compiled struct {
+	Rule
+	file    string
+	program *vm.Program
+	builtin bool
+}
+
+// Set is a compiled, immutable rule set. It is shared by every goroutine;
+// Classify allocates its own evaluation state.
+type Set struct {
+	rules    []compiled
+	disabled []string
+	// Version is the built-in rule set's version.
+	Version string
+}
+
+// Source is a directory of rule files (*.yaml, except *_test.yaml).
+type Source struct {
+	FS      fs.FS
+	Name    string // shown in errors: "builtin" or the directory
+	Builtin bool
+}
+
+// Dir is an operator's rule directory on disk.
+func Dir(dir string) Source { return Source{FS: os.DirFS(dir), Name: dir} }
+
+// Compile reads and compiles every rule file of the sources, in order:
+// operator directories first, then the built-ins, so that an operator's
+// rule is tried before a built-in one. A rule named in a `disable` list is
+// left out wherever it comes from. Every problem of every file is
+// returned at once; a Set is returned only when there is none.
+func Compile(sources ...Source) (*Set, error) {
+	var errs Errors
+	set := &Set{}
+	names := map[string]string{}
+	disabled := map[string]bool{}
+	var all []compiled
+	for _, src := range sources {
+		files, err := fs.Glob(src.FS, "*.yaml")
+		if err != nil {
+			return nil, err
+		}
+		sub, _ := fs.Glob(src.FS, "*/*.yaml")
+		files = append(files, sub...)
+		sort.Strings(files)
+		for _, fname := range files {
+			if strings.HasSuffix(fname, "_test.yaml") {
+				continue
+			}
+			display := path.Join(src.Name, fname)
+			if !src.Builtin {
+				display = filepath.Join(src.Name, fname)
+			}
+			data, err := fs.ReadFile(src.FS, fname)
+			if err != nil {
+				errs = append(errs, &Error{File: display, Msg: err.Error()})
+				continue
+			}
+			pf, ferrs := parseFile(display, data)
+			errs = append(errs, ferrs...)
+			if pf == nil {
+				continue
+			}
+			for _, d := range pf.file.Disable {
+				disabled[d] = true
+			}
+			for i, r := range pf.file.Rules {
+				rn := pf.rules[i]
+				if prev, dup := names[r.Name]; dup && r.Name != "" {
+					errs = append(errs, &Error{File: display, Line: line(rn.name), Col: col(rn.name), Rule: r.Name,
+						Msg: "name already used in " + prev})
+					continue
+				}
+				names[r.Name] = display
+				if strings.TrimSpace(r.Match) == "" {
+					continue
+				}
+				prog, err := expr.Compile(r.Match, expr.Env(Env{}), expr.AsBool())
+				if err != nil {
+					errs = append(errs, exprError(display, r.Name, rn.match, err))
+					continue
+				}
+				all = append(all, compiled{Rule: r, file: display, program: prog, builtin: src.Builtin})
+			}
+		}
+	}
+	for d := range disabled {
+		if _, ok := names[d]; !ok {
+			errs = append(errs, &Error{File: "disable", Rule: d, Msg: "disables a rule that no file defines"})
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	for _, c := range all {
+		if disabled[c.Name] {
+			set.disabled = append(set.disabled, c.Name)
+			continue
+		}
+		set.rules = append(set.rules, c)
+	}
+	sort.Strings(set.disabled)
+	return set, nil
+}
+
+func line(n *yaml.Node) int {
+	if n == nil {
+		return 0
+	}
+	return n.Line
+}
+
+func col(n *yaml.Node) int {
+	if n == nil {
+		return 0
+	}
+	return n.Column
+}
+
+// exprError places an expr compile error in the file: the match node's
+// position plus the error's position inside the expression.
+func exprError(fileName, rule string, n *yaml.Node, err error) *Error {
+	e := &Error{File: fileName, Rule: rule, Line: line(n), Col: col(n), Msg: "match: " + err.Error()}
+	var fe *file.Error
+	if errors.As(err, &fe) {
+		e.Msg = "match: " + fe.Message
+		if n != nil {
+			switch n.Style {
+			case yaml.LiteralStyle, yaml.FoldedStyle:
+				e.Line = n.Line + fe.Line
+				e.Col = fe.Column + 1
+			case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
+				e.Line, e.Col = n.Line+fe.Line-1, n.Column+fe.Column+1
+			default:
+				e.Line, e.Col = n.Line+fe.Line-1, n.Column+fe.Column
+			}
+		}
+		if strings.Contains(fe.Message, "expected bool") {
+			e.Msg = "match: " + fe.Message + " (a match must be a condition, true or false)"
+		}
+	}
+	return e
+}
+
+// Rules returns the names of the rules in the set, in evaluation order.
+func (s *Set) Rules() []string {
+	out := make([]string, len(s.rules))
+	for i, r := range s.rules {
+		out[i] = r.Name
+	}
+	return out
+}
+
+// Disabled returns the rules left out by `disable` lists.
+func (s *Set) Disabled() []string { return s.disabled }
+
+// Verdict is what classification says of an attack.
+type Verdict struct {
+	// Labels are the labels of every rule that matched, sorted.
+	Labels []string `json:"labels"`
+	// Vector is the first matching rule's vector, "top" ports resolved.
+	Vector Vector `json:"vector"`
+	// Rules are the names of the rules that matched, in evaluation order.
+	Rules []string `json:"rules"`
+}
+
+// Classify runs every rule against the features of an attack.
+func (s *Set) Classify(f *Features) (Verdict, error) {
+	env := newEnv(f)
+	var v Verdict
+	labels := map[string]bool{}
+	vectorSet := false
+	for i := range s.rules {
+		r := &s.rules[i]
+		out, err := expr.Run(r.program, env)
+		if err != nil {
+			return v, fmt.Errorf("rule %q (%s): %w", r.Name, r.file, err)
+		}
+		if out != true {
+			continue
+		}
+		v.Rules = append(v.Rules, r.Name)
+		for _, l := range r.Labels {
+			labels[l] = true
+		}
+		if !vectorSet && !r.Vector.IsZero() {
+			v.Vector = resolveVector(r.Vector, f)
+			vectorSet = true
+		}
+	}
+	for l := range labels {
+		v.Labels = append(v.Labels, l)
+	}
+	sort.Strings(v.Labels)
+	return v, nil
+}
+
+// resolveVector replaces "top" ports with the sample's most used port when
+// it carries most packets, and drops them otherwise.
+func resolveVector(v Vector, f *Features) Vector {
+	resolve := func(ports []string, top []PortShare) []string {
+		var out []string
+		for _, p := range ports {
+			if p != "top" {
+				out = append(out, p)
+				continue
+			}
+			if len(top) > 0 && top[0].Share > 0.5 {
+				out = append(out, fmt.Sprint(top[0].Port))
+			}
+		}
+		return out
+	}
+	if v.Protocol == "icmp" && f.IPv6 {
+		v.Protocol = "icmpv6"
+	}
+	v.SrcPorts = resolve(v.SrcPorts, f.TopSrcPorts)
+	v.DstPorts = resolve(v.DstPorts, f.TopDstPorts)
+	return v
+}
