@@ -9,8 +9,6 @@ type tableKey struct {
 
 const kindTotal = 1 << 1
 
-func (k tableKey) dir() Direction { return Direction(k.meta & 1) }
-func (k tableKey) isTotal() bool  { return k.meta&kindTotal != 0 }
 
 // hashKey mixes a key into 64 bits (multiply-xorshift over two words).
 func hashKey(k *tableKey) uint64 {

@@ -92,12 +92,6 @@ func (es Errors) Error() string {
 	return strings.Join(s, "\n")
 }
 
-func (es Errors) err() error {
-	if len(es) == 0 {
-		return nil
-	}
-	return es
-}
 
 var (
 	ruleName  = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
