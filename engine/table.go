@@ -9,7 +9,6 @@ type tableKey struct {
 
 const kindTotal = 1 << 1
 
-
 // hashKey mixes a key into 64 bits (multiply-xorshift over two words).
 func hashKey(k *tableKey) uint64 {
 	lo := uint64(k.addr[0]) | uint64(k.addr[1])<<8 | uint64(k.addr[2])<<16 | uint64(k.addr[3])<<24 |

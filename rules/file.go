@@ -92,7 +92,6 @@ func (es Errors) Error() string {
 	return strings.Join(s, "\n")
 }
 
-
 var (
 	ruleName  = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 	labelName = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
