@@ -67,6 +67,8 @@ bench: ## micro benchmarks, COUNT runs each, summarised by benchstat (bench.txt)
 bench-e2e: build ## end-to-end load harness against the built daemon, and FastNetMon (E2E_FLAGS to pick steps)
 	$(call log,bench-e2e)
 	$Q ./.ci/deps.sh fastnetmon
+	$Q systemctl disable --now fastnetmon >/dev/null 2>&1 || true # the package starts a system service; the harness runs its own
+	$Q $(GO) test -tags e2e -count=1 ./bench/fnm
 	$Q $(GO) run ./bench/e2e -fastnetmon $(E2E_FLAGS)
 
 fuzz: ## run every fuzz target for FUZZTIME each

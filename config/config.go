@@ -31,6 +31,8 @@ type Config struct {
 	// Hostgroups are the protected prefixes, grouped by the thresholds that
 	// apply to them. Traffic outside every hostgroup is never counted.
 	Hostgroups []Hostgroup `yaml:"hostgroups"`
+	// Rules configures the operator's rule directories.
+	Rules Rules `yaml:"rules"`
 	// API configures the REST API, the dashboard and /metrics.
 	API API `yaml:"api"`
 
@@ -183,6 +185,18 @@ type ThresholdSet struct {
 	SYNMbps uint64 `yaml:"syn_mbps,omitempty"`
 	// FragMbps is the IP fragment megabits per second.
 	FragMbps uint64 `yaml:"frag_mbps,omitempty"`
+}
+
+// Rules configures the operator's rule directories, used with the
+// built-in rules shipped in the binary.
+type Rules struct {
+	// Dirs are directories of rule files (*.yaml). Their rules are tried
+	// before the built-in ones and may disable built-ins by name. The daemon
+	// reloads them when a file changes, on SIGHUP, and keeps the running set
+	// when the new one has an error.
+	Dirs []string `yaml:"dirs"`
+	// PollInterval is how often the directories are checked for changes.
+	PollInterval Duration `yaml:"poll_interval"`
 }
 
 // API configures the REST API, the dashboard and /metrics.

@@ -22,6 +22,7 @@ func Default() *Config {
 		Log:       DefaultLog(),
 		Ingest:    DefaultIngest(),
 		Detection: DefaultDetection(),
+		Rules:     DefaultRules(),
 		API:       DefaultAPI(),
 	}
 }
@@ -68,4 +69,10 @@ func DefaultDetection() Detection {
 // DefaultAPI returns the default API section.
 func DefaultAPI() API {
 	return API{Listen: DefaultAPIListen}
+}
+
+// DefaultRules returns the default rules section: no operator directory,
+// checked for changes every 2 seconds.
+func DefaultRules() Rules {
+	return Rules{PollInterval: Duration{2 * time.Second}}
 }

@@ -40,6 +40,7 @@ func (c *Config) Validate() error {
 	v.ingest()
 	v.detection()
 	v.hostgroups()
+	v.rules()
 	v.api()
 	return v.errs.err()
 }
@@ -262,6 +263,24 @@ func (v *validator) ignoreSources(path string, list []netip.Prefix) {
 		case p.Masked() != p:
 			v.errorf(ppath, "%s has host bits set (want %s)", p, p.Masked())
 		}
+	}
+}
+
+func (v *validator) rules() {
+	seen := map[string]int{}
+	for i, d := range v.c.Rules.Dirs {
+		path := fmt.Sprintf("rules.dirs[%d]", i)
+		if strings.TrimSpace(d) == "" {
+			v.errorf(path, "empty directory name")
+			continue
+		}
+		if j, dup := seen[d]; dup {
+			v.errorf(path, "%q is already listed as %s", d, v.c.where(fmt.Sprintf("rules.dirs[%d]", j)))
+		}
+		seen[d] = i
+	}
+	if p := v.c.Rules.PollInterval.Duration; p < 100*time.Millisecond || p > time.Hour {
+		v.errorf("rules.poll_interval", "%s is out of range (want 100ms to 1h)", p)
 	}
 }
 

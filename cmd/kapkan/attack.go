@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"log/slog"
 	"math"
 	"time"
@@ -91,10 +92,15 @@ func newAttackJSON(c *engine.Candidate) attackJSON {
 
 // logCandidate writes the log lines that are the detection contract until
 // the API exists: "attack detected" and "attack ended" at INFO.
-func logCandidate(log *slog.Logger, c *engine.Candidate) {
+func logCandidate(log *slog.Logger, c *engine.Candidate, v *rules.Verdict) {
+	var vector string
+	if v != nil && !v.Vector.IsZero() {
+		b, _ := json.Marshal(v.Vector)
+		vector = string(b)
+	}
 	switch c.Kind {
 	case engine.AttackStarted:
-		log.Info("attack detected",
+		log.Info("attack detected", "labels", v.Labels, "vector", vector,
 			"id", c.ID, "target", c.Target.String(), "scope", c.Scope.String(),
 			"direction", c.Direction.String(), "hostgroup", c.Hostgroup,
 			"trigger", c.Trigger.String(), "rate", metricValue(c.Trigger, c.Rate),
@@ -102,7 +108,7 @@ func logCandidate(log *slog.Logger, c *engine.Candidate) {
 			"pps", c.Rates[engine.MetricPPS], "mbps", metricValue(engine.MetricBPS, c.Rates[engine.MetricBPS]),
 			"fps", c.Rates[engine.MetricFPS], "sample_records", len(c.Sample))
 	case engine.AttackEnded:
-		log.Info("attack ended",
+		log.Info("attack ended", "labels", v.Labels,
 			"id", c.ID, "target", c.Target.String(), "direction", c.Direction.String(),
 			"hostgroup", c.Hostgroup, "duration", c.At.Sub(c.Started).String(),
 			"peak_pps", c.Peak[engine.MetricPPS], "peak_mbps", metricValue(engine.MetricBPS, c.Peak[engine.MetricBPS]))

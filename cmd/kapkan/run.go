@@ -24,6 +24,7 @@ import (
 	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/ingest"
+	"github.com/kapkan-io/kapkan/rules"
 )
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -84,6 +85,7 @@ type daemon struct {
 	registry  *prometheus.Registry
 	decoder   *ingest.Decoder
 	engine    *engine.Engine
+	rules     *ruleRuntime
 	listeners []*ingest.Listener
 	http      *http.Server
 	httpLn    net.Listener
@@ -104,6 +106,9 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	}
 	d.engine = eng
 	warnNoThresholds(log, cfg)
+	if d.rules, err = newRuleRuntime(cfg.Rules.Dirs, log, d.registry); err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
 	sink := flow.Sink(eng)
 	for _, lc := range []ingest.ListenerConfig{
 		{Name: "sflow", Listen: cfg.Ingest.SFlow.Listen, Workers: cfg.Ingest.SFlow.Workers, ReadBuffer: cfg.Ingest.SFlow.ReadBuffer},
@@ -154,7 +159,7 @@ func (d *daemon) run(ctx context.Context) error {
 			case <-ctx.Done():
 				return nil
 			case c := <-d.engine.Candidates():
-				logCandidate(d.log, &c)
+				d.handleCandidate(&c)
 			}
 		}
 	})
@@ -175,6 +180,7 @@ func (d *daemon) run(ctx context.Context) error {
 		return d.http.Shutdown(sctx)
 	})
 	g.Go(func() error { return d.handleSignals(ctx) })
+	g.Go(func() error { return d.rules.Watch(ctx, d.cfg.Rules.PollInterval.Duration) })
 	if d.demo {
 		g.Go(func() error { return runDemo(ctx, d.log, d.cfg.Ingest.SFlow.Listen) })
 	}
@@ -185,8 +191,21 @@ func (d *daemon) run(ctx context.Context) error {
 	return err
 }
 
-// handleSignals keeps SIGHUP from killing the process. Reload is not built
-// yet, so it is acknowledged in the log and nothing else.
+// handleCandidate classifies an attack with the running rules and logs it.
+func (d *daemon) handleCandidate(c *engine.Candidate) {
+	var v rules.Verdict
+	if c.Kind == engine.AttackStarted || c.Kind == engine.AttackEnded {
+		f := rules.Compute(c)
+		var err error
+		if v, err = d.rules.Set().Classify(&f); err != nil {
+			d.log.Error("classification failed", "id", c.ID, "err", err)
+		}
+	}
+	logCandidate(d.log, c, &v)
+}
+
+// handleSignals reloads the rules on SIGHUP (the rest of the configuration
+// needs a restart for now) and keeps SIGHUP from killing the process.
 func (d *daemon) handleSignals(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -196,7 +215,8 @@ func (d *daemon) handleSignals(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-hup:
-			d.log.Warn("SIGHUP received: configuration reload is not supported yet, keeping the running configuration")
+			_ = d.rules.Reload("SIGHUP")
+			d.log.Info("SIGHUP: rules reloaded; other configuration changes take effect at the next restart")
 		}
 	}
 }

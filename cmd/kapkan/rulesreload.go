@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kapkan-io/kapkan/rules"
+)
+
+// ruleRuntime holds the daemon's compiled rule set. A reload compiles the
+// new set off to the side and swaps it in only when it has no error; the
+// running set keeps classifying meanwhile and after a failed reload.
+type ruleRuntime struct {
+	dirs []string
+	log  *slog.Logger
+	set  atomic.Pointer[rules.Set]
+
+	mu      sync.Mutex // serialises reloads
+	sum     [32]byte   // checksum of the files the running set came from
+	lastErr atomic.Pointer[error]
+
+	lastOK   prometheus.Gauge
+	lastTime prometheus.Gauge
+	reloads  *prometheus.CounterVec
+}
+
+func newRuleRuntime(dirs []string, log *slog.Logger, reg prometheus.Registerer) (*ruleRuntime, error) {
+	r := &ruleRuntime{
+		dirs: dirs,
+		log:  log.With("component", "rules"),
+		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kapkan_rules_last_reload_successful",
+			Help: "1 when the last rule reload succeeded, 0 when the running set is older than the files (see the log).",
+		}),
+		lastTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kapkan_rules_last_reload_success_timestamp_seconds",
+			Help: "When the running rule set was loaded.",
+		}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kapkan_rules_reloads_total",
+			Help: "Rule reloads, by result (success, failure).",
+		}, []string{"result"}),
+	}
+	r.reloads.WithLabelValues("success")
+	r.reloads.WithLabelValues("failure")
+	if reg != nil {
+		reg.MustRegister(r.lastOK, r.lastTime, r.reloads)
+	}
+	set, sum, err := r.compile()
+	if err != nil {
+		return nil, err
+	}
+	r.set.Store(set)
+	r.sum = sum
+	r.lastOK.Set(1)
+	r.lastTime.SetToCurrentTime()
+	r.log.Info("rules loaded", "rules", len(set.Rules()), "disabled", len(set.Disabled()), "dirs", dirs)
+	return r, nil
+}
+
+// Set returns the running rule set.
+func (r *ruleRuntime) Set() *rules.Set { return r.set.Load() }
+
+// LastError returns the error of the last failed reload, or nil.
+func (r *ruleRuntime) LastError() error {
+	if p := r.lastErr.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (r *ruleRuntime) compile() (*rules.Set, [32]byte, error) {
+	sum, err := r.checksum()
+	if err != nil {
+		return nil, sum, err
+	}
+	set, err := compileRules(r.dirs)
+	return set, sum, err
+}
+
+// Reload recompiles the rules. why says what triggered it (for the log).
+func (r *ruleRuntime) Reload(why string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	set, sum, err := r.compile()
+	if err != nil {
+		r.lastOK.Set(0)
+		r.reloads.WithLabelValues("failure").Inc()
+		r.lastErr.Store(&err)
+		r.sum = sum // do not retry the same broken files every poll
+		var es rules.Errors
+		if errors.As(err, &es) {
+			for _, e := range es {
+				r.log.Error("rule reload failed, keeping the running rules", "trigger", why, "file", e.File, "line", e.Line,
+					"col", e.Col, "rule", e.Rule, "err", e.Msg)
+			}
+		} else {
+			r.log.Error("rule reload failed, keeping the running rules", "trigger", why, "err", err)
+		}
+		return err
+	}
+	r.set.Store(set)
+	r.sum = sum
+	r.lastErr.Store(nil)
+	r.lastOK.Set(1)
+	r.lastTime.SetToCurrentTime()
+	r.reloads.WithLabelValues("success").Inc()
+	r.log.Info("rules reloaded", "trigger", why, "rules", len(set.Rules()), "disabled", len(set.Disabled()))
+	return nil
+}
+
+// checksum hashes the names and contents of every rule file.
+func (r *ruleRuntime) checksum() ([32]byte, error) {
+	h := sha256.New()
+	for _, d := range r.dirs {
+		var files []string
+		err := filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !e.IsDir() && filepath.Ext(p) == ".yaml" {
+				files = append(files, p)
+			}
+			return nil
+		})
+		if err != nil {
+			return [32]byte{}, err
+		}
+		sort.Strings(files)
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return [32]byte{}, err
+			}
+			h.Write([]byte(f))
+			h.Write(b)
+		}
+	}
+	var s [32]byte
+	copy(s[:], h.Sum(nil))
+	return s, nil
+}
+
+// Watch reloads when the files change, polling every interval, until ctx
+// ends.
+func (r *ruleRuntime) Watch(ctx context.Context, every time.Duration) error {
+	if len(r.dirs) == 0 {
+		return nil
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			sum, err := r.checksum()
+			r.mu.Lock()
+			changed := err != nil || sum != r.sum
+			r.mu.Unlock()
+			if changed {
+				_ = r.Reload("file change")
+			}
+		}
+	}
+}
