@@ -21,6 +21,7 @@ var allowed = map[string][]string{
 	"engine":            {"flow"},
 	"rules":             {"flow", "engine"},
 	"builtin":           {},
+	"policy":            {"flow", "engine", "rules"},
 	"internal/testutil": {},
 	"cmd/kapkan":        {"*"},
 	"bench/e2e":         {"bench/fnm"},

@@ -12,14 +12,9 @@ import (
 // Version of the built-in rule set.
 const Version = "0.1.0"
 
-//go:embed classify/*.yaml
+//go:embed classify/*.yaml ladders/*.yaml
 var files embed.FS
 
-// Classify returns the built-in classifier files.
-func Classify() fs.FS {
-	sub, err := fs.Sub(files, "classify")
-	if err != nil {
-		panic(err) // the embedded tree is fixed at build time
-	}
-	return sub
-}
+// Classify returns the built-in rule files: classifiers (classify/) and
+// escalation ladders (ladders/).
+func Classify() fs.FS { return files }

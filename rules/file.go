@@ -2,6 +2,7 @@ package rules
 
 import (
 	"bytes"
+	"time"
 	"errors"
 	"fmt"
 	"io"
@@ -21,9 +22,43 @@ type File struct {
 	KapkanRules int `yaml:"kapkan_rules"`
 	// Rules are classifiers.
 	Rules []Rule `yaml:"rules"`
-	// Disable names rules (built-in or from other files) to switch off.
+	// Ladders are escalation policies.
+	Ladders []LadderSpec `yaml:"ladders"`
+	// Disable names rules or ladders (built-in or from other files) to
+	// switch off.
 	Disable []string `yaml:"disable"`
 }
+
+// LadderSpec is an escalation ladder as written: for the attacks of the
+// given hostgroups and labels (empty: any), ordered steps.
+type LadderSpec struct {
+	Name        string     `yaml:"name"`
+	Description string     `yaml:"description"`
+	Hostgroups  []string   `yaml:"hostgroups"`
+	Labels      []string   `yaml:"labels"`
+	Steps       []StepSpec `yaml:"steps"`
+}
+
+// StepSpec is one ladder step as written.
+type StepSpec struct {
+	// Action is flowspec-ratelimit, flowspec-discard or blackhole.
+	Action string `yaml:"action"`
+	// RateMbps is the rate limit of flowspec-ratelimit, in Mbps.
+	RateMbps float64 `yaml:"rate_mbps,omitempty"`
+	// Hold is how long the step stays before the next one may follow
+	// ("30s"); the last step holds until the attack ends.
+	Hold string `yaml:"hold,omitempty"`
+	// When is an optional expr condition on the live attack that must hold
+	// (with Hold passed) to step up to this step.
+	When string `yaml:"when,omitempty"`
+}
+
+// Actions a ladder step may take.
+const (
+	ActionRateLimit = "flowspec-ratelimit"
+	ActionDiscard   = "flowspec-discard"
+	ActionBlackhole = "blackhole"
+)
 
 // Rule is one classifier.
 type Rule struct {
@@ -169,6 +204,44 @@ func parseFile(name string, data []byte) (*parsedFile, Errors) {
 		}
 		for _, m := range checkVector(&r.Vector) {
 			add(or(rn.vector, rn.rule), r.Name, "vector: %s", m)
+		}
+	}
+	laddersNode := mapValue(doc, "ladders")
+	for i := range pf.file.Ladders {
+		l := &pf.file.Ladders[i]
+		var ln *yaml.Node
+		if laddersNode != nil && laddersNode.Kind == yaml.SequenceNode && i < len(laddersNode.Content) {
+			ln = laddersNode.Content[i]
+		}
+		if !ruleName.MatchString(l.Name) {
+			add(or(mapValue(ln, "name"), ln), l.Name, "ladder name %q is not kebab-case", l.Name)
+		}
+		if len(l.Steps) == 0 {
+			add(ln, l.Name, "ladder has no steps")
+		}
+		stepsNode := mapValue(ln, "steps")
+		for j, st := range l.Steps {
+			var sn *yaml.Node
+			if stepsNode != nil && j < len(stepsNode.Content) {
+				sn = stepsNode.Content[j]
+			}
+			switch st.Action {
+			case ActionRateLimit:
+				if st.RateMbps <= 0 {
+					add(or(mapValue(sn, "rate_mbps"), sn), l.Name, "step %d: flowspec-ratelimit needs rate_mbps > 0", j+1)
+				}
+			case ActionDiscard, ActionBlackhole:
+				if st.RateMbps != 0 {
+					add(mapValue(sn, "rate_mbps"), l.Name, "step %d: rate_mbps applies to flowspec-ratelimit only", j+1)
+				}
+			default:
+				add(or(mapValue(sn, "action"), sn), l.Name, "step %d: action %q (want flowspec-ratelimit, flowspec-discard or blackhole)", j+1, st.Action)
+			}
+			if st.Hold != "" {
+				if d, err := time.ParseDuration(st.Hold); err != nil || d < 0 {
+					add(or(mapValue(sn, "hold"), sn), l.Name, "step %d: hold %q is not a duration (want e.g. 30s)", j+1, st.Hold)
+				}
+			}
 		}
 	}
 	return pf, errs

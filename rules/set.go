@@ -28,6 +28,7 @@ type compiled struct {
 // Classify allocates its own evaluation state.
 type Set struct {
 	rules    []compiled
+	ladders  []Ladder
 	disabled []string
 	// Version is the built-in rule set's version.
 	Version string
@@ -54,6 +55,7 @@ func Compile(sources ...Source) (*Set, error) {
 	names := map[string]string{}
 	disabled := map[string]bool{}
 	var all []compiled
+	var ladders []Ladder
 	for _, src := range sources {
 		files, err := fs.Glob(src.FS, "*.yaml")
 		if err != nil {
@@ -101,6 +103,16 @@ func Compile(sources ...Source) (*Set, error) {
 				}
 				all = append(all, compiled{Rule: r, file: display, program: prog, builtin: src.Builtin})
 			}
+			for _, ls := range pf.file.Ladders {
+				if prev, dup := names[ls.Name]; dup && ls.Name != "" {
+					errs = append(errs, &Error{File: display, Rule: ls.Name, Msg: "name already used in " + prev})
+					continue
+				}
+				names[ls.Name] = display
+				l, lerrs := compileLadder(display, ls)
+				errs = append(errs, lerrs...)
+				ladders = append(ladders, l)
+			}
 		}
 	}
 	for d := range disabled {
@@ -117,6 +129,13 @@ func Compile(sources ...Source) (*Set, error) {
 			continue
 		}
 		set.rules = append(set.rules, c)
+	}
+	for _, l := range ladders {
+		if disabled[l.Name] {
+			set.disabled = append(set.disabled, l.Name)
+			continue
+		}
+		set.ladders = append(set.ladders, l)
 	}
 	sort.Strings(set.disabled)
 	return set, nil

@@ -17,6 +17,7 @@ import (
 	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/ingest"
+	"github.com/kapkan-io/kapkan/policy"
 	"github.com/kapkan-io/kapkan/rules"
 )
 
@@ -200,21 +201,41 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 	}
 	clock := replayClock{eng: eng, window: int64(ecfg.Window / time.Second), cooldown: int64(cfg.Detection.Cooldown.Duration / time.Second)}
 	status := 0
+	tracker := policy.New()
+	emitDecisions := func(ds []policy.Decision, err error) {
+		if err != nil {
+			fmt.Fprintf(stderr, "kapkan replay: ladder: %v\n", err)
+			status = 1
+		}
+		for i := range ds {
+			m := newMitigationJSON(&ds[i], cfg.DryRun)
+			emit(&m)
+		}
+	}
 	printCandidates := func() {
 		for _, c := range eng.Drain() {
 			switch c.Kind {
 			case engine.AttackStarted:
 				sum.Attacks++
+				j := newAttackJSON(&c)
+				v, f, err := classifyInto(&j, set, &c)
+				if err != nil {
+					fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
+					status = 1
+				}
+				emit(&j)
+				emitDecisions(tracker.Start(&c, v, set.Ladder(c.Hostgroup, v.Labels), f))
+			case engine.AttackUpdated:
+				emitDecisions(tracker.Update(&c))
 			case engine.AttackEnded:
-			default:
-				continue
+				j := newAttackJSON(&c)
+				if _, _, err := classifyInto(&j, set, &c); err != nil {
+					fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
+					status = 1
+				}
+				emit(&j)
+				emitDecisions(tracker.End(&c), nil)
 			}
-			j := newAttackJSON(&c)
-			if err := classifyInto(&j, set, &c); err != nil {
-				fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
-				status = 1
-			}
-			emit(&j)
 		}
 	}
 	sink := flow.SinkFunc(func(b *flow.Batch) {

@@ -65,9 +65,11 @@ const (
 	maxLife     = "5s" // softflowd -t maxlife
 )
 
-// captureBase is when every crafted capture starts (UTC). Fixed so the
-// crafted captures are reproducible.
-var captureBase = time.Date(2025, 1, 15, 12, 0, 0, 0, time.UTC)
+// captureBase is when the crafted capture being made starts: 21 s before
+// it is made, so that the times softflowd exports (capture time, with -a),
+// the times tcpdump stamps on the export (wall clock) and the ground truth
+// all agree to within a few seconds, as they would with a live exporter.
+var captureBase time.Time
 
 var (
 	victim4 = netip.MustParseAddr("203.0.113.10")
@@ -372,16 +374,30 @@ func servicePrefix(port portSpec) []byte {
 // attackStats is what was crafted for the attack.
 type attackStats struct {
 	packets, bytes int
-	datagrams      int // UDP datagrams (fragmented ones count once)
-	fragments      int // frames that are IP fragments
-	nonFirst       int // frames that are non-first fragments
-	sizes          [2]int
+	datagrams      int    // UDP datagrams (fragmented ones count once)
+	fragments      int    // frames that are IP fragments
+	nonFirst       int    // frames that are non-first fragments
+	sizes          [2]int // IP packet length
+	l2sizes        [2]int // frame length less the Ethernet header: IP length plus Ethernet padding
 	sources        int
+}
+
+// ipLen is the IP packet length of an Ethernet frame.
+func ipLen(frame []byte) int {
+	switch binary.BigEndian.Uint16(frame[12:14]) {
+	case 0x0800:
+		return int(binary.BigEndian.Uint16(frame[16:18]))
+	case 0x86dd:
+		return 40 + int(binary.BigEndian.Uint16(frame[18:20]))
+	}
+	log.Fatal("not IP")
+	return 0
 }
 
 func craftAttack(c attack, r *rand.Rand) ([]pkt, attackStats) {
 	var st attackStats
 	st.sizes = [2]int{1 << 30, 0}
+	st.l2sizes = st.sizes
 	var refl []netip.Addr
 	if c.sources == "reflectors" {
 		refl = reflectors(r, c.reflectors)
@@ -392,11 +408,13 @@ func craftAttack(c attack, r *rand.Rand) ([]pkt, attackStats) {
 	var out []pkt
 	add := func(at time.Duration, frame []byte) {
 		out = append(out, pkt{at: at, data: frame})
-		size := len(frame) - 14
+		size := ipLen(frame)
 		st.packets++
 		st.bytes += size
 		st.sizes[0] = min(st.sizes[0], size)
 		st.sizes[1] = max(st.sizes[1], size)
+		st.l2sizes[0] = min(st.l2sizes[0], len(frame)-14)
+		st.l2sizes[1] = max(st.l2sizes[1], len(frame)-14)
 	}
 	for i := 0; len(out) < total; i++ {
 		// Evenly paced with jitter, never outside [attackStart, attackEnd).
@@ -454,8 +472,8 @@ func craftAttack(c attack, r *rand.Rand) ([]pkt, attackStats) {
 				ack = r.Uint32()
 			}
 			frame := tcp4(src, victim4, sport, dport, c.tcpFlags, r.Uint32(), ack, 0, id, opts)
-			if len(frame)-14 != size {
-				log.Fatalf("%s: TCP packet of %d bytes, want %d", c.name, len(frame)-14, size)
+			if ipLen(frame) != size {
+				log.Fatalf("%s: TCP packet of %d bytes, want %d", c.name, ipLen(frame), size)
 			}
 			add(at, frame)
 		case c.proto == layers.IPProtocolICMPv4:
@@ -706,14 +724,20 @@ func runSoftflowd(ctx context.Context, crafted, out, work string, sampling int) 
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	res.args = []string{"softflowd", "-r", crafted, "-v", "9", "-n", fmt.Sprintf("127.0.0.1:%d", port),
-		"-t", "maxlife=" + maxLife, "-p", filepath.Join(work, "softflowd.pid"), "-c", "none"}
+	// Run from the work directory with a relative -r: softflowd exports the
+	// first 16 bytes of the capture's name as the interface name (IF_NAME)
+	// in its options data. -a takes the time from the capture (header
+	// export time and uptime follow the packets' timestamps) instead of
+	// the wall clock, so flow times are capture times.
+	res.args = []string{"softflowd", "-r", filepath.Base(crafted), "-a", "-v", "9", "-n", fmt.Sprintf("127.0.0.1:%d", port),
+		"-t", "maxlife=" + maxLife, "-p", "softflowd.pid", "-c", "none"}
 	if sampling > 1 {
 		res.args = append(res.args, "-s", fmt.Sprint(sampling))
 	}
 	sfCtx, sfCancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer sfCancel()
 	sf := exec.CommandContext(sfCtx, res.args[0], res.args[1:]...)
+	sf.Dir = filepath.Dir(crafted)
 	var sfOut bytes.Buffer
 	sf.Stdout, sf.Stderr = &sfOut, &sfOut
 	if err := sf.Run(); err != nil {
@@ -819,6 +843,10 @@ func main() {
 	} else if err := os.MkdirAll(work, 0o755); err != nil {
 		log.Fatal(err)
 	}
+	work, err := filepath.Abs(work)
+	if err != nil {
+		log.Fatal(err)
+	}
 	want := map[string]bool{}
 	for _, n := range strings.Split(*only, ",") {
 		if n != "" {
@@ -834,6 +862,7 @@ func main() {
 			continue
 		}
 		t0 := time.Now()
+		captureBase = t0.Truncate(time.Second).Add(-captureLen - time.Second)
 		r := rand.New(rand.NewPCG(seed(c.name), 2025))
 		frames, ast := craftAttack(c, r)
 		bg, bst := craftBackground(rand.New(rand.NewPCG(seed("background"), uint64(len(c.name)))), c.ipv6)
@@ -865,6 +894,164 @@ func main() {
 	log.Printf("done in %s", time.Since(started).Round(time.Millisecond))
 }
 
+// expectation is what the victim's records in softflowd's export show,
+// derived from the crafted traffic and what softflowd does with it.
+type expectation struct {
+	srcPort, dstPort string // a number, or "random"
+	srcShareMin      float64
+	dstShareMin      float64
+	portZeroShareMin float64
+	tcpFlags         uint8
+	notes            []string
+}
+
+func expect(c attack) expectation {
+	e := expectation{srcPort: portString(c.srcPort), dstPort: portString(c.dstPort), srcShareMin: 0.95, dstShareMin: 0.95, tcpFlags: c.tcpFlags}
+	switch {
+	case c.proto == layers.IPProtocolICMPv4:
+		// softflowd exports ICMP with its own template: icmpTypeCode
+		// (type*256+code, read into the destination port), no ports.
+		e.srcPort, e.dstPort = "0", fmt.Sprint(uint16(c.icmpType)<<8)
+		e.notes = append(e.notes, "ICMP records use softflowd's ICMP template: icmpTypeCode (IE 32) = type*256+code, which Kapkan reads into the destination port; the source port is 0")
+	case c.nonFirstFragments:
+		e.srcPort, e.dstPort = "0", "0"
+		e.notes = append(e.notes, "non-first fragments carry no UDP header: softflowd exports them with ports 0/0 (protocol 17)")
+	case c.fragmentShare > 0:
+		// Non-first fragments become separate port-0 flows.
+		share := 1 / (1 + c.fragmentShare)
+		e.srcShareMin = share - 0.1
+		e.portZeroShareMin = (1 - share) / 2
+		e.notes = append(e.notes, fmt.Sprintf("the non-first fragments (%.0f%% of the attack's packets) are separate flows with ports 0/0; first fragments keep the UDP ports", 100*(1-share)))
+	}
+	if c.nonFirstFragments || c.fragmentShare > 0 {
+		e.notes = append(e.notes, "softflowd's NetFlow v9 templates carry no fragment information (no fragment flags or offset IEs): no record has the fragment flag")
+	}
+	if c.proto == layers.IPProtocolTCP {
+		e.notes = append(e.notes, "tcp_flags is the OR of the flags of the packets in a record (softflowd exports the cumulative flags per direction)")
+	}
+	return e
+}
+
+func portString(p portSpec) string {
+	if p == randomPort {
+		return "random"
+	}
+	return fmt.Sprint(int(p))
+}
+
+func quote(s string) string { return fmt.Sprintf("%q", s) }
+
 func writeTruth(path string, c attack, ast attackStats, bst backgroundStats, res exportResult, version string, sampling int, crafted string, craftedSize int64) error {
-	return nil
+	victim := victim4
+	if c.ipv6 {
+		victim = victim6
+	}
+	e := expect(c)
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	rfc := func(d time.Duration) string { return captureBase.Add(d).UTC().Format(time.RFC3339Nano) }
+	w("# Ground truth for export.pcap in this directory: what was crafted, how")
+	w("# softflowd exported it, and what the victim's records must show.")
+	w("# Generated by testdata/real/gen/main.go (see ../README.md); regenerate, do not edit.")
+	w("case: %s", c.name)
+	w("kind: %s", c.kind)
+	w("description: %s", quote(c.desc))
+	w("victim: %s", victim)
+	w("")
+	w("# The attack as crafted (before sampling).")
+	w("attack:")
+	w("  protocol: %d", c.proto)
+	if c.proto == layers.IPProtocolICMPv4 {
+		w("  icmp_type: %d", c.icmpType)
+		w("  icmp_code: 0")
+	} else {
+		w("  src_port: %s", portString(c.srcPort))
+		w("  dst_port: %s", portString(c.dstPort))
+	}
+	if c.proto == layers.IPProtocolTCP {
+		w("  tcp_flags: 0x%02x", c.tcpFlags)
+	}
+	w("  packet_size: {min: %d, max: %d}  # IP packet length (header included), bytes", ast.sizes[0], ast.sizes[1])
+	switch c.sources {
+	case "reflectors":
+		w("  sources: {kind: reflectors, prefix: 198.18.0.0/15, distinct: %d}", ast.sources)
+	case "spoofed":
+		w("  sources: {kind: random spoofed IPv4, distinct: %d}", ast.sources)
+	case "spoofed6":
+		w("  sources: {kind: random spoofed IPv6, prefix: \"2001:db8:ffff::/48\", distinct: %d}", ast.sources)
+	}
+	w("  fragments: {frames: %d, non_first: %d}", ast.fragments, ast.nonFirst)
+	w("  packets: %d", ast.packets)
+	w("  bytes: %d", ast.bytes)
+	w("  rate_pps: %d", attackPPS)
+	w("  # The attack's window in capture time; softflowd's flow times are capture")
+	w("  # times (-a), so records' start/end fall in it.")
+	w("  start: %s", rfc(attackStart))
+	w("  end: %s", rfc(attackEnd))
+	w("  start_offset: %s", attackStart)
+	w("  end_offset: %s", attackEnd)
+	w("")
+	w("# Benign background mixed in over the whole capture: TCP sessions to")
+	w("# 203.0.113.20:443 and 203.0.113.21:80, DNS to the resolver 203.0.113.22,")
+	w("# NTP (76-byte, port 123 both ways) of 203.0.113.23%s.", map[bool]string{true: ", HTTPS over IPv6 to 2001:db8:1::20", false: ""}[c.ipv6])
+	w("background:")
+	w("  packets: %d", bst.packets)
+	w("  hosts: [%s]", strings.Join(quoteAll(bst.hosts), ", "))
+	w("")
+	w("# The crafted input (not kept): Ethernet, packets truncated to %d bytes", snapLen)
+	w("# (original lengths kept), %d attack packets per second from %s to %s.", attackPPS, attackStart, attackEnd)
+	w("capture:")
+	w("  start: %s", rfc(0))
+	w("  end: %s", rfc(captureLen))
+	w("  frames: %d", ast.packets+bst.packets)
+	w("  snaplen: %d", snapLen)
+	w("  bytes: %d", craftedSize)
+	w("")
+	w("exporter:")
+	w("  software: softflowd")
+	w("  version: %s", quote(version))
+	w("  # Run from the directory holding the crafted capture; the port was a free")
+	w("  # one on 127.0.0.1, captured with tcpdump -i lo.")
+	w("  command: %s", quote(strings.Join(res.args, " ")))
+	w("  format: netflow9")
+	w("  sampling_rate: %d", max(sampling, 1))
+	w("  # softflowd -s N keeps every Nth packet (deterministic) and announces N in")
+	w("  # an options data record (template 256, scope interface 0, IE 34")
+	w("  # samplingInterval, IE 35 samplingAlgorithm = 1 deterministic).")
+	w("  sampling_rate_in_export: %t", sampling > 1)
+	w("  datagrams: %d", res.datagrams)
+	w("")
+	w("# What the victim's records (destination = victim) in export.pcap show,")
+	w("# weighting each record by packets x sampling rate. \"random\": no single")
+	w("# port dominates.")
+	w("expect:")
+	w("  protocol: %d", c.proto)
+	w("  src_port: %s", e.srcPort)
+	w("  src_port_share_min: %.2f", e.srcShareMin)
+	w("  dst_port: %s", e.dstPort)
+	w("  dst_port_share_min: %.2f", e.dstShareMin)
+	if e.portZeroShareMin > 0 {
+		w("  port_zero_share_min: %.2f", e.portZeroShareMin)
+	}
+	w("  tcp_flags: 0x%02x", e.tcpFlags)
+	w("  fragment: false")
+	w("  # Bytes per packet of the victim's records. softflowd counts the frame")
+	w("  # length less the Ethernet header, so frames padded to Ethernet's 60-byte")
+	w("  # minimum count as 46 bytes, not their IP length.")
+	w("  bytes_per_packet: {min: %d, max: %d}", ast.l2sizes[0], ast.l2sizes[1])
+	if len(e.notes) > 0 {
+		w("  notes:")
+		for _, n := range e.notes {
+			w("    - %s", quote(n))
+		}
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = quote(s)
+	}
+	return out
 }

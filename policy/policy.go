@@ -1,0 +1,140 @@
+// Package policy owns the escalation state of each attack: which step of
+// its ladder it is on and since when. It turns attack lifecycle events into
+// mitigation decisions; every safety check happens downstream, in mitigate.
+package policy
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/rules"
+)
+
+// Decision is one change of mitigation an attack's ladder asks for.
+type Decision struct {
+	AttackID uint64
+	Target   netip.Prefix
+	Ladder   string
+	// Step is the 1-based ladder step.
+	Step     int
+	Action   string // rules.ActionRateLimit, ActionDiscard or ActionBlackhole
+	RateMbps float64
+	// Vector is the FlowSpec match (FlowSpec actions only).
+	Vector rules.Vector
+	// Withdraw is true when the step's action is being removed.
+	Withdraw bool
+	At       time.Time
+	Reason   string
+}
+
+type state struct {
+	ladder   *rules.Ladder
+	step     int // index into ladder.Steps; -1 before the first
+	since    time.Time
+	target   netip.Prefix
+	vector   rules.Vector
+	features rules.Features
+}
+
+// Tracker follows the ladders of every active attack. It is used by one
+// goroutine.
+type Tracker struct {
+	attacks map[uint64]*state
+}
+
+// New returns an empty tracker.
+func New() *Tracker { return &Tracker{attacks: map[uint64]*state{}} }
+
+// usable reports whether step i can act on this attack: FlowSpec needs a
+// vector to match.
+func (s *state) usable(i int) bool {
+	a := s.ladder.Steps[i].Action
+	return a == rules.ActionBlackhole || !s.vector.IsZero()
+}
+
+func (s *state) decision(id uint64, withdraw bool, at time.Time, reason string) Decision {
+	st := s.ladder.Steps[s.step]
+	d := Decision{AttackID: id, Target: s.target, Ladder: s.ladder.Name, Step: s.step + 1, Action: st.Action,
+		RateMbps: st.RateMbps, Withdraw: withdraw, At: at, Reason: reason}
+	if st.Action != rules.ActionBlackhole {
+		d.Vector = s.vector
+	}
+	return d
+}
+
+// Start begins following an attack on its ladder: the first step that can
+// act and whose condition holds is announced.
+func (t *Tracker) Start(c *engine.Candidate, v rules.Verdict, l *rules.Ladder, f rules.Features) ([]Decision, error) {
+	if l == nil {
+		return nil, nil
+	}
+	s := &state{ladder: l, step: -1, target: c.Target, vector: v.Vector, features: f}
+	t.attacks[c.ID] = s
+	return t.stepUp(c.ID, s, c.Started, "attack detected")
+}
+
+// stepUp moves to the next step that can act and whose condition holds,
+// announcing it before withdrawing the previous one so there is no gap.
+func (t *Tracker) stepUp(id uint64, s *state, at time.Time, reason string) ([]Decision, error) {
+	for next := s.step + 1; next < len(s.ladder.Steps); next++ {
+		if !s.usable(next) {
+			continue
+		}
+		ok, err := s.ladder.Steps[next].Ready(&s.features)
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			return nil, nil // wait: its condition may hold later
+		}
+		var out []Decision
+		prev := s.step
+		s.step, s.since = next, at
+		out = append(out, s.decision(id, false, at, reason))
+		if prev >= 0 {
+			cur := s.step
+			s.step = prev
+			out = append(out, s.decision(id, true, at, "replaced by step "+itoa(cur+1)))
+			s.step = cur
+		}
+		return out, nil
+	}
+	return nil, nil
+}
+
+// Update feeds the live rates of an attack: once the current step's hold
+// time has passed, the next step follows if its condition holds.
+func (t *Tracker) Update(c *engine.Candidate) ([]Decision, error) {
+	s := t.attacks[c.ID]
+	if s == nil {
+		return nil, nil
+	}
+	s.features.PPS = float64(c.Rates[engine.MetricPPS])
+	s.features.Mbps = engine.Mbps(c.Rates[engine.MetricBPS])
+	s.features.FPS = float64(c.Rates[engine.MetricFPS])
+	if s.step >= 0 && c.At.Sub(s.since) < s.ladder.Steps[s.step].Hold {
+		return nil, nil
+	}
+	if s.step == -1 || s.step < len(s.ladder.Steps)-1 {
+		return t.stepUp(c.ID, s, c.At, "hold time passed")
+	}
+	return nil, nil
+}
+
+// End withdraws whatever step an attack is on.
+func (t *Tracker) End(c *engine.Candidate) []Decision {
+	s := t.attacks[c.ID]
+	delete(t.attacks, c.ID)
+	if s == nil || s.step < 0 {
+		return nil
+	}
+	return []Decision{s.decision(c.ID, true, c.At, "attack ended")}
+}
+
+func itoa(i int) string {
+	if i < 10 {
+		return string(rune('0' + i))
+	}
+	return itoa(i/10) + string(rune('0'+i%10))
+}

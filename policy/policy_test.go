@@ -1,0 +1,106 @@
+package policy_test
+
+import (
+	"net/netip"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/policy"
+	"github.com/kapkan-io/kapkan/rules"
+)
+
+const ladderFile = `kapkan_rules: 1
+ladders:
+  - name: three-steps
+    steps:
+      - {action: flowspec-ratelimit, rate_mbps: 100, hold: 10s}
+      - {action: flowspec-discard, hold: 10s, when: "pps > 50000"}
+      - {action: blackhole}
+`
+
+func set(t *testing.T) *rules.Set {
+	t.Helper()
+	s, err := rules.Compile(rules.Source{FS: fstest.MapFS{"l.yaml": {Data: []byte(ladderFile)}}, Name: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func cand(kind engine.CandidateKind, at time.Time, pps uint64) *engine.Candidate {
+	c := &engine.Candidate{Kind: kind, ID: 7, Target: netip.MustParsePrefix("203.0.113.5/32"), Started: at, At: at}
+	c.Rates[engine.MetricPPS] = pps
+	return c
+}
+
+func TestLadderEscalation(t *testing.T) {
+	s := set(t)
+	l := s.Ladder("any", nil)
+	if l == nil || l.Name != "three-steps" {
+		t.Fatalf("ladder %v", l)
+	}
+	tr := policy.New()
+	t0 := time.Unix(1_800_000_000, 0)
+	v := rules.Verdict{Vector: rules.Vector{Protocol: "udp", SrcPorts: []string{"53"}}}
+	ds, err := tr.Start(cand(engine.AttackStarted, t0, 100_000), v, l, rules.Features{PPS: 100_000})
+	if err != nil || len(ds) != 1 || ds[0].Action != rules.ActionRateLimit || ds[0].RateMbps != 100 || ds[0].Withdraw || ds[0].Vector.Protocol != "udp" {
+		t.Fatalf("start: %+v %v", ds, err)
+	}
+	// Within the hold time nothing changes.
+	if ds, _ := tr.Update(cand(engine.AttackUpdated, t0.Add(5*time.Second), 100_000)); len(ds) != 0 {
+		t.Fatalf("stepped up during the hold: %+v", ds)
+	}
+	// Hold passed but the evidence says the attack is smaller: stay.
+	if ds, _ := tr.Update(cand(engine.AttackUpdated, t0.Add(11*time.Second), 20_000)); len(ds) != 0 {
+		t.Fatalf("stepped up while the condition did not hold: %+v", ds)
+	}
+	// Hold passed and the condition holds: discard announced, then the rate
+	// limit withdrawn, in that order.
+	ds, _ = tr.Update(cand(engine.AttackUpdated, t0.Add(12*time.Second), 80_000))
+	if len(ds) != 2 || ds[0].Action != rules.ActionDiscard || ds[0].Withdraw || ds[1].Action != rules.ActionRateLimit || !ds[1].Withdraw {
+		t.Fatalf("escalation: %+v", ds)
+	}
+	ds, _ = tr.Update(cand(engine.AttackUpdated, t0.Add(23*time.Second), 80_000))
+	if len(ds) != 2 || ds[0].Action != rules.ActionBlackhole || !ds[0].Vector.IsZero() || ds[0].Step != 3 {
+		t.Fatalf("blackhole: %+v", ds)
+	}
+	if ds, _ := tr.Update(cand(engine.AttackUpdated, t0.Add(60*time.Second), 80_000)); len(ds) != 0 {
+		t.Fatalf("past the last step: %+v", ds)
+	}
+	ds = tr.End(cand(engine.AttackEnded, t0.Add(90*time.Second), 0))
+	if len(ds) != 1 || ds[0].Action != rules.ActionBlackhole || !ds[0].Withdraw {
+		t.Fatalf("end: %+v", ds)
+	}
+}
+
+func TestFlowSpecStepsNeedAVector(t *testing.T) {
+	s := set(t)
+	tr := policy.New()
+	t0 := time.Unix(1_800_000_000, 0)
+	// No vector: both FlowSpec steps are skipped, the blackhole applies.
+	ds, err := tr.Start(cand(engine.AttackStarted, t0, 100_000), rules.Verdict{}, s.Ladder("any", nil), rules.Features{PPS: 100_000})
+	if err != nil || len(ds) != 1 || ds[0].Action != rules.ActionBlackhole {
+		t.Fatalf("%+v %v", ds, err)
+	}
+}
+
+func TestBrokenLadderIsRefused(t *testing.T) {
+	bad := `kapkan_rules: 1
+ladders:
+  - name: Bad_Name
+    steps:
+      - {action: flowspec-ratelimit}
+      - {action: nuke, hold: soon}
+      - {action: blackhole, when: "pps >"}
+`
+	_, err := rules.Compile(rules.Source{FS: fstest.MapFS{"l.yaml": {Data: []byte(bad)}}, Name: "test"})
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	es := err.(rules.Errors)
+	if len(es) < 5 {
+		t.Errorf("want every problem at once, got %d:\n%v", len(es), err)
+	}
+}

@@ -1,0 +1,105 @@
+package rules
+
+import (
+	"slices"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+)
+
+// Ladder is a compiled escalation ladder.
+type Ladder struct {
+	Name       string
+	File       string
+	Hostgroups []string
+	Labels     []string
+	Steps      []Step
+}
+
+// Step is one compiled ladder step.
+type Step struct {
+	Action   string
+	RateMbps float64
+	Hold     time.Duration
+	When     string
+	when     *vm.Program
+}
+
+// Applies reports whether the ladder is for an attack of hostgroup with
+// these labels.
+func (l *Ladder) Applies(hostgroup string, labels []string) bool {
+	if len(l.Hostgroups) > 0 && !slices.Contains(l.Hostgroups, hostgroup) {
+		return false
+	}
+	if len(l.Labels) == 0 {
+		return true
+	}
+	for _, x := range labels {
+		if slices.Contains(l.Labels, x) {
+			return true
+		}
+	}
+	return false
+}
+
+// Ready reports whether the step's condition holds for the live attack
+// (true when it has none).
+func (s *Step) Ready(f *Features) (bool, error) {
+	if s.when == nil {
+		return true, nil
+	}
+	out, err := expr.Run(s.when, newEnv(f))
+	return out == true, err
+}
+
+// Ladder returns the first ladder (operator ones first, then built-in)
+// that applies to an attack, or nil.
+func (s *Set) Ladder(hostgroup string, labels []string) *Ladder {
+	for i := range s.ladders {
+		if s.ladders[i].Applies(hostgroup, labels) {
+			return &s.ladders[i]
+		}
+	}
+	return nil
+}
+
+// Ladders returns the names of the ladders, in the order they are tried.
+func (s *Set) Ladders() []string {
+	out := make([]string, len(s.ladders))
+	for i, l := range s.ladders {
+		out[i] = l.Name
+	}
+	return out
+}
+
+// compileLadder compiles a ladder's conditions.
+func compileLadder(fileName string, spec LadderSpec) (Ladder, Errors) {
+	l := Ladder{Name: spec.Name, File: fileName, Hostgroups: spec.Hostgroups, Labels: spec.Labels}
+	var errs Errors
+	for j, st := range spec.Steps {
+		step := Step{Action: st.Action, RateMbps: st.RateMbps, When: st.When}
+		if st.Hold != "" {
+			step.Hold, _ = time.ParseDuration(st.Hold) // checked by parseFile
+		}
+		if st.When != "" {
+			p, err := expr.Compile(st.When, expr.Env(Env{}), expr.AsBool())
+			if err != nil {
+				e := exprError(fileName, spec.Name, nil, err)
+				e.Msg = "step " + itoa(j+1) + " when: " + e.Msg[len("match: "):]
+				errs = append(errs, e)
+				continue
+			}
+			step.when = p
+		}
+		l.Steps = append(l.Steps, step)
+	}
+	return l, errs
+}
+
+func itoa(i int) string {
+	if i < 10 {
+		return string(rune('0' + i))
+	}
+	return itoa(i/10) + string(rune('0'+i%10))
+}
