@@ -2,13 +2,13 @@ package rules
 
 import (
 	"bytes"
-	"time"
 	"errors"
 	"fmt"
 	"io"
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
