@@ -107,12 +107,12 @@ func ints(s string) []int {
 const (
 	thresholdPPS = 50_000
 	attackPPS    = 1_000_000
-	prefix       = "10.0.0.0/8"
+	prefix       = "10.0.0.0/12" // FastNetMon preallocates counters for every address of its networks: a /8 would cost it 12 GB
 )
 
 func attackArgs(d time.Duration) (args []string, victims []string) {
 	for i, at := 0, 2*time.Second; at+2*time.Second < d; i, at = i+1, at+3*time.Second {
-		v := fmt.Sprintf("10.255.0.%d", i+1)
+		v := fmt.Sprintf("10.15.255.%d", i+1)
 		victims = append(victims, v)
 		args = append(args, "--attack", fmt.Sprintf("udp-flood@%s:%d:%s:2s", v, attackPPS, at))
 	}
