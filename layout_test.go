@@ -22,6 +22,7 @@ var allowed = map[string][]string{
 	"rules":             {"flow", "engine"},
 	"builtin":           {},
 	"policy":            {"flow", "engine", "rules"},
+	"rules/ruletest":    {"flow", "engine", "ingest", "ingest/demo", "ingest/flowgen", "policy", "rules"},
 	"internal/testutil": {},
 	"cmd/kapkan":        {"*"},
 	"bench/e2e":         {"bench/fnm"},

@@ -15,6 +15,9 @@ const Version = "0.1.0"
 //go:embed classify/*.yaml ladders/*.yaml
 var files embed.FS
 
+// Tests returns the built-in rule files with their *_test.yaml cases.
+func Tests() fs.FS { return files }
+
 // Classify returns the built-in rule files: classifiers (classify/) and
 // escalation ladders (ladders/).
 func Classify() fs.FS { return files }

@@ -63,7 +63,7 @@ func detect(t testing.TB, s demo.Scenario) []engine.Candidate {
 func TestBuiltinLabelsEveryKind(t *testing.T) {
 	set := builtinSet(t)
 	want := map[demo.Kind]string{
-		demo.UDPFlood: "udp-flood", demo.SYNFlood: "syn-flood", demo.ICMPFlood: "icmp-flood", demo.FragFlood: "fragment-flood",
+		demo.UDPFlood: "udp-flood", demo.SYNFlood: "syn-flood", demo.ACKFlood: "tcp-ack-flood", demo.RSTFlood: "tcp-rst-flood", demo.TCPFlood: "tcp-flood", demo.ICMPFlood: "icmp-flood", demo.FragFlood: "fragment-flood",
 		demo.DNSAmp: "dns-amplification", demo.NTPAmp: "ntp-amplification", demo.MemcachedAmp: "memcached-amplification",
 		demo.SSDPAmp: "ssdp-amplification", demo.CLDAPAmp: "cldap-amplification", demo.ChargenAmp: "chargen-amplification",
 	}

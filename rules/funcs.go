@@ -26,6 +26,9 @@ type Env struct {
 	DstPortRangeShare func(lo, hi int) float64 `expr:"dst_port_range_share"`
 }
 
+// NewEnv binds the registry's functions to the features of one attack.
+func NewEnv(f *Features) *Env { return newEnv(f) }
+
 // newEnv binds the functions to f.
 func newEnv(f *Features) *Env {
 	share := func(m map[uint16]float64, lo, hi int) float64 {

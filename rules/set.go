@@ -189,6 +189,16 @@ func (s *Set) Rules() []string {
 	return out
 }
 
+// Match returns the match expression of a rule ("" for an unknown one).
+func (s *Set) Match(name string) string {
+	for _, r := range s.rules {
+		if r.Name == name {
+			return r.Match
+		}
+	}
+	return ""
+}
+
 // Disabled returns the rules left out by `disable` lists.
 func (s *Set) Disabled() []string { return s.disabled }
 

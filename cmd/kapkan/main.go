@@ -26,6 +26,7 @@ var commands = map[string]command{
 	"check":    {"validate a configuration file", cmdCheck},
 	"replay":   {"decode recorded flows from pcap/pcapng files", cmdReplay},
 	"version":  {"print the version and commit", cmdVersion},
+	"test":     {"run the rule tests (*_test.yaml) of a rule directory", cmdTest},
 	"simulate": {"send generated flow telemetry (background and attacks) to a collector", cmdSimulate},
 }
 

@@ -24,6 +24,9 @@ type Kind string
 const (
 	UDPFlood      Kind = "udp-flood"
 	SYNFlood      Kind = "syn-flood"
+	ACKFlood      Kind = "tcp-ack-flood"
+	RSTFlood      Kind = "tcp-rst-flood"
+	TCPFlood      Kind = "tcp-flood" // data segments (PSH+ACK)
 	ICMPFlood     Kind = "icmp-flood"
 	FragFlood     Kind = "frag-flood"
 	DNSAmp        Kind = "dns-amplification"
@@ -36,7 +39,7 @@ const (
 )
 
 // Kinds lists every attack kind.
-var Kinds = []Kind{UDPFlood, SYNFlood, ICMPFlood, FragFlood, DNSAmp, NTPAmp, MemcachedAmp, SSDPAmp, CLDAPAmp, ChargenAmp}
+var Kinds = []Kind{UDPFlood, SYNFlood, ACKFlood, RSTFlood, TCPFlood, ICMPFlood, FragFlood, DNSAmp, NTPAmp, MemcachedAmp, SSDPAmp, CLDAPAmp, ChargenAmp}
 
 // shape is what the packets of an attack look like.
 type shape struct {
@@ -52,6 +55,9 @@ type shape struct {
 var shapes = map[Kind]shape{
 	UDPFlood:     {proto: fg.ProtoUDP, size: 512},
 	SYNFlood:     {proto: fg.ProtoTCP, dstPort: 443, flags: fg.TCPSyn, size: 60},
+	ACKFlood:     {proto: fg.ProtoTCP, flags: fg.TCPAck, size: 60},
+	RSTFlood:     {proto: fg.ProtoTCP, flags: fg.TCPRst, size: 60},
+	TCPFlood:     {proto: fg.ProtoTCP, dstPort: 80, flags: fg.TCPPsh | fg.TCPAck, size: 1000},
 	ICMPFlood:    {proto: fg.ProtoICMP, dstPort: 8 << 8, size: 1000},
 	FragFlood:    {proto: fg.ProtoUDP, size: 1500, fragment: true},
 	DNSAmp:       {proto: fg.ProtoUDP, srcPort: 53, size: 1450, reflect: true},

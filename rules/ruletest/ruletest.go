@@ -1,0 +1,435 @@
+// Package ruletest runs rule tests: *_test.yaml files next to rule files
+// that describe traffic (a generated scenario in a compact notation, or a
+// capture) and the verdicts expected of the rules. `kapkan test` and the
+// built-in rule set's own test run it, and it checks that every rule has at
+// least one positive and one negative case.
+package ruletest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/netip"
+	"path"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/expr-lang/expr"
+	"gopkg.in/yaml.v3"
+
+	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/flow"
+	"github.com/kapkan-io/kapkan/ingest"
+	"github.com/kapkan-io/kapkan/ingest/demo"
+	"github.com/kapkan-io/kapkan/policy"
+	"github.com/kapkan-io/kapkan/rules"
+)
+
+// File is one *_test.yaml file.
+type File struct {
+	KapkanRuleTests int    `yaml:"kapkan_rule_tests"`
+	Tests           []Test `yaml:"tests"`
+}
+
+// Test is one case: traffic, and what the rules must say of it.
+type Test struct {
+	Name    string   `yaml:"name"`
+	Traffic *Traffic `yaml:"traffic"`
+	// Capture is a pcap/pcapng file, relative to the test file.
+	Capture string `yaml:"capture"`
+	// Prefixes are protected (default 203.0.113.0/24 and 2001:db8:1::/48).
+	Prefixes []string `yaml:"prefixes"`
+	// Thresholds are the incoming thresholds (default pps 50000, mbps 500).
+	Thresholds *Thresholds `yaml:"thresholds"`
+	Expect     []Expect    `yaml:"expect"`
+	// NoAttack asserts that nothing is detected.
+	NoAttack bool `yaml:"no_attack"`
+}
+
+// Traffic is generated traffic in a compact notation.
+type Traffic struct {
+	Format     string        `yaml:"format"` // sflow5 (default), netflow5, netflow9, ipfix
+	Sampling   uint32        `yaml:"sampling"`
+	Background Background    `yaml:"background"`
+	Attacks    []TrafficItem `yaml:"attacks"`
+	Duration   string        `yaml:"duration"`
+	Seed       uint64        `yaml:"seed"`
+}
+
+// Background is benign traffic spread over hosts of the protected prefixes.
+type Background struct {
+	Hosts int `yaml:"hosts"`
+	PPS   int `yaml:"pps"`
+}
+
+// TrafficItem is one scripted attack.
+type TrafficItem struct {
+	Kind     string `yaml:"kind"`
+	Target   string `yaml:"target"`
+	PPS      int    `yaml:"pps"`
+	Start    string `yaml:"start"`
+	Duration string `yaml:"duration"`
+}
+
+// Thresholds are the incoming thresholds of the test's hostgroup.
+type Thresholds struct {
+	PPS  uint64 `yaml:"pps"`
+	Mbps uint64 `yaml:"mbps"`
+}
+
+// Expect is what must be said of the attack on one target.
+type Expect struct {
+	Target    string        `yaml:"target"`
+	Labels    []string      `yaml:"labels"`
+	NotLabels []string      `yaml:"not_labels"`
+	Vector    *rules.Vector `yaml:"vector"`
+	// Action is the first ladder step's action.
+	Action string `yaml:"action"`
+}
+
+// Result is the outcome of one test.
+type Result struct {
+	File, Name string
+	Failures   []string
+	Verdicts   map[string]rules.Verdict // by target
+	Explain    []string
+}
+
+// Passed reports whether the test passed.
+func (r *Result) Passed() bool { return len(r.Failures) == 0 }
+
+// Report is the outcome of a run.
+type Report struct {
+	Results []Result
+	// Uncovered lists rules without a positive or a negative case.
+	Uncovered []string
+}
+
+// Failed reports whether any test failed or any rule lacks coverage.
+func (r *Report) Failed() bool {
+	for i := range r.Results {
+		if !r.Results[i].Passed() {
+			return true
+		}
+	}
+	return len(r.Uncovered) > 0
+}
+
+// Options tune a run.
+type Options struct {
+	// Explain records, for each attack, how each rule's conditions
+	// evaluated.
+	Explain bool
+	// Covered names the rules that must each have a positive and a
+	// negative case (nil: every rule of the set).
+	Covered []string
+}
+
+// Run runs every *_test.yaml of fsys (recursively) against set.
+func Run(fsys fs.FS, set *rules.Set, opts Options) (*Report, error) {
+	var files []string
+	err := fs.WalkDir(fsys, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && strings.HasSuffix(p, "_test.yaml") {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(files) == 0 {
+		return nil, errors.New("no *_test.yaml file")
+	}
+	sort.Strings(files)
+	rep := &Report{}
+	positive, negative := map[string]int{}, map[string]int{}
+	for _, name := range files {
+		data, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return nil, err
+		}
+		var tf File
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		dec.KnownFields(true)
+		if err := dec.Decode(&tf); err != nil && !errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		if tf.KapkanRuleTests != 1 {
+			return nil, fmt.Errorf("%s: kapkan_rule_tests is %d (want 1)", name, tf.KapkanRuleTests)
+		}
+		for _, t := range tf.Tests {
+			res := runTest(fsys, name, &t, set, opts)
+			for _, v := range res.Verdicts {
+				for _, r := range set.Rules() {
+					if slices.Contains(v.Rules, r) {
+						positive[r]++
+					} else {
+						negative[r]++
+					}
+				}
+			}
+			rep.Results = append(rep.Results, res)
+		}
+	}
+	covered := opts.Covered
+	if covered == nil {
+		covered = set.Rules()
+	}
+	for _, r := range covered {
+		switch {
+		case positive[r] == 0 && negative[r] == 0:
+			rep.Uncovered = append(rep.Uncovered, r+": no test case")
+		case positive[r] == 0:
+			rep.Uncovered = append(rep.Uncovered, r+": no positive case (no test attack it matches)")
+		case negative[r] == 0:
+			rep.Uncovered = append(rep.Uncovered, r+": no negative case (it matches every test attack)")
+		}
+	}
+	return rep, nil
+}
+
+func runTest(fsys fs.FS, file string, t *Test, set *rules.Set, opts Options) Result {
+	res := Result{File: file, Name: t.Name, Verdicts: map[string]rules.Verdict{}}
+	fail := func(format string, a ...any) { res.Failures = append(res.Failures, fmt.Sprintf(format, a...)) }
+	started, actions, err := detect(fsys, file, t, set)
+	if err != nil {
+		fail("%v", err)
+		return res
+	}
+	for _, c := range started {
+		f := rules.Compute(&c)
+		v, err := set.Classify(&f)
+		if err != nil {
+			fail("classify %s: %v", c.Target, err)
+			continue
+		}
+		res.Verdicts[c.Target.Addr().String()] = v
+		if opts.Explain {
+			res.Explain = append(res.Explain, explain(set, &f, c.Target.String())...)
+		}
+	}
+	if t.NoAttack && len(started) > 0 {
+		fail("want no attack, %d detected", len(started))
+	}
+	for _, e := range t.Expect {
+		v, ok := res.Verdicts[e.Target]
+		if !ok {
+			fail("%s: no attack detected", e.Target)
+			continue
+		}
+		for _, l := range e.Labels {
+			if !slices.Contains(v.Labels, l) {
+				fail("%s: labels %v lack %s", e.Target, v.Labels, l)
+			}
+		}
+		for _, l := range e.NotLabels {
+			if slices.Contains(v.Labels, l) {
+				fail("%s: labels %v include %s", e.Target, v.Labels, l)
+			}
+		}
+		if e.Vector != nil && fmt.Sprint(*e.Vector) != fmt.Sprint(v.Vector) {
+			fail("%s: vector %+v, want %+v", e.Target, v.Vector, *e.Vector)
+		}
+		if e.Action != "" && actions[e.Target] != e.Action {
+			fail("%s: first ladder action %q, want %q", e.Target, actions[e.Target], e.Action)
+		}
+	}
+	return res
+}
+
+// detect replays the test's traffic through ingest and a synchronous engine.
+// It returns the attacks started and, per target, the first ladder action.
+func detect(fsys fs.FS, file string, t *Test, set *rules.Set) ([]engine.Candidate, map[string]string, error) {
+	prefixes := t.Prefixes
+	if len(prefixes) == 0 {
+		prefixes = []string{"203.0.113.0/24", "2001:db8:1::/48"}
+	}
+	hg := engine.Hostgroup{Name: "test", Incoming: engine.Thresholds{PPS: 50_000, Mbps: 500}}
+	if t.Thresholds != nil {
+		hg.Incoming = engine.Thresholds{PPS: t.Thresholds.PPS, Mbps: t.Thresholds.Mbps}
+	}
+	for _, p := range prefixes {
+		pp, err := netip.ParsePrefix(p)
+		if err != nil {
+			return nil, nil, fmt.Errorf("prefix %q: %w", p, err)
+		}
+		hg.Prefixes = append(hg.Prefixes, pp)
+	}
+	cfg := engine.DefaultConfig()
+	cfg.Shards = 1
+	cfg.Hostgroups = []engine.Hostgroup{hg}
+	eng, err := engine.NewSync(cfg, engine.Deps{})
+	if err != nil {
+		return nil, nil, err
+	}
+	dec := ingest.New(ingest.Options{}, ingest.Deps{})
+	b := ingest.NewBatcher(nil, eng)
+	var started []engine.Candidate
+	actions := map[string]string{}
+	tracker := policy.New()
+	collect := func() {
+		for _, c := range eng.Drain() {
+			if c.Kind != engine.AttackStarted {
+				continue
+			}
+			started = append(started, c)
+			f := rules.Compute(&c)
+			v, _ := set.Classify(&f)
+			ds, _ := tracker.Start(&c, v, set.Ladder(c.Hostgroup, v.Labels), f)
+			if len(ds) > 0 {
+				actions[c.Target.Addr().String()] = ds[0].Action
+			}
+		}
+	}
+	var lastSec int64
+	feed := func(payload []byte, from netip.Addr, at time.Time) {
+		if s := at.Unix(); s > lastSec {
+			b.Flush()
+			if lastSec != 0 {
+				for sec := lastSec + 1; sec <= s; sec++ {
+					eng.Tick(time.Unix(sec, 0))
+				}
+			}
+			lastSec = s
+			collect()
+		}
+		_, _ = dec.Decode(payload, from, at, b)
+	}
+	switch {
+	case t.Traffic != nil && t.Capture != "":
+		return nil, nil, errors.New("give traffic or capture, not both")
+	case t.Traffic != nil:
+		s, err := scenario(t.Traffic, hg.Prefixes)
+		if err != nil {
+			return nil, nil, err
+		}
+		dgs, err := s.Generate()
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, dg := range dgs {
+			feed(dg.Payload, s.Agent, demo.CaptureStart.Add(dg.At))
+		}
+	case t.Capture != "":
+		data, err := fs.ReadFile(fsys, path.Join(path.Dir(file), t.Capture))
+		if err != nil {
+			return nil, nil, err
+		}
+		if _, err := ingest.ReadCaptureFrom(bytes.NewReader(data), func(d ingest.Datagram) error {
+			if ingest.DetectFormat(d.Payload) != flow.FormatUnknown {
+				feed(d.Payload, d.Src.Addr(), d.Time)
+			}
+			return nil
+		}); err != nil {
+			return nil, nil, fmt.Errorf("capture %s: %w", t.Capture, err)
+		}
+	default:
+		return nil, nil, errors.New("no traffic and no capture")
+	}
+	b.Flush()
+	collect()
+	return started, actions, nil
+}
+
+func scenario(t *Traffic, prefixes []netip.Prefix) (demo.Scenario, error) {
+	s := demo.Scenario{Format: flow.FormatSFlow5, SamplingRate: 512, Prefixes: prefixes, Hosts: t.Background.Hosts,
+		BackgroundPPS: t.Background.PPS, Agent: netip.MustParseAddr("192.0.2.1"), Seed: t.Seed + 1, Duration: 10 * time.Second}
+	switch t.Format {
+	case "", "sflow5":
+	case "netflow5":
+		s.Format = flow.FormatNetFlow5
+	case "netflow9":
+		s.Format = flow.FormatNetFlow9
+	case "ipfix":
+		s.Format = flow.FormatIPFIX
+	default:
+		return s, fmt.Errorf("format %q", t.Format)
+	}
+	if t.Sampling > 0 {
+		s.SamplingRate = t.Sampling
+	}
+	var err error
+	if t.Duration != "" {
+		if s.Duration, err = time.ParseDuration(t.Duration); err != nil {
+			return s, err
+		}
+	}
+	for _, a := range t.Attacks {
+		at := demo.Attack{Kind: demo.Kind(a.Kind), PPS: a.PPS}
+		if at.Target, err = netip.ParseAddr(a.Target); err != nil {
+			return s, err
+		}
+		if at.Start, err = time.ParseDuration(a.Start); err != nil {
+			return s, fmt.Errorf("attack start %q: %w", a.Start, err)
+		}
+		if at.Duration, err = time.ParseDuration(a.Duration); err != nil {
+			return s, fmt.Errorf("attack duration %q: %w", a.Duration, err)
+		}
+		s.Attacks = append(s.Attacks, at)
+	}
+	if s.Hosts > 0 && len(s.Prefixes) > 1 {
+		s.Prefixes = s.Prefixes[:1] // background over the first (IPv4) prefix
+	}
+	return s, nil
+}
+
+// explain evaluates each top-level condition (joined by &&) of every rule
+// on f, so an author sees which one decided.
+func explain(set *rules.Set, f *rules.Features, target string) []string {
+	var out []string
+	env := rules.NewEnv(f)
+	for _, r := range set.Rules() {
+		match := set.Match(r)
+		parts := splitAnd(match)
+		var b strings.Builder
+		fmt.Fprintf(&b, "%s %s:", target, r)
+		all := true
+		for _, p := range parts {
+			prog, err := expr.Compile(p, expr.Env(rules.Env{}), expr.AsBool())
+			val := "?"
+			if err == nil {
+				if v, err := expr.Run(prog, env); err == nil {
+					val = fmt.Sprint(v)
+					if v != true {
+						all = false
+					}
+				}
+			}
+			fmt.Fprintf(&b, "\n    %-5s %s", val, strings.TrimSpace(p))
+		}
+		verdict := "no match"
+		if all {
+			verdict = "MATCH"
+		}
+		out = append(out, b.String()+"\n    => "+verdict)
+	}
+	return out
+}
+
+// splitAnd splits an expression on && outside parentheses and brackets.
+func splitAnd(s string) []string {
+	var out []string
+	depth, start := 0, 0
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '(', '[':
+			depth++
+		case ')', ']':
+			depth--
+		case '&':
+			if depth == 0 && i+1 < len(s) && s[i+1] == '&' {
+				out = append(out, s[start:i])
+				start = i + 2
+				i++
+			}
+		}
+	}
+	return append(out, s[start:])
+}
