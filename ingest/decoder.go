@@ -69,6 +69,10 @@ type Decoder struct {
 	mu        sync.RWMutex
 	exporters map[netip.Addr]*exporterState
 	full      bool // maxExporters reached (logged once)
+
+	// noFastPath sends every sFlow datagram through goflow2 (tests compare
+	// the two paths).
+	noFastPath bool
 }
 
 // New builds a Decoder. It starts nothing.

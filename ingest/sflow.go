@@ -18,6 +18,10 @@ func (d *Decoder) decodeSFlow(st *exporterState, data []byte, now int64, out *Ba
 		d.metrics.decodeError(st.label, flow.FormatSFlow5, reasonMalformed)
 		return err
 	}
+	if !d.noFastPath && sflowFastOK(data) {
+		d.decodeSFlowFast(st, data, now, out, res)
+		return nil
+	}
 	var pkt sflow.Packet
 	derr := sflow.DecodeMessageVersion(newBuffer(data), &pkt)
 	var agent [16]byte

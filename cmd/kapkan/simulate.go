@@ -216,6 +216,13 @@ func fillAttacks(report *simulateReport, s *demo.Scenario, g *demo.Generator, ba
 	}
 }
 
+// Sending is paced in bursts of pacingBurst datagrams across each
+// generator tick of tickLen.
+const (
+	pacingBurst = 16
+	tickLen     = 10 * time.Millisecond
+)
+
 // simulateSend paces the scenario in real time, a tick's datagrams at once
 // with sendmmsg. When sending falls behind it catches up without sleeping
 // and reports the largest lag.
@@ -253,22 +260,34 @@ func simulateSend(ctx context.Context, s demo.Scenario, to netip.AddrPort, repor
 		} else if lag := float64(-wait) / 1e6; lag > report.MaxLagMS {
 			report.MaxLagMS = lag
 		}
-		msgs = msgs[:0]
-		for _, d := range dgs {
-			msgs = append(msgs, ipv4.Message{Buffers: [][]byte{d}, Addr: dst})
-			report.Bytes += int64(len(d))
-		}
-		for len(msgs) > 0 {
-			n, err := pc.WriteBatch(msgs, 0)
-			if err != nil {
-				if errors.Is(err, net.ErrClosed) {
-					return err
+		// A tick's datagrams go out in small bursts spread over the tick, as
+		// an exporter's would, not in one 10 ms burst that only a large
+		// socket buffer absorbs.
+		for first := 0; first < len(dgs); first += pacingBurst {
+			part := dgs[first:min(first+pacingBurst, len(dgs))]
+			if first > 0 {
+				due := start.Add(at + time.Duration(first)*tickLen/time.Duration(len(dgs)))
+				if wait := time.Until(due); wait > 0 {
+					time.Sleep(wait)
 				}
-				report.SendErrors++
-				n = max(n, 1) // skip the datagram that failed
 			}
-			report.Datagrams += int64(n)
-			msgs = msgs[n:]
+			msgs = msgs[:0]
+			for _, d := range part {
+				msgs = append(msgs, ipv4.Message{Buffers: [][]byte{d}, Addr: dst})
+				report.Bytes += int64(len(d))
+			}
+			for len(msgs) > 0 {
+				n, err := pc.WriteBatch(msgs, 0)
+				if err != nil {
+					if errors.Is(err, net.ErrClosed) {
+						return err
+					}
+					report.SendErrors++
+					n = max(n, 1) // skip the datagram that failed
+				}
+				report.Datagrams += int64(n)
+				msgs = msgs[n:]
+			}
 		}
 		now := time.Now()
 		for i := range firstSent {
