@@ -56,7 +56,9 @@ func ReadCapture(path string, fn func(Datagram) error) (CaptureStats, error) {
 }
 
 // ReadCaptureFrom is ReadCapture on an open stream.
-func ReadCaptureFrom(r io.Reader, fn func(Datagram) error) (CaptureStats, error) { return readCapture(r, fn) }
+func ReadCaptureFrom(r io.Reader, fn func(Datagram) error) (CaptureStats, error) {
+	return readCapture(r, fn)
+}
 
 func readCapture(r io.Reader, fn func(Datagram) error) (CaptureStats, error) {
 	var stats CaptureStats
