@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"math"
@@ -86,6 +87,13 @@ func (d *Decoder) decodeNetFlow(st *exporterState, data []byte, now int64, out *
 		ipfix netflow.IPFIXPacket
 	)
 	st.templates.added = st.templates.added[:0]
+	// Flowsets past the header's Count only teach templates and options:
+	// their flow records are not counted, as Wireshark does not count them.
+	flowLimit := -1
+	if fixed := fixV9Count(data); len(fixed) > 0 && &fixed[0] != &data[0] {
+		flowLimit = int(binary.BigEndian.Uint16(data[2:]))
+		data = fixed
+	}
 	derr := netflow.DecodeMessageVersion(newBuffer(data), &st.templates, &v9, &ipfix)
 	fatal := derr != nil && !errors.Is(derr, netflow.ErrorTemplateNotFound)
 
@@ -110,6 +118,19 @@ func (d *Decoder) decodeNetFlow(st *exporterState, data []byte, now int64, out *
 
 	// Pass 0: data sets whose template is unknown are kept aside.
 	unknownCount := false
+	if flowLimit >= 0 && flowLimit < len(flowSets) {
+		kept := make([]any, 0, len(flowSets))
+		for i, fs := range flowSets {
+			switch fs.(type) {
+			case netflow.DataFlowSet, netflow.RawFlowSet:
+				if i >= flowLimit {
+					continue
+				}
+			}
+			kept = append(kept, fs)
+		}
+		flowSets = kept
+	}
 	for _, fs := range flowSets {
 		if raw, ok := fs.(netflow.RawFlowSet); ok && raw.Id >= 256 {
 			unknownCount = true
@@ -171,6 +192,35 @@ func (d *Decoder) decodeNetFlow(st *exporterState, data []byte, now int64, out *
 		return derr
 	}
 	return nil
+}
+
+// fixV9Count works around a NetFlow v9 header Count smaller than the
+// number of flowsets. RFC 3954 counts every record in Count, but some
+// exporters (softflowd) count only flow records, and goflow2 stops after
+// Count flowsets: the templates and options after the first flowset would be
+// lost without a word. When the flowsets, walked by their lengths, outnumber
+// Count, a copy with Count raised to their number is decoded instead.
+func fixV9Count(data []byte) []byte {
+	const v9Header = 20
+	if len(data) < v9Header || binary.BigEndian.Uint16(data) != 9 {
+		return data
+	}
+	count := int(binary.BigEndian.Uint16(data[2:]))
+	sets := 0
+	for off := v9Header; len(data)-off >= 4; sets++ {
+		id := binary.BigEndian.Uint16(data[off:])
+		l := int(binary.BigEndian.Uint16(data[off+2:]))
+		if l < 4 || l > len(data)-off || (id > 1 && id < 256) {
+			break // padding, or not a flowset: leave it to Count
+		}
+		off += l
+	}
+	if sets <= count {
+		return data
+	}
+	fixed := bytes.Clone(data)
+	binary.BigEndian.PutUint16(fixed[2:], uint16(sets))
+	return fixed
 }
 
 func classify(err error) string {

@@ -479,3 +479,24 @@ func TestImplausibleCountsCostNothing(t *testing.T) {
 		})
 	}
 }
+
+// TestNetFlow9CountTooSmall: an exporter (softflowd) whose header Count
+// counts only flow records still teaches its templates and sampling
+// options, which follow the first flowset; flow records past Count are not
+// counted, as Wireshark does not count them.
+func TestNetFlow9CountTooSmall(t *testing.T) {
+	ft := fg.Template{ID: 256, Fields: fg.FlowFields(fg.VersionNetFlow9, fg.IPv4, fg.TimesDefault)}
+	ot := fg.SamplingOptions(fg.VersionNetFlow9, 257)
+	e := &fg.Exporter{Version: fg.VersionNetFlow9, DomainID: 1, Now: tExport}
+	f := v4flow("198.51.100.1", "203.0.113.1", 53, 4000, 10, 1500)
+	first := e.Datagram(fg.TemplateSet(ft), fg.TemplateSet(ot), fg.OptionsDataSet(ot, fg.Options{SamplingRate: 100}), fg.DataSet(ft, f))
+	binary.BigEndian.PutUint16(first[2:], 1) // Count: one record
+	c := newCollector(Options{})
+	c.feed(t, exporterA, first, e.Datagram(fg.DataSet(ft, f, f)))
+	if len(c.records) != 2 {
+		t.Fatalf("%d records, want the 2 of the second datagram", len(c.records))
+	}
+	for _, r := range c.records {
+		checkRecord(t, r, f, 100, flow.SamplingOptions)
+	}
+}

@@ -13,9 +13,10 @@
 //	apt-get install -y softflowd tcpdump
 //	go run testdata/real/gen/main.go
 //
-// Flags: -out (default testdata/real), -work (where the crafted input pcaps
-// go; a temporary directory, removed afterwards, unless given), -case (only
-// the named cases, comma-separated), -sampling (softflowd -s, default 100).
+// Flags: -out (default testdata/real), -work (keep the crafted input pcaps
+// there; by default they go to a temporary directory and are removed),
+// -case (only the named cases, comma-separated), -sampling (softflowd -s,
+// default 100).
 //
 // The crafted traffic is deterministic (fixed seeds, fixed capture time); the
 // export is not byte-for-byte reproducible, since softflowd stamps its
@@ -84,7 +85,7 @@ const randomPort portSpec = -1
 // attack describes one case's attack traffic.
 type attack struct {
 	name     string
-	kind     string // the attack type the classifier should name
+	kind     string // the attack type the classifier should name (builtin/classify rule names)
 	desc     string
 	ipv6     bool
 	proto    layers.IPProtocol
@@ -107,79 +108,79 @@ type attack struct {
 
 var cases = []attack{
 	{
-		name: "dns-amplification", kind: "dns_amplification",
+		name: "dns-amplification", kind: "dns-amplification",
 		desc:  "DNS responses from 300 open resolvers; a quarter of them are large responses split into two IP fragments",
 		proto: layers.IPProtocolUDP, srcPort: 53, dstPort: randomPort,
 		sizeMin: 1400, sizeMax: 1500, sources: "reflectors", reflectors: 300, fragmentShare: 0.25,
 	},
 	{
-		name: "ntp-amplification", kind: "ntp_amplification",
+		name: "ntp-amplification", kind: "ntp-amplification",
 		desc:  "NTP monlist (mode 7) responses from 300 NTP servers",
 		proto: layers.IPProtocolUDP, srcPort: 123, dstPort: randomPort,
 		sizeMin: 468, sizeMax: 468, sources: "reflectors", reflectors: 300,
 	},
 	{
-		name: "cldap-amplification", kind: "cldap_amplification",
+		name: "cldap-amplification", kind: "cldap-amplification",
 		desc:  "CLDAP searchResEntry responses from 300 domain controllers",
 		proto: layers.IPProtocolUDP, srcPort: 389, dstPort: randomPort,
 		sizeMin: 1380, sizeMax: 1420, sources: "reflectors", reflectors: 300,
 	},
 	{
-		name: "memcached-amplification", kind: "memcached_amplification",
+		name: "memcached-amplification", kind: "memcached-amplification",
 		desc:  "memcached stats/get responses from 300 servers",
 		proto: layers.IPProtocolUDP, srcPort: 11211, dstPort: randomPort,
 		sizeMin: 1380, sizeMax: 1420, sources: "reflectors", reflectors: 300,
 	},
 	{
-		name: "ssdp-amplification", kind: "ssdp_amplification",
+		name: "ssdp-amplification", kind: "ssdp-amplification",
 		desc:  "SSDP M-SEARCH responses from 300 UPnP devices",
 		proto: layers.IPProtocolUDP, srcPort: 1900, dstPort: randomPort,
 		sizeMin: 280, sizeMax: 320, sources: "reflectors", reflectors: 300,
 	},
 	{
-		name: "chargen-amplification", kind: "chargen_amplification",
+		name: "chargen-amplification", kind: "chargen-amplification",
 		desc:  "CHARGEN responses from 300 hosts",
 		proto: layers.IPProtocolUDP, srcPort: 19, dstPort: randomPort,
 		sizeMin: 980, sizeMax: 1020, sources: "reflectors", reflectors: 300,
 	},
 	{
-		name: "syn-flood", kind: "syn_flood",
+		name: "syn-flood", kind: "syn-flood",
 		desc:  "TCP SYN (no ACK) with MSS/SACK/timestamp/window-scale options from random spoofed sources to port 443",
 		proto: layers.IPProtocolTCP, srcPort: randomPort, dstPort: 443, tcpFlags: 0x02,
 		sizeMin: 60, sizeMax: 60, sources: "spoofed",
 	},
 	{
-		name: "tcp-ack-flood", kind: "tcp_ack_flood",
+		name: "tcp-ack-flood", kind: "tcp-ack-flood",
 		desc:  "TCP ACK-only segments without payload from random spoofed sources to random victim ports",
 		proto: layers.IPProtocolTCP, srcPort: randomPort, dstPort: randomPort, tcpFlags: 0x10,
 		sizeMin: 40, sizeMax: 40, sources: "spoofed",
 	},
 	{
-		name: "tcp-rst-flood", kind: "tcp_rst_flood",
+		name: "tcp-rst-flood", kind: "tcp-rst-flood",
 		desc:  "TCP RST segments (RST only) from random spoofed sources to random victim ports",
 		proto: layers.IPProtocolTCP, srcPort: randomPort, dstPort: randomPort, tcpFlags: 0x04,
 		sizeMin: 40, sizeMax: 40, sources: "spoofed",
 	},
 	{
-		name: "udp-flood", kind: "udp_flood",
+		name: "udp-flood", kind: "udp-flood",
 		desc:  "UDP from random spoofed sources, random source and destination ports",
 		proto: layers.IPProtocolUDP, srcPort: randomPort, dstPort: randomPort,
 		sizeMin: 512, sizeMax: 512, sources: "spoofed",
 	},
 	{
-		name: "icmp-flood", kind: "icmp_flood",
+		name: "icmp-flood", kind: "icmp-flood",
 		desc:  "ICMP echo requests from random spoofed sources",
 		proto: layers.IPProtocolICMPv4, icmpType: 8,
 		sizeMin: 1000, sizeMax: 1000, sources: "spoofed",
 	},
 	{
-		name: "fragment-flood", kind: "ip_fragment_flood",
+		name: "fragment-flood", kind: "fragment-flood",
 		desc:  "non-first IPv4 fragments (offset > 0) of UDP datagrams from random spoofed sources",
 		proto: layers.IPProtocolUDP, srcPort: randomPort, dstPort: randomPort,
 		sizeMin: 1480, sizeMax: 1480, sources: "spoofed", nonFirstFragments: true,
 	},
 	{
-		name: "ipv6-udp-flood", kind: "udp_flood", ipv6: true,
+		name: "ipv6-udp-flood", kind: "udp-flood", ipv6: true,
 		desc:  "UDP over IPv6 from random sources in 2001:db8:ffff::/48, random source and destination ports",
 		proto: layers.IPProtocolUDP, srcPort: randomPort, dstPort: randomPort,
 		sizeMin: 512, sizeMax: 512, sources: "spoofed6",
@@ -822,35 +823,45 @@ func softflowdVersion() string {
 func main() {
 	log.SetFlags(0)
 	outDir := flag.String("out", "testdata/real", "where the case directories go")
-	workDir := flag.String("work", "", "where the crafted input pcaps go (default: a temporary directory, removed)")
+	workDir := flag.String("work", "", "keep the crafted input pcaps in this directory (default: a temporary directory, removed)")
 	only := flag.String("case", "", "comma-separated cases to generate (default: all)")
 	sampling := flag.Int("sampling", 100, "softflowd -s: keep 1 packet in N (1 = no sampling)")
 	flag.Parse()
+	if err := run(*outDir, *workDir, *only, *sampling); err != nil {
+		log.Fatal(err)
+	}
+}
 
+func run(outDir, work, only string, sampling int) error {
 	for _, p := range []string{"softflowd", "tcpdump"} {
 		if _, err := exec.LookPath(p); err != nil {
-			log.Fatalf("%s not found: apt-get install -y softflowd tcpdump", p)
+			return fmt.Errorf("%s not found: apt-get install -y softflowd tcpdump", p)
 		}
 	}
-	work := *workDir
+	keep := work != "" // crafted captures stay in a -work directory
 	if work == "" {
 		d, err := os.MkdirTemp("", "kapkan-real-")
 		if err != nil {
-			log.Fatal(err)
+			return err
 		}
 		defer os.RemoveAll(d)
 		work = d
 	} else if err := os.MkdirAll(work, 0o755); err != nil {
-		log.Fatal(err)
+		return err
 	}
 	work, err := filepath.Abs(work)
 	if err != nil {
-		log.Fatal(err)
+		return err
 	}
 	want := map[string]bool{}
-	for _, n := range strings.Split(*only, ",") {
+	for _, n := range strings.Split(only, ",") {
 		if n != "" {
 			want[n] = true
+		}
+	}
+	for n := range want {
+		if !slices.ContainsFunc(cases, func(c attack) bool { return c.name == n }) {
+			return fmt.Errorf("no case %q", n)
 		}
 	}
 	version := softflowdVersion()
@@ -869,29 +880,41 @@ func main() {
 		frames = append(frames, bg...)
 		crafted := filepath.Join(work, c.name+".pcap")
 		if err := writeCrafted(crafted, frames); err != nil {
-			log.Fatalf("%s: %v", c.name, err)
+			return fmt.Errorf("%s: %w", c.name, err)
 		}
-		dir := filepath.Join(*outDir, c.name)
+		dir := filepath.Join(outDir, c.name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			log.Fatal(err)
+			return err
 		}
 		export := filepath.Join(dir, "export.pcap")
-		res, err := runSoftflowd(ctx, crafted, export, work, *sampling)
+		res, err := runSoftflowd(ctx, crafted, export, work, sampling)
 		if err != nil {
-			log.Fatalf("%s: %v", c.name, err)
+			return fmt.Errorf("%s: %w", c.name, err)
 		}
-		fi, _ := os.Stat(crafted)
-		ei, _ := os.Stat(export)
-		if err := writeTruth(filepath.Join(dir, "truth.yaml"), c, ast, bst, res, version, *sampling, crafted, fi.Size()); err != nil {
-			log.Fatal(err)
+		fi, err := os.Stat(crafted)
+		if err != nil {
+			return err
 		}
-		log.Printf("%-24s crafted %7d frames %5.1f MB -> %4d NetFlow datagrams, export.pcap %6.1f KB (%s)",
+		ei, err := os.Stat(export)
+		if err != nil {
+			return err
+		}
+		if err := writeTruth(filepath.Join(dir, "truth.yaml"), c, ast, bst, res, version, sampling, fi.Size()); err != nil {
+			return err
+		}
+		if !keep {
+			if err := os.Remove(crafted); err != nil {
+				return err
+			}
+		}
+		log.Printf("%-24s crafted %6d frames %4.1f MB -> softflowd -> %3d NetFlow v9 datagrams, export.pcap %5.1f KB (%s)",
 			c.name, len(frames), float64(fi.Size())/1e6, res.datagrams, float64(ei.Size())/1e3, time.Since(t0).Round(time.Millisecond))
 		if os.Getenv("GEN_VERBOSE") != "" {
 			log.Print(res.stdout)
 		}
 	}
 	log.Printf("done in %s", time.Since(started).Round(time.Millisecond))
+	return nil
 }
 
 // expectation is what the victim's records in softflowd's export show,
@@ -941,7 +964,7 @@ func portString(p portSpec) string {
 
 func quote(s string) string { return fmt.Sprintf("%q", s) }
 
-func writeTruth(path string, c attack, ast attackStats, bst backgroundStats, res exportResult, version string, sampling int, crafted string, craftedSize int64) error {
+func writeTruth(path string, c attack, ast attackStats, bst backgroundStats, res exportResult, version string, sampling int, craftedSize int64) error {
 	victim := victim4
 	if c.ipv6 {
 		victim = victim6
