@@ -12,12 +12,12 @@ import (
 // Version of the built-in rule set.
 const Version = "0.1.0"
 
-//go:embed classify/*.yaml ladders/*.yaml
+//go:embed classify/*.yaml ladders/*.yaml classify/captures/*.pcap
 var files embed.FS
 
 // Tests returns the built-in rule files with their *_test.yaml cases.
 func Tests() fs.FS { return files }
 
 // Classify returns the built-in rule files: classifiers (classify/) and
-// escalation ladders (ladders/).
+// escalation ladders (ladders/), with their tests' captures.
 func Classify() fs.FS { return files }

@@ -101,3 +101,5 @@ func TestBuiltinLabelsEveryKind(t *testing.T) {
 		}
 	}
 }
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
