@@ -382,6 +382,14 @@ func fnmStep(ctx context.Context, o *options, format string, hosts, rate int) (s
 		return s, err
 	}
 	nfPort, _ := freePort("udp")
+	// Kapkan asks for a 32 MiB socket buffer; FastNetMon 1.2.4 takes the
+	// kernel default. Give its sockets the same size for the step (the
+	// default is restored afterwards), so both get equal buffering.
+	restore, err := setRmemDefault(32 << 20)
+	if err != nil {
+		return s, err
+	}
+	defer restore()
 	inst, err := fnm.Start(ctx, fnm.Config{SFlowPort: sflowPort, NetFlowPort: nfPort, Networks: []string{prefix},
 		ThresholdPPS: thresholdPPS, ThresholdMbps: 1 << 20, ThresholdFlows: 1 << 30, WorkDir: filepath.Join(o.work, "fnm")})
 	if err != nil {
@@ -521,4 +529,18 @@ func summarize(w io.Writer, all []step, o *options) {
 		fmt.Fprintf(w, "| %s | %d | %.2f | %.2f |\n", k.format, k.hosts, best[k]/max(best[f], 1),
 			percentile(lat[f], 0.5)/max(percentile(lat[k], 0.5), 1e-9))
 	}
+}
+
+const rmemDefault = "/proc/sys/net/core/rmem_default"
+
+// setRmemDefault sets net.core.rmem_default and returns how to restore it.
+func setRmemDefault(v int) (func(), error) {
+	old, err := os.ReadFile(rmemDefault)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(rmemDefault, []byte(strconv.Itoa(v)), 0o644); err != nil {
+		return nil, fmt.Errorf("raise %s for FastNetMon (run as root): %w", rmemDefault, err)
+	}
+	return func() { _ = os.WriteFile(rmemDefault, old, 0o644) }, nil
 }
