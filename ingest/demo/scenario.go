@@ -176,6 +176,7 @@ type Generator struct {
 	Records int64
 
 	flows                       []fg.Flow
+	v4, v6                      []fg.Flow
 	samples                     []fg.SFlowSample
 	arena                       []byte
 	out                         [][]byte
@@ -374,7 +375,7 @@ func (g *Generator) encodeNetFlow(at time.Duration) {
 			g.emit(start)
 		}
 	}
-	var v4, v6 []fg.Flow
+	v4, v6 := g.v4[:0], g.v6[:0]
 	for i := range g.flows {
 		f := &g.flows[i]
 		f.Start, f.End = now, now
@@ -385,6 +386,7 @@ func (g *Generator) encodeNetFlow(at time.Duration) {
 			v4 = append(v4, *f)
 		}
 	}
+	g.v4, g.v6 = v4, v6
 	for _, part := range []struct {
 		t     *fg.Template
 		flows []fg.Flow
