@@ -233,16 +233,30 @@ func classify(err error) string {
 	return reasonMalformed
 }
 
-// emitDataRecord turns one data record into a flow.Record.
+// emitDataRecord turns one data record, as goflow2 decoded it, into a
+// flow.Record.
 func (d *Decoder) emitDataRecord(st *exporterState, ctx *nfContext, values []netflow.DataField, out *Batcher) {
-	var (
-		r  flow.Record
-		sf samplingFields
-	)
+	acc := recordAcc{exportMs: ctx.exportMs}
+	for i := range values {
+		f := &values[i]
+		if f.PenProvided {
+			continue // enterprise-specific: nothing Kapkan reads
+		}
+		if v, ok := f.Value.([]byte); ok {
+			acc.field(f.Type, v)
+		}
+	}
+	d.emitAcc(st, ctx, &acc, out)
+}
+
+// emitAcc finishes a record from what its fields said and hands it on.
+func (d *Decoder) emitAcc(st *exporterState, ctx *nfContext, acc *recordAcc, out *Batcher) {
+	var r flow.Record
 	r.Received = ctx.now
 	r.Exporter = st.addr16
 	r.Format = ctx.format
-	fillDataRecord(&r, ctx, values, &sf)
+	acc.finish(&r, ctx)
+	sf := &acc.sf
 	rate, src := sf.rate(), flow.SamplingRecord
 	if rate == 0 {
 		kind, id := sf.samplerRef()
@@ -254,182 +268,183 @@ func (d *Decoder) emitDataRecord(st *exporterState, ctx *nfContext, values []net
 	out.Add(&r)
 }
 
-// fillDataRecord reads the fields Kapkan uses from a data record.
-func fillDataRecord(r *flow.Record, ctx *nfContext, values []netflow.DataField, sf *samplingFields) {
-	var (
-		haveSrc4, haveDst4, haveSrc6, haveDst6 bool
-		src4, dst4, src6, dst6                 [16]byte
-		bytes, packets                         [4]uint64 // by priority: delta, total, initiator, post
-		haveBytes, havePackets                 [4]bool
-		start, end                             int64 // Unix ns
-		uptimeStart, uptimeEnd                 uint32
-		haveUpStart, haveUpEnd                 bool
-		sysInitMs                              int64
-		durationMs                             uint64
-		haveDuration                           bool
-		icmpType, icmpCode                     uint8
-		haveICMPParts                          bool
-	)
-	for i := range values {
-		f := &values[i]
-		if f.PenProvided {
-			continue // enterprise-specific: nothing Kapkan reads
+// recordAcc collects the fields Kapkan reads from one data record, in
+// whatever order the template has them.
+type recordAcc struct {
+	sf                                     samplingFields
+	haveSrc4, haveDst4, haveSrc6, haveDst6 bool
+	src4, dst4, src6, dst6                 [16]byte
+	bytes, packets                         [4]uint64 // by priority: delta, total, initiator, post
+	haveBytes, havePackets                 [4]bool
+	start, end                             int64 // Unix ns
+	uptimeStart, uptimeEnd                 uint32
+	haveUpStart, haveUpEnd                 bool
+	sysInitMs                              int64
+	durationMs                             uint64
+	haveDuration                           bool
+	icmpType, icmpCode                     uint8
+	haveICMPParts                          bool
+	srcPort, dstPort                       uint16
+	proto, tcpFlags                        uint8
+	fragment                               bool
+	exportMs                               int64 // for delta times
+}
+
+// field reads one (IANA) information element.
+func (a *recordAcc) field(ie uint16, v []byte) {
+	switch ie {
+	case ieSrcIPv4:
+		if len(v) == 4 {
+			a.src4, a.haveSrc4 = v4mapped(v), true
 		}
-		v, ok := f.Value.([]byte)
-		if !ok {
-			continue
+	case ieDstIPv4:
+		if len(v) == 4 {
+			a.dst4, a.haveDst4 = v4mapped(v), true
 		}
-		switch f.Type {
-		case ieSrcIPv4:
-			if len(v) == 4 {
-				src4, haveSrc4 = v4mapped(v), true
-			}
-		case ieDstIPv4:
-			if len(v) == 4 {
-				dst4, haveDst4 = v4mapped(v), true
-			}
-		case ieSrcIPv6:
-			if len(v) == 16 {
-				copy(src6[:], v)
-				haveSrc6 = true
-			}
-		case ieDstIPv6:
-			if len(v) == 16 {
-				copy(dst6[:], v)
-				haveDst6 = true
-			}
-		case ieSrcPort:
-			r.SrcPort = uint16(beUint(v))
-		case ieDstPort:
-			r.DstPort = uint16(beUint(v))
-		case ieProtocol:
-			r.Proto = uint8(beUint(v))
-		case ieTCPFlags:
-			r.TCPFlags = uint8(beUint(v)) // the low byte holds FIN..CWR
-		case ieICMPTypeCodeV4, ieICMPTypeCodeV6:
-			if tc := uint16(beUint(v)); tc != 0 || r.DstPort == 0 {
-				r.DstPort = tc
-			}
-		case ieICMPTypeV4, ieICMPTypeV6:
-			icmpType, haveICMPParts = uint8(beUint(v)), true
-		case ieICMPCodeV4, ieICMPCodeV6:
-			icmpCode, haveICMPParts = uint8(beUint(v)), true
-		case ieOctetDelta:
-			bytes[0], haveBytes[0] = beUint(v), true
-		case iePacketDelta:
-			packets[0], havePackets[0] = beUint(v), true
-		case ieOctetTotal:
-			bytes[1], haveBytes[1] = beUint(v), true
-		case iePacketTotal:
-			packets[1], havePackets[1] = beUint(v), true
-		case ieInitiatorOctets:
-			bytes[2] += beUint(v)
-			haveBytes[2] = true
-		case ieResponderOctets:
-			bytes[2] += beUint(v)
-			haveBytes[2] = true
-		case ieInitiatorPackets:
-			packets[2] += beUint(v)
-			havePackets[2] = true
-		case ieResponderPackets:
-			packets[2] += beUint(v)
-			havePackets[2] = true
-		case iePostOctetDelta:
-			bytes[3], haveBytes[3] = beUint(v), true
-		case iePostPacketDelta:
-			packets[3], havePackets[3] = beUint(v), true
-		case ieFragmentFlags:
-			if beUint(v)&0x20 != 0 { // MF
-				r.Flags |= flow.FlagFragment
-			}
-		case ieFragmentOffset:
-			if beUint(v) != 0 {
-				r.Flags |= flow.FlagFragment
-			}
-		case ieStartSysUpTime:
-			uptimeStart, haveUpStart = uint32(beUint(v)), true
-		case ieEndSysUpTime:
-			uptimeEnd, haveUpEnd = uint32(beUint(v)), true
-		case ieSystemInitMillis:
-			sysInitMs = int64(beUint(v))
-		case ieStartSeconds:
-			start = int64(beUint(v)) * 1e9
-		case ieEndSeconds:
-			end = int64(beUint(v)) * 1e9
-		case ieStartMilliseconds:
-			start = int64(beUint(v)) * 1e6
-		case ieEndMilliseconds:
-			end = int64(beUint(v)) * 1e6
-		case ieStartMicroseconds:
-			start = ntpToUnixNano(v, true)
-		case ieEndMicroseconds:
-			end = ntpToUnixNano(v, true)
-		case ieStartNanoseconds:
-			start = ntpToUnixNano(v, false)
-		case ieEndNanoseconds:
-			end = ntpToUnixNano(v, false)
-		case ieStartDeltaMicros:
-			start = ctx.exportMs*1e6 - int64(beUint(v))*1e3
-		case ieEndDeltaMicros:
-			end = ctx.exportMs*1e6 - int64(beUint(v))*1e3
-		case ieDurationMillis:
-			durationMs, haveDuration = beUint(v), true
-		default:
-			readSamplingField(f.Type, v, sf)
+	case ieSrcIPv6:
+		if len(v) == 16 {
+			copy(a.src6[:], v)
+			a.haveSrc6 = true
 		}
+	case ieDstIPv6:
+		if len(v) == 16 {
+			copy(a.dst6[:], v)
+			a.haveDst6 = true
+		}
+	case ieSrcPort:
+		a.srcPort = uint16(beUint(v))
+	case ieDstPort:
+		a.dstPort = uint16(beUint(v))
+	case ieProtocol:
+		a.proto = uint8(beUint(v))
+	case ieTCPFlags:
+		a.tcpFlags = uint8(beUint(v)) // the low byte holds FIN..CWR
+	case ieICMPTypeCodeV4, ieICMPTypeCodeV6:
+		if tc := uint16(beUint(v)); tc != 0 || a.dstPort == 0 {
+			a.dstPort = tc
+		}
+	case ieICMPTypeV4, ieICMPTypeV6:
+		a.icmpType, a.haveICMPParts = uint8(beUint(v)), true
+	case ieICMPCodeV4, ieICMPCodeV6:
+		a.icmpCode, a.haveICMPParts = uint8(beUint(v)), true
+	case ieOctetDelta:
+		a.bytes[0], a.haveBytes[0] = beUint(v), true
+	case iePacketDelta:
+		a.packets[0], a.havePackets[0] = beUint(v), true
+	case ieOctetTotal:
+		a.bytes[1], a.haveBytes[1] = beUint(v), true
+	case iePacketTotal:
+		a.packets[1], a.havePackets[1] = beUint(v), true
+	case ieInitiatorOctets, ieResponderOctets:
+		a.bytes[2] += beUint(v)
+		a.haveBytes[2] = true
+	case ieInitiatorPackets, ieResponderPackets:
+		a.packets[2] += beUint(v)
+		a.havePackets[2] = true
+	case iePostOctetDelta:
+		a.bytes[3], a.haveBytes[3] = beUint(v), true
+	case iePostPacketDelta:
+		a.packets[3], a.havePackets[3] = beUint(v), true
+	case ieFragmentFlags:
+		if beUint(v)&0x20 != 0 { // MF
+			a.fragment = true
+		}
+	case ieFragmentOffset:
+		if beUint(v) != 0 {
+			a.fragment = true
+		}
+	case ieStartSysUpTime:
+		a.uptimeStart, a.haveUpStart = uint32(beUint(v)), true
+	case ieEndSysUpTime:
+		a.uptimeEnd, a.haveUpEnd = uint32(beUint(v)), true
+	case ieSystemInitMillis:
+		a.sysInitMs = int64(beUint(v))
+	case ieStartSeconds:
+		a.start = int64(beUint(v)) * 1e9
+	case ieEndSeconds:
+		a.end = int64(beUint(v)) * 1e9
+	case ieStartMilliseconds:
+		a.start = int64(beUint(v)) * 1e6
+	case ieEndMilliseconds:
+		a.end = int64(beUint(v)) * 1e6
+	case ieStartMicroseconds:
+		a.start = ntpToUnixNano(v, true)
+	case ieEndMicroseconds:
+		a.end = ntpToUnixNano(v, true)
+	case ieStartNanoseconds:
+		a.start = ntpToUnixNano(v, false)
+	case ieEndNanoseconds:
+		a.end = ntpToUnixNano(v, false)
+	case ieStartDeltaMicros:
+		a.start = a.exportMs*1e6 - int64(beUint(v))*1e3
+	case ieEndDeltaMicros:
+		a.end = a.exportMs*1e6 - int64(beUint(v))*1e3
+	case ieDurationMillis:
+		a.durationMs, a.haveDuration = beUint(v), true
+	default:
+		readSamplingField(ie, v, &a.sf)
+	}
+}
+
+// finish writes what the fields said into r.
+func (a *recordAcc) finish(r *flow.Record, ctx *nfContext) {
+	r.SrcPort, r.DstPort, r.Proto, r.TCPFlags = a.srcPort, a.dstPort, a.proto, a.tcpFlags
+	if a.fragment {
+		r.Flags |= flow.FlagFragment
 	}
 	switch {
-	case haveSrc4 || haveDst4:
-		r.Src, r.Dst = src4, dst4
-		if !haveSrc4 {
+	case a.haveSrc4 || a.haveDst4:
+		r.Src, r.Dst = a.src4, a.dst4
+		if !a.haveSrc4 {
 			r.Src = v4mapped([]byte{0, 0, 0, 0})
 		}
-		if !haveDst4 {
+		if !a.haveDst4 {
 			r.Dst = v4mapped([]byte{0, 0, 0, 0})
 		}
 		r.Flags |= flow.FlagHasIP
-	case haveSrc6 || haveDst6:
-		r.Src, r.Dst = src6, dst6
+	case a.haveSrc6 || a.haveDst6:
+		r.Src, r.Dst = a.src6, a.dst6
 		r.Flags |= flow.FlagHasIP | flow.FlagIPv6
 	}
-	for i := range bytes {
-		if haveBytes[i] {
-			r.Bytes = bytes[i]
+	for i := range a.bytes {
+		if a.haveBytes[i] {
+			r.Bytes = a.bytes[i]
 			break
 		}
 	}
-	for i := range packets {
-		if havePackets[i] {
-			r.Packets = packets[i]
+	for i := range a.packets {
+		if a.havePackets[i] {
+			r.Packets = a.packets[i]
 			break
 		}
 	}
-	if haveICMPParts && r.DstPort == 0 {
-		r.DstPort = uint16(icmpType)<<8 | uint16(icmpCode)
+	if a.haveICMPParts && r.DstPort == 0 {
+		r.DstPort = uint16(a.icmpType)<<8 | uint16(a.icmpCode)
 	}
+	start, end := a.start, a.end
 	// Times relative to router uptime: v9 anchors them to the header,
 	// IPFIX to systemInitTimeMilliseconds.
 	if ctx.version == 9 && ctx.exportSecs != 0 {
-		if haveUpStart {
-			start = uptimeToUnixNano(ctx.exportMs, ctx.uptime, uptimeStart)
+		if a.haveUpStart {
+			start = uptimeToUnixNano(ctx.exportMs, ctx.uptime, a.uptimeStart)
 		}
-		if haveUpEnd {
-			end = uptimeToUnixNano(ctx.exportMs, ctx.uptime, uptimeEnd)
+		if a.haveUpEnd {
+			end = uptimeToUnixNano(ctx.exportMs, ctx.uptime, a.uptimeEnd)
 		}
-	} else if sysInitMs != 0 {
-		if haveUpStart {
-			start = (sysInitMs + int64(uptimeStart)) * 1e6
+	} else if a.sysInitMs != 0 {
+		if a.haveUpStart {
+			start = (a.sysInitMs + int64(a.uptimeStart)) * 1e6
 		}
-		if haveUpEnd {
-			end = (sysInitMs + int64(uptimeEnd)) * 1e6
+		if a.haveUpEnd {
+			end = (a.sysInitMs + int64(a.uptimeEnd)) * 1e6
 		}
 	}
-	if haveDuration {
+	if a.haveDuration {
 		switch {
 		case start == 0 && end != 0:
-			start = end - int64(durationMs)*1e6
+			start = end - int64(a.durationMs)*1e6
 		case end == 0 && start != 0:
-			end = start + int64(durationMs)*1e6
+			end = start + int64(a.durationMs)*1e6
 		}
 	}
 	if start > 0 && end >= start {
