@@ -82,6 +82,9 @@ type nfContext struct {
 // it applies to its records. Data sets whose template is unknown are kept
 // aside and decoded when the template arrives.
 func (d *Decoder) decodeNetFlow(st *exporterState, data []byte, now int64, out *Batcher, res *Result) error {
+	if !d.noFastPath && d.decodeNetFlowFast(st, data, now, out, res) {
+		return nil
+	}
 	var (
 		v9    netflow.NFv9Packet
 		ipfix netflow.IPFIXPacket

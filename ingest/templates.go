@@ -22,17 +22,53 @@ type templateKey struct {
 // templates that would make the data-set decoder loop without consuming
 // input (no field with a length), treating them as withdrawals.
 type templateStore struct {
-	m     map[templateKey]any
-	added []templateKey // templates added while decoding the current datagram
+	m       map[templateKey]any
+	layouts map[templateKey]*layout // flow templates of fixed-length fields only
+	added   []templateKey           // templates added while decoding the current datagram
+}
+
+// layout is a flow template whose fields all have a fixed length: where
+// each field of a record is, for the NetFlow/IPFIX fast path.
+type layout struct {
+	size   int
+	fields []layoutField
+}
+
+type layoutField struct {
+	ie       uint16
+	off, len int
+}
+
+// newLayout returns the layout of a flow template, or nil when a field has
+// a variable length (or the record would be empty).
+func newLayout(t netflow.TemplateRecord) *layout {
+	l := &layout{}
+	for _, f := range t.Fields {
+		if f.Length == 0xffff {
+			return nil
+		}
+		if !f.PenProvided { // enterprise fields are skipped, as the slow path does
+			l.fields = append(l.fields, layoutField{ie: f.Type, off: l.size, len: int(f.Length)})
+		}
+		l.size += int(f.Length)
+	}
+	if l.size == 0 {
+		return nil
+	}
+	return l
 }
 
 var _ netflow.NetFlowTemplateSystem = (*templateStore)(nil)
 
-func (t *templateStore) init() { t.m = make(map[templateKey]any) }
+func (t *templateStore) init() {
+	t.m = make(map[templateKey]any)
+	t.layouts = make(map[templateKey]*layout)
+}
 
 // AddTemplate implements netflow.NetFlowTemplateSystem.
 func (t *templateStore) AddTemplate(version uint16, domain uint32, id uint16, tpl any) error {
 	k := templateKey{version, domain, id}
+	delete(t.layouts, k)
 	if !templateConsumes(tpl) {
 		delete(t.m, k)
 		return nil
@@ -41,6 +77,11 @@ func (t *templateStore) AddTemplate(version uint16, domain uint32, id uint16, tp
 		return errTemplateLimit
 	}
 	t.m[k] = tpl
+	if tr, ok := tpl.(netflow.TemplateRecord); ok {
+		if l := newLayout(tr); l != nil {
+			t.layouts[k] = l
+		}
+	}
 	t.added = append(t.added, k)
 	return nil
 }
@@ -61,6 +102,7 @@ func (t *templateStore) RemoveTemplate(version uint16, domain uint32, id uint16)
 		return nil, netflow.ErrorTemplateNotFound
 	}
 	delete(t.m, k)
+	delete(t.layouts, k)
 	return tpl, nil
 }
 
