@@ -25,7 +25,7 @@ var allowed = map[string][]string{
 	"rules/ruletest":    {"flow", "engine", "ingest", "ingest/demo", "ingest/flowgen", "policy", "rules"},
 	"internal/testutil": {},
 	"cmd/kapkan":        {"*"},
-	"bench/e2e":         {"bench/fnm"},
+	"bench/e2e":         {"bench/fnm", "ingest", "flow"},
 	"bench/fnm":         {},
 }
 

@@ -134,3 +134,17 @@ func (r *Record) ExporterAddr() netip.Addr { return addr(r.Exporter) }
 
 // IsFragment reports whether the record describes IP fragments.
 func (r *Record) IsFragment() bool { return r.Flags&FlagFragment != 0 }
+
+// ParseFormat reads a format name as String writes it (sflow5, netflow5,
+// netflow9, ipfix); "sflow" is accepted for sflow5.
+func ParseFormat(s string) (Format, bool) {
+	if s == "sflow" {
+		return FormatSFlow5, true
+	}
+	for _, f := range Formats {
+		if f.String() == s {
+			return f, true
+		}
+	}
+	return FormatUnknown, false
+}

@@ -68,3 +68,17 @@ func TestBatchAndPool(t *testing.T) {
 		t.Fatalf("sampling source names wrong")
 	}
 }
+
+func TestParseFormat(t *testing.T) {
+	for _, f := range Formats {
+		if got, ok := ParseFormat(f.String()); !ok || got != f {
+			t.Errorf("%s: got %s %v", f, got, ok)
+		}
+	}
+	if got, ok := ParseFormat("sflow"); !ok || got != FormatSFlow5 {
+		t.Error("sflow is sflow5")
+	}
+	if _, ok := ParseFormat("cflow"); ok {
+		t.Error("cflow accepted")
+	}
+}

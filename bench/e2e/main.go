@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/kapkan-io/kapkan/bench/fnm"
+	"github.com/kapkan-io/kapkan/ingest"
 )
 
 type options struct {
@@ -442,28 +443,7 @@ func fnmStep(ctx context.Context, o *options, format string, hosts, rate int) (s
 }
 
 // socketDrops sums the kernel drop counters of UDP sockets bound to port.
-func socketDrops(port int) int64 {
-	var total int64
-	for _, p := range []string{"/proc/net/udp", "/proc/net/udp6"} {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue
-		}
-		for _, l := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(l)
-			if len(f) < 13 {
-				continue
-			}
-			i := strings.LastIndexByte(f[1], ':')
-			lp, _ := strconv.ParseInt(f[1][i+1:], 16, 32)
-			if int(lp) == port {
-				d, _ := strconv.ParseInt(f[len(f)-1], 10, 64)
-				total += d
-			}
-		}
-	}
-	return total
-}
+func socketDrops(port int) int64 { return int64(ingest.SocketDrops(port)) }
 
 func percentile(v []float64, p float64) float64 {
 	if len(v) == 0 {

@@ -143,16 +143,8 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if *rps > 0 {
 		s.BackgroundPPS = *rps * int(*sampling)
 	}
-	switch *format {
-	case "sflow5", "sflow":
-		s.Format = flow.FormatSFlow5
-	case "netflow5":
-		s.Format = flow.FormatNetFlow5
-	case "netflow9":
-		s.Format = flow.FormatNetFlow9
-	case "ipfix":
-		s.Format = flow.FormatIPFIX
-	default:
+	var ok bool
+	if s.Format, ok = flow.ParseFormat(*format); !ok {
 		return fail("format %q: want sflow5, netflow5, netflow9 or ipfix", *format)
 	}
 	var err error

@@ -341,16 +341,12 @@ func detect(fsys fs.FS, file string, t *Test, set *rules.Set) ([]engine.Candidat
 func scenario(t *Traffic, prefixes []netip.Prefix) (demo.Scenario, error) {
 	s := demo.Scenario{Format: flow.FormatSFlow5, SamplingRate: 512, Prefixes: prefixes, Hosts: t.Background.Hosts,
 		BackgroundPPS: t.Background.PPS, Agent: netip.MustParseAddr("192.0.2.1"), Seed: t.Seed + 1, Duration: 10 * time.Second}
-	switch t.Format {
-	case "", "sflow5":
-	case "netflow5":
-		s.Format = flow.FormatNetFlow5
-	case "netflow9":
-		s.Format = flow.FormatNetFlow9
-	case "ipfix":
-		s.Format = flow.FormatIPFIX
-	default:
-		return s, fmt.Errorf("format %q", t.Format)
+	if t.Format != "" {
+		f, ok := flow.ParseFormat(t.Format)
+		if !ok {
+			return s, fmt.Errorf("format %q (want sflow5, netflow5, netflow9 or ipfix)", t.Format)
+		}
+		s.Format = f
 	}
 	if t.Sampling > 0 {
 		s.SamplingRate = t.Sampling
