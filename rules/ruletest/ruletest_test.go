@@ -1,0 +1,42 @@
+package ruletest
+
+import (
+	"reflect"
+	"testing"
+	"testing/fstest"
+
+	"github.com/kapkan-io/kapkan/rules"
+)
+
+func TestSplitAnd(t *testing.T) {
+	got := splitAnd(`udp_share > 0.8 && (a || b && c) && len(top_src_ports[0:1]) == 0`)
+	want := []string{"udp_share > 0.8 ", " (a || b && c) ", " len(top_src_ports[0:1]) == 0"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q", got)
+	}
+}
+
+func TestRunReportsBadFiles(t *testing.T) {
+	set, err := rules.Compile(rules.Source{FS: fstest.MapFS{"r.yaml": {Data: []byte("kapkan_rules: 1\nrules:\n  - {name: any-udp, match: udp_share > 0.5, labels: [x]}\n")}}, Name: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, body := range map[string]string{
+		"no tests":      "",
+		"wrong version": "kapkan_rule_tests: 2\ntests: []\n",
+		"unknown key":   "kapkan_rule_tests: 1\ntests:\n  - {name: x, trafic: {}}\n",
+	} {
+		fs := fstest.MapFS{}
+		if body != "" {
+			fs["a_test.yaml"] = &fstest.MapFile{Data: []byte(body)}
+		}
+		if _, err := Run(fs, set, Options{}); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	// A test with neither traffic nor capture fails, it does not pass.
+	rep, err := Run(fstest.MapFS{"a_test.yaml": {Data: []byte("kapkan_rule_tests: 1\ntests:\n  - {name: empty}\n")}}, set, Options{})
+	if err != nil || !rep.Failed() || rep.Results[0].Passed() {
+		t.Fatalf("empty test: %+v %v", rep, err)
+	}
+}
