@@ -118,25 +118,17 @@ func parseIPv6(r *flow.Record, data []byte) {
 	data = data[40:]
 	for range 8 { // bounded walk over extension headers
 		switch next {
-		case ipv6HopByHop, ipv6Routing, ipv6DestOpts:
+		case ipv6HopByHop, ipv6Routing, ipv6DestOpts, ipv6AH:
 			if len(data) < 8 {
 				r.Proto = next
 				return
 			}
+			// Options headers count 8-octet units beyond the first; AH
+			// counts 4-octet units beyond the first two.
 			l := (int(data[1]) + 1) * 8
-			next = data[0]
-			if len(data) < l {
-				r.Proto = next
-				return
+			if next == ipv6AH {
+				l = (int(data[1]) + 2) * 4
 			}
-			data = data[l:]
-			continue
-		case ipv6AH:
-			if len(data) < 8 {
-				r.Proto = next
-				return
-			}
-			l := (int(data[1]) + 2) * 4
 			next = data[0]
 			if len(data) < l {
 				r.Proto = next

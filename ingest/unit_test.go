@@ -60,6 +60,10 @@ func TestParseHeader(t *testing.T) {
 	firstFrag4 := ipv4Header(17, "198.51.100.7", "203.0.113.9", 0x2000, ports(123, 5555, 0))
 	fragHdr := []byte{17, 0, 0x00, 0x08, 0, 0, 0, 1} // next UDP, offset 1 (non-first)
 	frag6 := ipv6Header(44, "2001:db8::1", "2001:db8:1::9", append(fragHdr, ports(1, 2, 0)...))
+	hbh := append([]byte{ipv6DestOpts, 0, 0, 0, 0, 0, 0, 0}, append([]byte{17, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, ports(53, 7, 0)...)...)
+	ext6 := ipv6Header(ipv6HopByHop, "2001:db8::1", "2001:db8:1::9", hbh) // hop-by-hop (8), then destination options (16), then UDP
+	ah := append([]byte{6, 4, 0, 0}, make([]byte, 20)...)                 // AH of (4+2)*4 = 24 bytes, then TCP
+	ah6 := ipv6Header(ipv6AH, "2001:db8::1", "2001:db8:1::9", append(ah, ports(22, 2222, 0x10)...))
 	icmp4 := ipv4Header(1, "198.51.100.7", "203.0.113.9", 0, []byte{8, 0, 0, 0})
 	mpls := append([]byte{0, 0x01, 0x01, 64}, udp4...) // one label, bottom of stack
 	tests := []struct {
@@ -79,6 +83,8 @@ func TestParseHeader(t *testing.T) {
 		{"ethernet ipv6", headerEthernet, ethernet(0x86dd, 0, syn6), "2001:db8::1", "2001:db8:1::9", 1234, 443, 6, flow.FlagHasIP | flow.FlagIPv6, 0x02},
 		{"ipv4 non-first fragment", headerIPv4, frag4, "198.51.100.7", "203.0.113.9", 0, 0, 17, flow.FlagHasIP | flow.FlagFragment, 0},
 		{"ipv4 first fragment keeps ports", headerIPv4, firstFrag4, "198.51.100.7", "203.0.113.9", 123, 5555, 17, flow.FlagHasIP | flow.FlagFragment, 0},
+		{"ipv6 extension headers", headerIPv6, ext6, "2001:db8::1", "2001:db8:1::9", 53, 7, 17, flow.FlagHasIP | flow.FlagIPv6, 0},
+		{"ipv6 authentication header", headerIPv6, ah6, "2001:db8::1", "2001:db8:1::9", 22, 2222, 6, flow.FlagHasIP | flow.FlagIPv6, 0x10},
 		{"ipv6 non-first fragment", headerIPv6, frag6, "2001:db8::1", "2001:db8:1::9", 0, 0, 17, flow.FlagHasIP | flow.FlagIPv6 | flow.FlagFragment, 0},
 		{"icmp echo", headerIPv4, icmp4, "198.51.100.7", "203.0.113.9", 0, 8 << 8, 1, flow.FlagHasIP, 0},
 		{"mpls ipv4", headerEthernet, ethernet(0x8847, 0, mpls), "198.51.100.7", "203.0.113.9", 53, 40000, 17, flow.FlagHasIP, 0},
