@@ -22,6 +22,7 @@ var allowed = map[string][]string{
 	"rules":             {"flow", "engine"},
 	"builtin":           {},
 	"policy":            {"flow", "engine", "rules"},
+	"mitigate":          {"flow", "engine", "rules", "policy"},
 	"rules/ruletest":    {"flow", "engine", "ingest", "ingest/demo", "ingest/flowgen", "policy", "rules"},
 	"internal/testutil": {},
 	"cmd/kapkan":        {"*"},

@@ -1,0 +1,271 @@
+// Package mitigate owns the safety model every mitigation passes through,
+// whatever asked for it (a ladder, a WASM policy, the API, replay): dry-run,
+// protected prefixes only, never an allow-listed address, blackholes of one
+// address only, caps on active and new actions, a TTL on everything, and
+// longer TTLs for targets that keep coming back. The BGP speaker that
+// announces what passes (issue "Mitigation") is not built yet; this is the
+// part that decides what may be announced.
+package mitigate
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/gaissmai/bart"
+)
+
+// Kind is what a mitigation does.
+type Kind uint8
+
+// Kinds of mitigation.
+const (
+	Blackhole Kind = iota // RTBH of one address
+	FlowSpecDiscard
+	FlowSpecRateLimit
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Blackhole:
+		return "blackhole"
+	case FlowSpecDiscard:
+		return "flowspec-discard"
+	case FlowSpecRateLimit:
+		return "flowspec-ratelimit"
+	}
+	return "unknown"
+}
+
+// Refusals: every action the guard will not let through says why.
+var (
+	ErrNotProtected   = errors.New("target is outside the protected prefixes")
+	ErrAllowlisted    = errors.New("target is in the allow-list")
+	ErrPrefixTooShort = errors.New("a blackhole must be one address (/32 or /128)")
+	ErrBlackholeCap   = errors.New("maximum number of active blackholes reached")
+	ErrFlowSpecCap    = errors.New("maximum number of active FlowSpec rules reached")
+	ErrRateLimited    = errors.New("maximum number of new actions per minute reached")
+	ErrInvalid        = errors.New("invalid action")
+)
+
+// Config is the safety configuration.
+type Config struct {
+	// DryRun marks every action as not to be sent; it is the default, and
+	// only an explicit false in the configuration turns it off.
+	DryRun bool
+	// Protected are the prefixes of every hostgroup: nothing outside them
+	// is ever mitigated.
+	Protected []netip.Prefix
+	// Allowlist is never mitigated, even when protected.
+	Allowlist []netip.Prefix
+	// MaxBlackholes and MaxFlowSpec cap the active actions of each kind;
+	// MaxNewPerMinute caps new actions over any 60 seconds. 0 means none
+	// allowed, as a cap must be set to let anything through.
+	MaxBlackholes, MaxFlowSpec, MaxNewPerMinute int
+	// TTL is an action's lifetime when the request names none; MaxTTL
+	// bounds every TTL, flap damping included.
+	TTL, MaxTTL time.Duration
+	// A target mitigated again within PenaltyWindow of its last action's
+	// end gets its TTL multiplied by PenaltyFactor for each such return
+	// (flap damping), up to MaxTTL.
+	PenaltyWindow time.Duration
+	PenaltyFactor float64
+}
+
+// Request is what a policy asks for.
+type Request struct {
+	Kind     Kind
+	Target   netip.Prefix
+	RateMbps float64
+	TTL      time.Duration // 0: the configured TTL
+	Reason   string
+}
+
+// Action is a request the guard let through.
+type Action struct {
+	Request
+	DryRun  bool
+	Expires time.Time
+}
+
+// Guard applies the safety model and keeps the state it needs: active
+// actions and recent ones. It is used by one goroutine.
+type Guard struct {
+	cfg       Config
+	protected bart.Lite
+	allow     bart.Lite
+	active    map[key]Action
+	recent    []time.Time // start times of new actions in the last minute
+	history   map[netip.Prefix]penalty
+}
+
+type key struct {
+	kind   Kind
+	target netip.Prefix
+}
+
+type penalty struct {
+	ended   time.Time
+	repeats int
+}
+
+// NewGuard checks the configuration and builds a guard.
+func NewGuard(cfg Config) (*Guard, error) {
+	if cfg.TTL <= 0 || cfg.MaxTTL < cfg.TTL {
+		return nil, fmt.Errorf("%w: ttl %s must be positive and at most max_ttl %s", ErrInvalid, cfg.TTL, cfg.MaxTTL)
+	}
+	if cfg.PenaltyFactor < 1 {
+		cfg.PenaltyFactor = 1
+	}
+	g := &Guard{cfg: cfg, active: map[key]Action{}, history: map[netip.Prefix]penalty{}}
+	for _, p := range cfg.Protected {
+		g.protected.Insert(p.Masked())
+	}
+	for _, p := range cfg.Allowlist {
+		g.allow.Insert(p.Masked())
+	}
+	return g, nil
+}
+
+// Check decides on a request at time now. An action let through is
+// recorded as active until it expires or is released.
+func (g *Guard) Check(r Request, now time.Time) (Action, error) {
+	g.expire(now)
+	t := r.Target
+	if !t.IsValid() {
+		return Action{}, fmt.Errorf("%w: no target", ErrInvalid)
+	}
+	t = t.Masked()
+	r.Target = t
+	// The whole target must be protected and none of it allow-listed.
+	if !g.protected.Contains(t.Addr()) || !g.covered(t) {
+		return Action{}, fmt.Errorf("%s: %w", t, ErrNotProtected)
+	}
+	if g.allow.Contains(t.Addr()) || g.allowOverlaps(t) {
+		return Action{}, fmt.Errorf("%s: %w", t, ErrAllowlisted)
+	}
+	if r.Kind == Blackhole && t.Bits() != t.Addr().BitLen() {
+		return Action{}, fmt.Errorf("%s: %w", t, ErrPrefixTooShort)
+	}
+	if r.Kind == FlowSpecRateLimit && r.RateMbps <= 0 {
+		return Action{}, fmt.Errorf("%w: a rate limit needs a rate", ErrInvalid)
+	}
+	k := key{r.Kind, t}
+	if a, ok := g.active[k]; ok {
+		return a, nil // already active: never announced twice
+	}
+	switch r.Kind {
+	case Blackhole:
+		if g.count(Blackhole) >= g.cfg.MaxBlackholes {
+			return Action{}, fmt.Errorf("%s: %w (%d)", t, ErrBlackholeCap, g.cfg.MaxBlackholes)
+		}
+	default:
+		if g.count(FlowSpecDiscard)+g.count(FlowSpecRateLimit) >= g.cfg.MaxFlowSpec {
+			return Action{}, fmt.Errorf("%s: %w (%d)", t, ErrFlowSpecCap, g.cfg.MaxFlowSpec)
+		}
+	}
+	if len(g.recent) >= g.cfg.MaxNewPerMinute {
+		return Action{}, fmt.Errorf("%s: %w (%d)", t, ErrRateLimited, g.cfg.MaxNewPerMinute)
+	}
+	ttl := r.TTL
+	if ttl <= 0 {
+		ttl = g.cfg.TTL
+	}
+	// Flap damping: a target back soon after its last action gets longer.
+	if h, ok := g.history[t]; ok {
+		h.repeats++ // expire forgot the targets quiet for longer than the window
+		g.history[t] = h
+		for range h.repeats {
+			ttl = time.Duration(float64(ttl) * g.cfg.PenaltyFactor)
+			if ttl >= g.cfg.MaxTTL {
+				break
+			}
+		}
+	}
+	ttl = min(ttl, g.cfg.MaxTTL)
+	a := Action{Request: r, DryRun: g.cfg.DryRun, Expires: now.Add(ttl)}
+	a.TTL = ttl
+	g.active[k] = a
+	g.recent = append(g.recent, now)
+	return a, nil
+}
+
+// Release ends an action before its TTL (the attack ended and stayed
+// below its thresholds through the cool-down).
+func (g *Guard) Release(kind Kind, target netip.Prefix, now time.Time) bool {
+	k := key{kind, target.Masked()}
+	if _, ok := g.active[k]; !ok {
+		return false
+	}
+	delete(g.active, k)
+	g.remember(k.target, now)
+	return true
+}
+
+// Active returns the actions in force at now.
+func (g *Guard) Active(now time.Time) []Action {
+	g.expire(now)
+	out := make([]Action, 0, len(g.active))
+	for _, a := range g.active {
+		out = append(out, a)
+	}
+	return out
+}
+
+func (g *Guard) remember(t netip.Prefix, now time.Time) {
+	h := g.history[t]
+	h.ended = now
+	g.history[t] = h
+}
+
+func (g *Guard) expire(now time.Time) {
+	for k, a := range g.active {
+		if !now.Before(a.Expires) {
+			delete(g.active, k)
+			g.remember(k.target, a.Expires)
+		}
+	}
+	i := 0
+	for i < len(g.recent) && now.Sub(g.recent[i]) >= time.Minute {
+		i++
+	}
+	g.recent = g.recent[i:]
+	// Forget targets quiet for longer than the penalty window.
+	for t, h := range g.history {
+		if now.Sub(h.ended) > g.cfg.PenaltyWindow {
+			delete(g.history, t)
+		}
+	}
+}
+
+func (g *Guard) count(k Kind) int {
+	n := 0
+	for key := range g.active {
+		if key.kind == k {
+			n++
+		}
+	}
+	return n
+}
+
+// covered reports whether the whole prefix t lies inside one protected
+// prefix (not merely its first address).
+func (g *Guard) covered(t netip.Prefix) bool {
+	for _, p := range g.cfg.Protected {
+		if p.Bits() <= t.Bits() && p.Contains(t.Addr()) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowOverlaps reports whether an allow-listed prefix lies inside t.
+func (g *Guard) allowOverlaps(t netip.Prefix) bool {
+	for _, p := range g.cfg.Allowlist {
+		if p.Overlaps(t) {
+			return true
+		}
+	}
+	return false
+}
