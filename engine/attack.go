@@ -31,36 +31,24 @@ const (
 // one alive.
 func (s *shard) check(ei uint32, now int64) {
 	e := &s.entries[ei]
-	hg := &s.e.table.Load().hostgroups[s.e.table.Load().prefixes[e.prefix].hostgroup]
-	dir := e.dir()
-	limits := &hg.limits[dir]
-	hotAt := &hg.hotAt[dir]
-	if e.isTotal() {
-		limits = &hg.totalLimits[dir]
-		hotAt = &[numTotals]uint64{}
-		for i := range numTotals {
-			hotAt[i] = limits[i] * uint64(s.window) / 2
-		}
-	}
+	limits, hotAt := s.e.table.Load().limitsFor(e)
+	W := uint64(s.window)
+	sums := s.windowSums(ei) // per-protocol sums are zero unless hot
+	cur := s.current(ei)
 	// Hot from half the smallest threshold over the window, or from the
 	// smallest threshold within the newest second (so that a flood that
 	// trips fast already has a flow sample).
-	tot := s.totals(ei)
 	if e.hot < 0 {
-		cur := s.current(ei)
-		W := uint64(s.window)
 		for i := range numTotals {
-			if hotAt[i] > 0 && (tot[i] >= hotAt[i] || cur[i] >= hotAt[i]*2/W) {
+			if hotAt[i] > 0 && (sums[i] >= hotAt[i] || cur[i] >= hotAt[i]*2/W) {
 				s.makeHot(ei)
 				e = &s.entries[ei]
 				break
 			}
 		}
 	}
-	W := uint64(s.window)
 	if e.attack >= 0 {
 		a := s.attacks[e.attack]
-		sums := s.windowSums(ei)
 		for m := range NumMetrics {
 			if r := sums[m] / W; r > a.peak[m] {
 				a.peak[m] = r
@@ -72,27 +60,15 @@ func (s *shard) check(ei uint32, now int64) {
 	// When the newest second alone already holds twice a second's worth of
 	// a total threshold, from enough records to trust it, the attack starts.
 	if e.samples >= fastMinSamples {
-		cur := s.current(ei)
 		for m := Metric(0); m < numTotals; m++ {
 			if l := limits[m]; l > 0 && cur[m] >= fastFactor*l {
-				sums := s.windowSums(ei)
 				s.startAttack(ei, now, m, cur[m], l, &sums)
 				return
 			}
 		}
 	}
-	// Totals first (cheap), then per-protocol when detail is kept.
-	n := NumMetrics
-	if e.hot < 0 {
-		n = numTotals
-	}
-	var sums [NumMetrics]uint64
-	if e.hot >= 0 {
-		sums = s.windowSums(ei)
-	} else {
-		sums[0], sums[1], sums[2] = tot[0], tot[1], tot[2]
-	}
-	for m := Metric(0); m < Metric(n); m++ {
+	// The window: totals, and per-protocol when detail is kept.
+	for m := range NumMetrics {
 		if l := limits[m]; l > 0 && sums[m] >= l*W {
 			s.startAttack(ei, now, m, sums[m]/W, l, &sums)
 			return
@@ -180,11 +156,7 @@ func (s *shard) tick(now int64) {
 		}
 		s.advance(a.entry, now)
 		e := &s.entries[a.entry]
-		hg := &t.hostgroups[t.prefixes[e.prefix].hostgroup]
-		limits := &hg.limits[e.dir()]
-		if e.isTotal() {
-			limits = &hg.totalLimits[e.dir()]
-		}
+		limits, _ := t.limitsFor(e)
 		sums := s.windowSums(a.entry)
 		above, below := false, true
 		for m := range NumMetrics {
@@ -243,8 +215,7 @@ func (s *shard) evict(now int64) {
 			continue
 		}
 		if e.hot >= 0 && !e.isTotal() {
-			hg := &t.hostgroups[t.prefixes[e.prefix].hostgroup]
-			hot := &hg.hotAt[e.dir()]
+			_, hot := t.limitsFor(e)
 			// Keep the detail until traffic is well below the hot mark.
 			if tot[0] < hot[0]/2 && tot[1] < hot[1]/2 && tot[2] < hot[2]/2 {
 				s.releaseHot(e)

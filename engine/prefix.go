@@ -24,8 +24,8 @@ type hostgroupRuntime struct {
 	hasProto    [2]bool
 	// hotAt is the window sum (packets, bytes, flows) from which an address
 	// keeps per-protocol detail and a flow sample: half the smallest
-	// threshold that could trip.
-	hotAt [2][numTotals]uint64
+	// threshold that could trip; totalHotAt the same for prefix totals.
+	hotAt, totalHotAt [2][numTotals]uint64
 }
 
 // prefixTable maps addresses to their most specific protected prefix. It is
@@ -54,6 +54,7 @@ func buildPrefixTable(hgs []Hostgroup, window uint64) (*prefixTable, error) {
 				}
 			}
 			rt.hotAt[d] = hotThresholds(&rt.limits[d], window)
+			rt.totalHotAt[d] = hotThresholds(&rt.totalLimits[d], window)
 		}
 		if len(hg.IgnoreSources) > 0 {
 			rt.ignore = new(bart.Lite)
@@ -109,4 +110,16 @@ func hotThresholds(l *[NumMetrics]uint64, window uint64) (hot [numTotals]uint64)
 // find returns the index of the most specific protected prefix holding a.
 func (t *prefixTable) find(a netip.Addr) (uint32, bool) {
 	return t.lookup.Lookup(a)
+}
+
+// limitsFor returns the per-second limits and the hot marks that apply to
+// an entry: its hostgroup's, per address or per prefix total, for its
+// direction.
+func (t *prefixTable) limitsFor(e *entry) (limits *[NumMetrics]uint64, hotAt *[numTotals]uint64) {
+	hg := &t.hostgroups[t.prefixes[e.prefix].hostgroup]
+	d := e.dir()
+	if e.isTotal() {
+		return &hg.totalLimits[d], &hg.totalHotAt[d]
+	}
+	return &hg.limits[d], &hg.hotAt[d]
 }

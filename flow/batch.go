@@ -12,24 +12,12 @@ type Batch struct {
 	Records [BatchSize]Record
 }
 
-// Full reports whether no record can be added.
-func (b *Batch) Full() bool { return b.N == BatchSize }
-
 // Add appends r and reports whether the batch is now full. Adding to a full
 // batch panics: callers flush on a true return.
 func (b *Batch) Add(r *Record) bool {
 	b.Records[b.N] = *r
 	b.N++
 	return b.N == BatchSize
-}
-
-// Next returns a pointer to the next free record, cleared, and counts it as
-// used; the caller fills it in place. The batch must not be full.
-func (b *Batch) Next() *Record {
-	r := &b.Records[b.N]
-	*r = Record{}
-	b.N++
-	return r
 }
 
 // Valid returns the records in use.

@@ -107,9 +107,6 @@ type Record struct {
 	Sampling     SamplingSource
 }
 
-// Addr16 converts an address to the 16-byte form used in records.
-func Addr16(a netip.Addr) [16]byte { return a.As16() }
-
 // addr unmaps the stored form back into a netip.Addr.
 func addr(b [16]byte) netip.Addr { return netip.AddrFrom16(b).Unmap() }
 

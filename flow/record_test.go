@@ -33,7 +33,7 @@ func TestRecordHasNoPointers(t *testing.T) {
 func TestAddressRoundTrip(t *testing.T) {
 	for _, s := range []string{"192.0.2.1", "2001:db8::1", "::ffff:10.0.0.1"} {
 		a := netip.MustParseAddr(s)
-		r := Record{Src: Addr16(a), Dst: Addr16(a), Flags: FlagHasIP}
+		r := Record{Src: a.As16(), Dst: a.As16(), Flags: FlagHasIP}
 		want := a.Unmap()
 		if r.SrcAddr() != want || r.DstAddr() != want {
 			t.Errorf("%s: got src %s dst %s, want %s", s, r.SrcAddr(), r.DstAddr(), want)

@@ -92,11 +92,7 @@ func (d *Decoder) decodeNetFlow(st *exporterState, data []byte, now int64, out *
 	st.templates.added = st.templates.added[:0]
 	// Flowsets past the header's Count only teach templates and options:
 	// their flow records are not counted, as Wireshark does not count them.
-	flowLimit := -1
-	if fixed := fixV9Count(data); len(fixed) > 0 && &fixed[0] != &data[0] {
-		flowLimit = int(binary.BigEndian.Uint16(data[2:]))
-		data = fixed
-	}
+	data, flowLimit := fixV9Count(data)
 	derr := netflow.DecodeMessageVersion(newBuffer(data), &st.templates, &v9, &ipfix)
 	fatal := derr != nil && !errors.Is(derr, netflow.ErrorTemplateNotFound)
 
@@ -202,11 +198,13 @@ func (d *Decoder) decodeNetFlow(st *exporterState, data []byte, now int64, out *
 // exporters (softflowd) count only flow records, and goflow2 stops after
 // Count flowsets: the templates and options after the first flowset would be
 // lost without a word. When the flowsets, walked by their lengths, outnumber
-// Count, a copy with Count raised to their number is decoded instead.
-func fixV9Count(data []byte) []byte {
+// Count, a copy with Count raised to their number is returned, with the
+// original Count as the limit of flowsets whose flow records are counted;
+// otherwise data itself and -1.
+func fixV9Count(data []byte) ([]byte, int) {
 	const v9Header = 20
 	if len(data) < v9Header || binary.BigEndian.Uint16(data) != 9 {
-		return data
+		return data, -1
 	}
 	count := int(binary.BigEndian.Uint16(data[2:]))
 	sets := 0
@@ -219,11 +217,11 @@ func fixV9Count(data []byte) []byte {
 		off += l
 	}
 	if sets <= count {
-		return data
+		return data, -1
 	}
 	fixed := bytes.Clone(data)
 	binary.BigEndian.PutUint16(fixed[2:], uint16(sets))
-	return fixed
+	return fixed, count
 }
 
 func classify(err error) string {

@@ -5,6 +5,7 @@ package policy
 
 import (
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/kapkan-io/kapkan/engine"
@@ -95,7 +96,7 @@ func (t *Tracker) stepUp(id uint64, s *state, at time.Time, reason string) ([]De
 		if prev >= 0 {
 			cur := s.step
 			s.step = prev
-			out = append(out, s.decision(id, true, at, "replaced by step "+itoa(cur+1)))
+			out = append(out, s.decision(id, true, at, "replaced by step "+strconv.Itoa(cur+1)))
 			s.step = cur
 		}
 		return out, nil
@@ -130,11 +131,4 @@ func (t *Tracker) End(c *engine.Candidate) []Decision {
 		return nil
 	}
 	return []Decision{s.decision(c.ID, true, c.At, "attack ended")}
-}
-
-func itoa(i int) string {
-	if i < 10 {
-		return string(rune('0' + i))
-	}
-	return itoa(i/10) + string(rune('0'+i%10))
 }

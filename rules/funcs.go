@@ -27,10 +27,7 @@ type Env struct {
 }
 
 // NewEnv binds the registry's functions to the features of one attack.
-func NewEnv(f *Features) *Env { return newEnv(f) }
-
-// newEnv binds the functions to f.
-func newEnv(f *Features) *Env {
+func NewEnv(f *Features) *Env {
 	share := func(m map[uint16]float64, lo, hi int) float64 {
 		s := 0.0
 		for p, v := range m {

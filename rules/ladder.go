@@ -2,6 +2,7 @@ package rules
 
 import (
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/expr-lang/expr"
@@ -49,7 +50,7 @@ func (s *Step) Ready(f *Features) (bool, error) {
 	if s.when == nil {
 		return true, nil
 	}
-	out, err := expr.Run(s.when, newEnv(f))
+	out, err := expr.Run(s.when, NewEnv(f))
 	return out == true, err
 }
 
@@ -86,7 +87,7 @@ func compileLadder(fileName string, spec LadderSpec) (Ladder, Errors) {
 			p, err := expr.Compile(st.When, expr.Env(Env{}), expr.AsBool())
 			if err != nil {
 				e := exprError(fileName, spec.Name, nil, err)
-				e.Msg = "step " + itoa(j+1) + " when: " + e.Msg[len("match: "):]
+				e.Msg = "step " + strconv.Itoa(j+1) + " when: " + e.Msg[len("match: "):]
 				errs = append(errs, e)
 				continue
 			}
@@ -95,11 +96,4 @@ func compileLadder(fileName string, spec LadderSpec) (Ladder, Errors) {
 		l.Steps = append(l.Steps, step)
 	}
 	return l, errs
-}
-
-func itoa(i int) string {
-	if i < 10 {
-		return string(rune('0' + i))
-	}
-	return itoa(i/10) + string(rune('0'+i%10))
 }

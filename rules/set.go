@@ -30,8 +30,6 @@ type Set struct {
 	rules    []compiled
 	ladders  []Ladder
 	disabled []string
-	// Version is the built-in rule set's version.
-	Version string
 }
 
 // Source is a directory of rule files (*.yaml, except *_test.yaml).
@@ -214,7 +212,7 @@ type Verdict struct {
 
 // Classify runs every rule against the features of an attack.
 func (s *Set) Classify(f *Features) (Verdict, error) {
-	env := newEnv(f)
+	env := NewEnv(f)
 	var v Verdict
 	labels := map[string]bool{}
 	vectorSet := false

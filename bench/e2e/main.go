@@ -259,9 +259,9 @@ api: {listen: "127.0.0.1:%d"}
 	}
 	s.SentRecords = int64(rep["records"].(float64))
 	s.OfferedRPS = rep["records_per_second"].(float64)
-	s.Accounted = int64(sum(m, "kapkan_ingest_records_total"))
-	s.AppDrops = int64(sum(m, "kapkan_engine_dropped_records_total"))
-	kernelDatagrams := sum(m, "kapkan_ingest_socket_drops_total")
+	s.Accounted = int64(m["kapkan_ingest_records_total"])
+	s.AppDrops = int64(m["kapkan_engine_dropped_records_total"])
+	kernelDatagrams := m["kapkan_ingest_socket_drops_total"]
 	// A datagram holds about sent/datagrams records.
 	perDatagram := float64(s.SentRecords) / max(rep["datagrams"].(float64), 1)
 	s.KernelDrops = int64(kernelDatagrams * perDatagram)
@@ -326,8 +326,6 @@ func scrape(url string) (map[string]float64, error) {
 	}
 	return out, sc.Err()
 }
-
-func sum(m map[string]float64, name string) float64 { return m[name] }
 
 // usage reads a process's CPU seconds and peak RSS (MiB) from /proc.
 func usage(pid int) (cpu, rssMiB float64) {
