@@ -5,7 +5,6 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -81,18 +80,10 @@ func replayCapture(t *testing.T, path string) []engine.Candidate {
 	}
 	dec := ingest.New(ingest.Options{}, ingest.Deps{})
 	b := ingest.NewBatcher(nil, eng)
-	var last int64
 	var started []engine.Candidate
+	clock := ingest.ReplayClock{Tick: eng.Tick, Batcher: b}
 	_, err = ingest.ReadCapture(path, func(d ingest.Datagram) error {
-		if s := d.Time.Unix(); s > last {
-			b.Flush()
-			if last != 0 {
-				for sec := last + 1; sec <= s; sec++ {
-					eng.Tick(time.Unix(sec, 0))
-				}
-			}
-			last = s
-		}
+		clock.Advance(d.Time)
 		if ingest.DetectFormat(d.Payload) != flow.FormatUnknown {
 			_, _ = dec.Decode(d.Payload, d.Src.Addr(), d.Time, b)
 		}

@@ -199,7 +199,6 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
 		return sum, 1
 	}
-	clock := replayClock{eng: eng, window: int64(ecfg.Window / time.Second), cooldown: int64(cfg.Detection.Cooldown.Duration / time.Second)}
 	status := 0
 	tracker := policy.New()
 	emitDecisions := func(ds []policy.Decision, err error) {
@@ -265,6 +264,9 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 		}
 	})
 	batcher := ingest.NewBatcher(flow.DefaultPool, sink)
+	// After a long silence, tick just enough for attacks to end, then jump.
+	clock := ingest.ReplayClock{Tick: eng.Tick, Batcher: batcher,
+		MaxTicks: int64((ecfg.Window+cfg.Detection.Cooldown.Duration)/time.Second) + 2}
 	for _, f := range flow.Formats {
 		sum.Formats[f.String()] = 0
 	}
@@ -277,7 +279,7 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 				sum.NonFlowUDP++
 				return nil
 			}
-			if clock.advance(d.Time, batcher) {
+			if clock.Advance(d.Time) {
 				printCandidates()
 			}
 			res, err := dec.Decode(d.Payload, d.Src.Addr(), d.Time, batcher)
@@ -306,36 +308,4 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 	printCandidates()
 	emit(&sum)
 	return sum, status
-}
-
-// replayClock ticks a synchronous engine once per second of capture time,
-// so that attacks end in replay as they would live.
-type replayClock struct {
-	eng              *engine.Engine
-	sec              int64
-	window, cooldown int64
-}
-
-// advance flushes pending records and ticks every second from the last one
-// up to t's. After a long silence it ticks the seconds needed for attacks to
-// end, then jumps. It reports whether it ticked.
-func (c *replayClock) advance(t time.Time, b *ingest.Batcher) bool {
-	sec := t.Unix()
-	if c.sec == 0 {
-		c.sec = sec
-		return false
-	}
-	if sec <= c.sec {
-		return false
-	}
-	b.Flush()
-	limit := c.window + c.cooldown + 2
-	for n := int64(0); c.sec < sec; n++ {
-		if n == limit {
-			c.sec = sec - 1
-		}
-		c.sec++
-		c.eng.Tick(time.Unix(c.sec, 0))
-	}
-	return true
 }

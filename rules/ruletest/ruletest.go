@@ -288,16 +288,9 @@ func detect(fsys fs.FS, file string, t *Test, set *rules.Set) ([]engine.Candidat
 			}
 		}
 	}
-	var lastSec int64
+	clock := ingest.ReplayClock{Tick: eng.Tick, Batcher: b}
 	feed := func(payload []byte, from netip.Addr, at time.Time) {
-		if s := at.Unix(); s > lastSec {
-			b.Flush()
-			if lastSec != 0 {
-				for sec := lastSec + 1; sec <= s; sec++ {
-					eng.Tick(time.Unix(sec, 0))
-				}
-			}
-			lastSec = s
+		if clock.Advance(at) {
 			collect()
 		}
 		_, _ = dec.Decode(payload, from, at, b)
