@@ -16,6 +16,38 @@ type Ladder struct {
 	Hostgroups []string
 	Labels     []string
 	Steps      []Step
+	// Policy, when set, decides the attack's action in code (a WASM
+	// module's decide export) instead of Steps, which is then empty.
+	Policy Policy
+}
+
+// Policy is an escalation policy written as code rather than as steps. The
+// policy tracker calls Decide when an attack starts and on each of its
+// updates; an error leaves the attack's current action as it is.
+type Policy interface {
+	Decide(in PolicyInput) (PolicyDecision, error)
+}
+
+// PolicyInput is what a policy sees of a live attack.
+type PolicyInput struct {
+	// Features are the attack's classification features with live rates.
+	Features *Features
+	// Labels and Vector are the attack's verdict.
+	Labels []string
+	Vector Vector
+	// Current is the action in force ("" for none) with its rate, and how
+	// long it has been in force.
+	Current  string
+	RateMbps float64
+	Since    time.Duration
+}
+
+// PolicyDecision is the action a policy wants in force: "" for none, or
+// one of ActionRateLimit, ActionDiscard, ActionBlackhole.
+type PolicyDecision struct {
+	Action   string
+	RateMbps float64
+	Reason   string
 }
 
 // Step is one compiled ladder step.
