@@ -35,6 +35,9 @@ type Config struct {
 	Rules Rules `yaml:"rules"`
 	// API configures the REST API, the dashboard and /metrics.
 	API API `yaml:"api"`
+	// Mitigation configures the safety limits of mitigation and the BGP
+	// speaker that announces it.
+	Mitigation Mitigation `yaml:"mitigation"`
 
 	// file is the name the configuration was parsed under, and pos the
 	// position of every node that was decoded, keyed by its path
@@ -204,6 +207,89 @@ type API struct {
 	// Listen is the TCP address the HTTP server listens on, as host:port.
 	Listen string `yaml:"listen"`
 }
+
+// Mitigation configures the safety limits every mitigation passes and the
+// BGP speaker that announces what passes them.
+type Mitigation struct {
+	// Allowlist are prefixes never mitigated, even inside a hostgroup: the
+	// operator's own infrastructure, resolvers, peering LANs.
+	Allowlist []netip.Prefix `yaml:"allowlist"`
+	// MaxActiveBlackholes caps the blackholes in force at once; a request
+	// over the cap is refused and reported.
+	MaxActiveBlackholes int `yaml:"max_active_blackholes"`
+	// MaxActiveFlowSpec caps the FlowSpec rules in force at once.
+	MaxActiveFlowSpec int `yaml:"max_active_flowspec"`
+	// MaxNewPerMinute caps the new actions over any 60 seconds.
+	MaxNewPerMinute int `yaml:"max_new_per_minute"`
+	// TTL is how long an action stays at least; it is withdrawn only once
+	// its TTL has passed and its attack has ended.
+	TTL Duration `yaml:"ttl"`
+	// MaxTTL bounds every TTL: requested ones and those lengthened by flap
+	// damping.
+	MaxTTL Duration `yaml:"max_ttl"`
+	// FlapWindow is the penalty window: a target mitigated again within it
+	// after its last action ended gets its TTL multiplied by FlapMultiplier
+	// for each return, up to MaxTTL.
+	FlapWindow     Duration `yaml:"flap_window"`
+	FlapMultiplier uint32   `yaml:"flap_multiplier"`
+	// StateFile keeps the actions in force across restarts: after a restart
+	// they are announced again with the TTL they had left. An empty string
+	// keeps the state in memory only.
+	StateFile string `yaml:"state_file"`
+	// BGP is the embedded BGP speaker.
+	BGP BGP `yaml:"bgp"`
+}
+
+// BGP configures the embedded BGP speaker. With no peers it does not run.
+type BGP struct {
+	// ASN is Kapkan's autonomous system number.
+	ASN uint32 `yaml:"asn"`
+	// RouterID is the BGP identifier, an IPv4 address.
+	RouterID netip.Addr `yaml:"router_id"`
+	// ListenPort is the TCP port for incoming BGP sessions; -1 (the default)
+	// opens none: Kapkan connects to its peers.
+	ListenPort int32 `yaml:"listen_port"`
+	// NextHopIPv4 and NextHopIPv6 are the next hops of blackhole routes, to
+	// be routed to a discard interface by the routers (RFC 5635; the
+	// defaults are from RFC 5737 and RFC 6666).
+	NextHopIPv4 netip.Addr `yaml:"next_hop_ipv4"`
+	NextHopIPv6 netip.Addr `yaml:"next_hop_ipv6"`
+	// Communities are attached to blackhole routes: ASN:VALUE pairs or the
+	// names blackhole (65535:666, RFC 7999), no-export and no-advertise.
+	Communities []string `yaml:"communities"`
+	// LocalPref is the LOCAL_PREF of blackhole routes, sent to iBGP peers
+	// only; 0 leaves it out.
+	LocalPref uint32 `yaml:"local_pref"`
+	// Peers are the routers Kapkan announces to.
+	Peers []Peer `yaml:"peers"`
+}
+
+// Peer is one BGP neighbour.
+type Peer struct {
+	// Address is the neighbour's address (IPv4 or IPv6).
+	Address netip.Addr `yaml:"address"`
+	// Port is the neighbour's BGP port.
+	Port uint16 `yaml:"port"`
+	// ASN is the neighbour's autonomous system; equal to bgp.asn makes the
+	// session iBGP.
+	ASN uint32 `yaml:"asn"`
+	// Families are the address families of the session: ipv4-unicast,
+	// ipv6-unicast (blackholes), ipv4-flowspec, ipv6-flowspec.
+	Families []string `yaml:"families"`
+	// Communities, when set, replace bgp.communities on the blackhole
+	// routes sent to this neighbour (many upstreams want their own
+	// ASN:666).
+	Communities []string `yaml:"communities"`
+	// NextHopIPv4 and NextHopIPv6, when set, replace the blackhole next
+	// hops for this neighbour.
+	NextHopIPv4 netip.Addr `yaml:"next_hop_ipv4"`
+	NextHopIPv6 netip.Addr `yaml:"next_hop_ipv6"`
+	// LocalPref, when set, replaces bgp.local_pref for this neighbour.
+	LocalPref uint32 `yaml:"local_pref"`
+}
+
+// BGP address families a peer may carry.
+var BGPFamilies = []string{"ipv4-unicast", "ipv6-unicast", "ipv4-flowspec", "ipv6-flowspec"}
 
 // Duration is a time.Duration written in YAML as a string such as "5s" or
 // "1m30s" (the syntax of time.ParseDuration).

@@ -216,6 +216,10 @@ func setScalar(n *yaml.Node, v reflect.Value) string {
 		v.Set(reflect.ValueOf(Duration{dur}))
 		return ""
 	case addrType:
+		if strings.TrimSpace(n.Value) == "" && tag == "!!str" {
+			v.Set(reflect.ValueOf(netip.Addr{})) // "": not set
+			return ""
+		}
 		a, err := netip.ParseAddr(strings.TrimSpace(n.Value))
 		if err != nil {
 			if _, perr := netip.ParsePrefix(strings.TrimSpace(n.Value)); perr == nil {

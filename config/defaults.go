@@ -1,6 +1,9 @@
 package config
 
-import "time"
+import (
+	"net/netip"
+	"time"
+)
 
 // Default ports of the flow listeners: the IANA sFlow port and the customary
 // NetFlow port.
@@ -18,12 +21,46 @@ const (
 // listeners on their usual ports, a five-second window, no hostgroups.
 func Default() *Config {
 	return &Config{
-		DryRun:    true,
-		Log:       DefaultLog(),
-		Ingest:    DefaultIngest(),
-		Detection: DefaultDetection(),
-		Rules:     DefaultRules(),
-		API:       DefaultAPI(),
+		DryRun:     true,
+		Log:        DefaultLog(),
+		Ingest:     DefaultIngest(),
+		Detection:  DefaultDetection(),
+		Rules:      DefaultRules(),
+		API:        DefaultAPI(),
+		Mitigation: DefaultMitigation(),
+	}
+}
+
+// DefaultMitigation returns the default mitigation section: at most 100
+// blackholes and 100 FlowSpec rules at once, 20 new actions a minute, a
+// 10-minute TTL (24 h at most) doubled for targets that come back within
+// an hour, state kept in /var/lib/kapkan, and no BGP peer.
+func DefaultMitigation() Mitigation {
+	return Mitigation{
+		MaxActiveBlackholes: 100,
+		MaxActiveFlowSpec:   100,
+		MaxNewPerMinute:     20,
+		TTL:                 Duration{10 * time.Minute},
+		MaxTTL:              Duration{24 * time.Hour},
+		FlapWindow:          Duration{time.Hour},
+		FlapMultiplier:      2,
+		StateFile:           DefaultStateFile,
+		BGP:                 DefaultBGP(),
+	}
+}
+
+// DefaultStateFile is where the actions in force are kept across restarts.
+const DefaultStateFile = "/var/lib/kapkan/mitigations.json"
+
+// DefaultBGP returns the default BGP speaker settings: no listener, the
+// discard next hops of RFC 5737 and RFC 6666, the BLACKHOLE community (RFC
+// 7999) with NO_EXPORT, no peer.
+func DefaultBGP() BGP {
+	return BGP{
+		ListenPort:  -1,
+		NextHopIPv4: netip.MustParseAddr("192.0.2.1"),
+		NextHopIPv6: netip.MustParseAddr("100::1"),
+		Communities: []string{"blackhole", "no-export"},
 	}
 }
 

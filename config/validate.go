@@ -42,6 +42,7 @@ func (c *Config) Validate() error {
 	v.hostgroups()
 	v.rules()
 	v.api()
+	v.mitigation()
 	return v.errs.err()
 }
 
@@ -359,4 +360,108 @@ func hostCovers(a, b string) bool {
 		return aa.Unmap() == ba.Unmap()
 	}
 	return strings.EqualFold(a, b)
+}
+
+func (v *validator) mitigation() {
+	m := v.c.Mitigation
+	for i, p := range m.Allowlist {
+		if p != p.Masked() {
+			v.errorf(fmt.Sprintf("mitigation.allowlist[%d]", i), "%s has host bits set (want %s)", p, p.Masked())
+		}
+	}
+	for _, c := range []struct {
+		path string
+		n    int
+	}{{"mitigation.max_active_blackholes", m.MaxActiveBlackholes}, {"mitigation.max_active_flowspec", m.MaxActiveFlowSpec}, {"mitigation.max_new_per_minute", m.MaxNewPerMinute}} {
+		if c.n < 0 || c.n > 1_000_000 {
+			v.errorf(c.path, "%d is out of range (want 0 to 1000000; 0 allows none)", c.n)
+		}
+	}
+	if m.TTL.Duration < time.Second {
+		v.errorf("mitigation.ttl", "%s is too short (want at least 1s, like 10m)", m.TTL)
+	}
+	if m.MaxTTL.Duration < m.TTL.Duration {
+		v.errorf("mitigation.max_ttl", "%s is shorter than mitigation.ttl %s (want at least as long)", m.MaxTTL, m.TTL)
+	}
+	if m.FlapWindow.Duration < 0 {
+		v.errorf("mitigation.flap_window", "%s is negative (want 0 for no flap damping, or a duration like 1h)", m.FlapWindow)
+	}
+	if m.FlapMultiplier < 1 || m.FlapMultiplier > 100 {
+		v.errorf("mitigation.flap_multiplier", "%d is out of range (want 1 to 100; 1 turns flap damping off)", m.FlapMultiplier)
+	}
+	b := m.BGP
+	if b.ListenPort < -1 || b.ListenPort > 65535 {
+		v.errorf("mitigation.bgp.listen_port", "%d is out of range (want -1 for no listener, or a TCP port)", b.ListenPort)
+	}
+	if !b.NextHopIPv4.Is4() {
+		v.errorf("mitigation.bgp.next_hop_ipv4", "%s is not an IPv4 address (want one like 192.0.2.1)", b.NextHopIPv4)
+	}
+	if !b.NextHopIPv6.Is6() || b.NextHopIPv6.Is4In6() {
+		v.errorf("mitigation.bgp.next_hop_ipv6", "%s is not an IPv6 address (want one like 100::1)", b.NextHopIPv6)
+	}
+	v.communities("mitigation.bgp.communities", b.Communities)
+	if len(b.Peers) > 0 {
+		if b.ASN == 0 {
+			v.errorf("mitigation.bgp.asn", "no ASN (want Kapkan's AS number, like 65010)")
+		}
+		if !b.RouterID.Is4() {
+			v.errorf("mitigation.bgp.router_id", "no IPv4 router id (want an address like 192.0.2.10)")
+		}
+	}
+	seen := map[netip.Addr]int{}
+	for i, p := range b.Peers {
+		path := fmt.Sprintf("mitigation.bgp.peers[%d]", i)
+		if !p.Address.IsValid() {
+			v.errorf(path+".address", "no address (want the router's address, like 127.0.0.1)")
+		} else if j, dup := seen[p.Address]; dup {
+			v.errorf(path+".address", "%s is already the address of %s", p.Address, v.c.where(fmt.Sprintf("mitigation.bgp.peers[%d]", j)))
+		} else {
+			seen[p.Address] = i
+		}
+		if p.ASN == 0 {
+			v.errorf(path+".asn", "no ASN (want the router's AS number, like 65000)")
+		}
+		for j, f := range p.Families {
+			if !slices.Contains(BGPFamilies, f) {
+				v.errorf(fmt.Sprintf("%s.families[%d]", path, j), "%q is not a family (want one of %s)", f, strings.Join(BGPFamilies, ", "))
+			}
+		}
+		v.communities(path+".communities", p.Communities)
+		if p.NextHopIPv4.IsValid() && !p.NextHopIPv4.Is4() {
+			v.errorf(path+".next_hop_ipv4", "%s is not an IPv4 address", p.NextHopIPv4)
+		}
+		if p.NextHopIPv6.IsValid() && (!p.NextHopIPv6.Is6() || p.NextHopIPv6.Is4In6()) {
+			v.errorf(path+".next_hop_ipv6", "%s is not an IPv6 address", p.NextHopIPv6)
+		}
+	}
+}
+
+// Community names accepted besides ASN:VALUE.
+var communityNames = map[string]uint32{
+	"blackhole":    0xFFFF029A, // 65535:666, RFC 7999
+	"no-export":    0xFFFFFF01,
+	"no-advertise": 0xFFFFFF02,
+}
+
+// ParseCommunity reads a BGP community: ASN:VALUE (each 0-65535) or one of
+// the names blackhole, no-export, no-advertise.
+func ParseCommunity(s string) (uint32, error) {
+	if c, ok := communityNames[s]; ok {
+		return c, nil
+	}
+	a, b, ok := strings.Cut(s, ":")
+	hi, err1 := strconv.ParseUint(a, 10, 16)
+	lo, err2 := strconv.ParseUint(b, 10, 16)
+	if !ok || err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("%q is not a community (want ASN:VALUE with each part 0-65535, like 65535:666, or blackhole, no-export, no-advertise)", s)
+	}
+	return uint32(hi)<<16 | uint32(lo), nil
+}
+
+func (v *validator) communities(path string, list []string) {
+	for i, c := range list {
+		if _, err := ParseCommunity(c); err != nil {
+			v.errorf(fmt.Sprintf("%s[%d]", path, i), "%s", err)
+		}
+	}
 }
