@@ -3,8 +3,8 @@
 // protected prefixes only, never an allow-listed address, blackholes of one
 // address only, caps on active and new actions, a TTL on everything, and
 // longer TTLs for targets that keep coming back. The BGP speaker that
-// announces what passes (issue "Mitigation") is not built yet; this is the
-// part that decides what may be announced.
+// announces what passes is mitigate/bgp; the Manager in state.go ties the
+// guard, the speaker and the state file together.
 package mitigate
 
 import (
@@ -90,7 +90,8 @@ type Action struct {
 }
 
 // Guard applies the safety model and keeps the state it needs: active
-// actions and recent ones. It is used by one goroutine.
+// actions and recent ones. It is not safe for concurrent use; the Manager
+// serialises access.
 type Guard struct {
 	cfg       Config
 	protected bart.Lite
@@ -203,7 +204,8 @@ func (g *Guard) Release(kind Kind, target netip.Prefix, now time.Time) bool {
 	return true
 }
 
-// Active returns the actions in force at now.
+// Active returns the actions in force at now (due ones included until
+// they are released or renewed).
 func (g *Guard) Active(now time.Time) []Action {
 	g.expire(now)
 	out := make([]Action, 0, len(g.active))
@@ -220,12 +222,6 @@ func (g *Guard) remember(t netip.Prefix, now time.Time) {
 }
 
 func (g *Guard) expire(now time.Time) {
-	for k, a := range g.active {
-		if !now.Before(a.Expires) {
-			delete(g.active, k)
-			g.remember(k.target, a.Expires)
-		}
-	}
 	i := 0
 	for i < len(g.recent) && now.Sub(g.recent[i]) >= time.Minute {
 		i++
@@ -237,6 +233,72 @@ func (g *Guard) expire(now time.Time) {
 			delete(g.history, t)
 		}
 	}
+}
+
+// Due returns the actions whose TTL has passed at now. They stay active
+// until released or renewed: the owner decides (an attack still running
+// keeps its action).
+func (g *Guard) Due(now time.Time) []Action {
+	var out []Action
+	for _, a := range g.active {
+		if !now.Before(a.Expires) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// Renew starts a new TTL for an active action at now (its attack is still
+// running when the old one ran out).
+func (g *Guard) Renew(kind Kind, target netip.Prefix, now time.Time) (Action, bool) {
+	k := key{kind, target.Masked()}
+	a, ok := g.active[k]
+	if !ok {
+		return Action{}, false
+	}
+	a.Expires = now.Add(a.TTL)
+	g.active[k] = a
+	return a, true
+}
+
+// Restore re-admits an action kept across a restart, with the expiry it
+// had. The target is checked again against today's protected prefixes and
+// allow-list, and the caps apply, but not the per-minute limit: these are
+// not new actions.
+func (g *Guard) Restore(a Action, now time.Time) (Action, error) {
+	if !now.Before(a.Expires) {
+		return Action{}, fmt.Errorf("%s: expired at %s", a.Target, a.Expires.Format(time.RFC3339))
+	}
+	t := a.Target.Masked()
+	if !t.IsValid() || !g.protected.Contains(t.Addr()) || !g.covered(t) {
+		return Action{}, fmt.Errorf("%s: %w", t, ErrNotProtected)
+	}
+	if g.allow.Contains(t.Addr()) || g.allowOverlaps(t) {
+		return Action{}, fmt.Errorf("%s: %w", t, ErrAllowlisted)
+	}
+	if a.Kind == Blackhole && t.Bits() != t.Addr().BitLen() {
+		return Action{}, fmt.Errorf("%s: %w", t, ErrPrefixTooShort)
+	}
+	k := key{a.Kind, t}
+	if _, ok := g.active[k]; ok {
+		return g.active[k], nil
+	}
+	if a.Kind == Blackhole && g.count(Blackhole) >= g.cfg.MaxBlackholes {
+		return Action{}, fmt.Errorf("%s: %w (%d)", t, ErrBlackholeCap, g.cfg.MaxBlackholes)
+	}
+	if a.Kind != Blackhole && g.count(FlowSpecDiscard)+g.count(FlowSpecRateLimit) >= g.cfg.MaxFlowSpec {
+		return Action{}, fmt.Errorf("%s: %w (%d)", t, ErrFlowSpecCap, g.cfg.MaxFlowSpec)
+	}
+	if a.TTL > g.cfg.MaxTTL {
+		a.TTL = g.cfg.MaxTTL
+	}
+	if max := now.Add(g.cfg.MaxTTL); a.Expires.After(max) {
+		a.Expires = max
+	}
+	a.Target = t
+	a.DryRun = g.cfg.DryRun
+	g.active[k] = a
+	return a, nil
 }
 
 func (g *Guard) count(k Kind) int {

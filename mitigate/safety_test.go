@@ -108,8 +108,15 @@ func TestNeverTwiceAndTTL(t *testing.T) {
 	if err != nil || a2 != a1 || len(g.Active(t0.Add(time.Minute))) != 1 {
 		t.Fatalf("second request: %+v %v", a2, err)
 	}
-	if n := len(g.Active(t0.Add(10 * time.Minute))); n != 0 {
-		t.Fatalf("%d actions past their TTL", n)
+	if n := len(g.Due(t0.Add(10*time.Minute - time.Second))); n != 0 {
+		t.Fatalf("%d actions due before their TTL", n)
+	}
+	if due := g.Due(t0.Add(10 * time.Minute)); len(due) != 1 || due[0] != a1 {
+		t.Fatalf("due at the TTL: %+v", due)
+	}
+	// Renewed while its attack runs on: a new TTL from now.
+	if r, ok := g.Renew(Blackhole, netip.MustParsePrefix("203.0.113.10/32"), t0.Add(10*time.Minute)); !ok || !r.Expires.Equal(t0.Add(20*time.Minute)) {
+		t.Fatalf("renew: %+v %v", r, ok)
 	}
 	// A requested TTL is clamped to MaxTTL.
 	a, _ := g.Check(Request{Kind: Blackhole, Target: netip.MustParsePrefix("203.0.113.11/32"), TTL: 24 * time.Hour}, t0)
@@ -132,7 +139,7 @@ func TestFlapDamping(t *testing.T) {
 		}
 		ttls = append(ttls, a.TTL)
 		now = now.Add(a.TTL)
-		g.Active(now) // expired
+		g.Release(Blackhole, a.Target, now) // ran out, the attack is over
 		now = now.Add(time.Minute)
 	}
 	want := []time.Duration{10 * time.Minute, 20 * time.Minute, 40 * time.Minute, time.Hour}
@@ -159,5 +166,33 @@ func TestReleaseAndDryRunOff(t *testing.T) {
 	}
 	if _, err := NewGuard(Config{TTL: time.Hour, MaxTTL: time.Minute}); !errors.Is(err, ErrInvalid) {
 		t.Fatalf("a TTL above its maximum: %v", err)
+	}
+}
+
+// TestRestoreChecksAgain: an action kept across a restart comes back with
+// the expiry it had, unless it expired meanwhile or today's configuration
+// no longer allows it (the address was allow-listed since).
+func TestRestoreChecksAgain(t *testing.T) {
+	g := guard(t, nil)
+	a, err := g.Check(bh("203.0.113.10/32"), t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Restart 4 minutes into the 10-minute TTL.
+	g2 := guard(t, func(c *Config) { c.DryRun = false })
+	r, err := g2.Restore(a, t0.Add(4*time.Minute))
+	if err != nil || !r.Expires.Equal(a.Expires) || r.DryRun {
+		t.Fatalf("restore: %+v %v", r, err)
+	}
+	if _, err := g2.Restore(a, t0.Add(10*time.Minute)); err == nil {
+		t.Fatal("an expired action was restored")
+	}
+	g3 := guard(t, func(c *Config) { c.Allowlist = append(c.Allowlist, netip.MustParsePrefix("203.0.113.0/28")) })
+	if _, err := g3.Restore(a, t0.Add(time.Minute)); !errors.Is(err, ErrAllowlisted) {
+		t.Fatalf("restored an address allow-listed since: %v", err)
+	}
+	g4 := guard(t, func(c *Config) { c.Protected = c.Protected[1:] })
+	if _, err := g4.Restore(a, t0.Add(time.Minute)); !errors.Is(err, ErrNotProtected) {
+		t.Fatalf("restored an address no longer protected: %v", err)
 	}
 }

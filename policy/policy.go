@@ -4,6 +4,7 @@
 package policy
 
 import (
+	"fmt"
 	"net/netip"
 	"strconv"
 	"time"
@@ -25,13 +26,23 @@ type Decision struct {
 	Vector rules.Vector
 	// Withdraw is true when the step's action is being removed.
 	Withdraw bool
+	// Replaced is true for the withdrawal of a step the next one replaced:
+	// it goes at once. Other withdrawals (the attack ended) wait for the
+	// action's TTL in mitigate.
+	Replaced bool
 	At       time.Time
 	Reason   string
 }
 
 type state struct {
-	ladder   *rules.Ladder
-	step     int // index into ladder.Steps; -1 before the first
+	ladder *rules.Ladder
+	labels []string
+	step   int // index into ladder.Steps; -1 before the first (ladders of steps)
+	// What a code policy (ladder.Policy) put in force, and how many
+	// changes it made.
+	action   string
+	rate     float64
+	changes  int
 	since    time.Time
 	target   netip.Prefix
 	vector   rules.Vector
@@ -70,8 +81,11 @@ func (t *Tracker) Start(c *engine.Candidate, v rules.Verdict, l *rules.Ladder, f
 	if l == nil {
 		return nil, nil
 	}
-	s := &state{ladder: l, step: -1, target: c.Target, vector: v.Vector, features: f}
+	s := &state{ladder: l, labels: v.Labels, step: -1, target: c.Target, vector: v.Vector, features: f, since: c.Started}
 	t.attacks[c.ID] = s
+	if l.Policy != nil {
+		return t.decide(c.ID, s, c.Started)
+	}
 	return t.stepUp(c.ID, s, c.Started, "attack detected")
 }
 
@@ -96,7 +110,9 @@ func (t *Tracker) stepUp(id uint64, s *state, at time.Time, reason string) ([]De
 		if prev >= 0 {
 			cur := s.step
 			s.step = prev
-			out = append(out, s.decision(id, true, at, "replaced by step "+strconv.Itoa(cur+1)))
+			w := s.decision(id, true, at, "replaced by step "+strconv.Itoa(cur+1))
+			w.Replaced = true
+			out = append(out, w)
 			s.step = cur
 		}
 		return out, nil
@@ -114,6 +130,9 @@ func (t *Tracker) Update(c *engine.Candidate) ([]Decision, error) {
 	s.features.PPS = float64(c.Rates[engine.MetricPPS])
 	s.features.Mbps = engine.Mbps(c.Rates[engine.MetricBPS])
 	s.features.FPS = float64(c.Rates[engine.MetricFPS])
+	if s.ladder.Policy != nil {
+		return t.decide(c.ID, s, c.At)
+	}
 	if s.step >= 0 && c.At.Sub(s.since) < s.ladder.Steps[s.step].Hold {
 		return nil, nil
 	}
@@ -127,8 +146,71 @@ func (t *Tracker) Update(c *engine.Candidate) ([]Decision, error) {
 func (t *Tracker) End(c *engine.Candidate) []Decision {
 	s := t.attacks[c.ID]
 	delete(t.attacks, c.ID)
-	if s == nil || s.step < 0 {
+	if s == nil {
+		return nil
+	}
+	if s.ladder.Policy != nil {
+		if s.action == "" {
+			return nil
+		}
+		return []Decision{s.policyDecision(c.ID, s.action, s.rate, true, c.At, "attack ended")}
+	}
+	if s.step < 0 {
 		return nil
 	}
 	return []Decision{s.decision(c.ID, true, c.At, "attack ended")}
+}
+
+// decide asks a code policy which action the attack should be under and
+// turns a change into decisions: the new action announced before the old
+// one is withdrawn. An error leaves the attack as it is.
+func (t *Tracker) decide(id uint64, s *state, at time.Time) ([]Decision, error) {
+	in := rules.PolicyInput{Features: &s.features, Labels: s.labels, Vector: s.vector,
+		Current: s.action, RateMbps: s.rate, Since: at.Sub(s.since)}
+	d, err := s.ladder.Policy.Decide(in)
+	if err != nil {
+		return nil, fmt.Errorf("policy %s: %w", s.ladder.Name, err)
+	}
+	switch d.Action {
+	case "", rules.ActionBlackhole, rules.ActionDiscard:
+		d.RateMbps = 0
+	case rules.ActionRateLimit:
+		if d.RateMbps <= 0 {
+			return nil, fmt.Errorf("policy %s: %s without a rate", s.ladder.Name, d.Action)
+		}
+	default:
+		return nil, fmt.Errorf("policy %s: unknown action %q", s.ladder.Name, d.Action)
+	}
+	if d.Action != "" && d.Action != rules.ActionBlackhole && s.vector.IsZero() {
+		return nil, fmt.Errorf("policy %s: %s needs a vector, and the verdict has none", s.ladder.Name, d.Action)
+	}
+	if d.Action == s.action && d.RateMbps == s.rate {
+		return nil, nil
+	}
+	reason := d.Reason
+	if reason == "" {
+		reason = "policy " + s.ladder.Name
+	}
+	var out []Decision
+	prevAction, prevRate := s.action, s.rate
+	s.changes++
+	if d.Action != "" {
+		out = append(out, s.policyDecision(id, d.Action, d.RateMbps, false, at, reason))
+	}
+	if prevAction != "" {
+		w := s.policyDecision(id, prevAction, prevRate, true, at, reason)
+		w.Replaced = true
+		out = append(out, w)
+	}
+	s.action, s.rate, s.since = d.Action, d.RateMbps, at
+	return out, nil
+}
+
+func (s *state) policyDecision(id uint64, action string, rate float64, withdraw bool, at time.Time, reason string) Decision {
+	d := Decision{AttackID: id, Target: s.target, Ladder: s.ladder.Name, Step: s.changes, Action: action,
+		RateMbps: rate, Withdraw: withdraw, At: at, Reason: reason}
+	if action != rules.ActionBlackhole {
+		d.Vector = s.vector
+	}
+	return d
 }

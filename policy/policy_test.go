@@ -1,6 +1,7 @@
 package policy_test
 
 import (
+	"errors"
 	"net/netip"
 	"testing"
 	"testing/fstest"
@@ -59,7 +60,7 @@ func TestLadderEscalation(t *testing.T) {
 	// Hold passed and the condition holds: discard announced, then the rate
 	// limit withdrawn, in that order.
 	ds, _ = tr.Update(cand(engine.AttackUpdated, t0.Add(12*time.Second), 80_000))
-	if len(ds) != 2 || ds[0].Action != rules.ActionDiscard || ds[0].Withdraw || ds[1].Action != rules.ActionRateLimit || !ds[1].Withdraw {
+	if len(ds) != 2 || ds[0].Action != rules.ActionDiscard || ds[0].Withdraw || ds[1].Action != rules.ActionRateLimit || !ds[1].Withdraw || !ds[1].Replaced {
 		t.Fatalf("escalation: %+v", ds)
 	}
 	ds, _ = tr.Update(cand(engine.AttackUpdated, t0.Add(23*time.Second), 80_000))
@@ -70,7 +71,7 @@ func TestLadderEscalation(t *testing.T) {
 		t.Fatalf("past the last step: %+v", ds)
 	}
 	ds = tr.End(cand(engine.AttackEnded, t0.Add(90*time.Second), 0))
-	if len(ds) != 1 || ds[0].Action != rules.ActionBlackhole || !ds[0].Withdraw {
+	if len(ds) != 1 || ds[0].Action != rules.ActionBlackhole || !ds[0].Withdraw || ds[0].Replaced {
 		t.Fatalf("end: %+v", ds)
 	}
 }
@@ -102,5 +103,52 @@ ladders:
 	es := err.(rules.Errors)
 	if len(es) < 5 {
 		t.Errorf("want every problem at once, got %d:\n%v", len(es), err)
+	}
+}
+
+// bigGoesBlackhole is a code policy: a rate limit below 1000 Mbps, a
+// blackhole above; it fails when told to.
+type bigGoesBlackhole struct{ fail bool }
+
+func (p *bigGoesBlackhole) Decide(in rules.PolicyInput) (rules.PolicyDecision, error) {
+	if p.fail {
+		return rules.PolicyDecision{}, errors.New("trap")
+	}
+	if in.Features.Mbps > 1000 {
+		return rules.PolicyDecision{Action: rules.ActionBlackhole, Reason: "above 1 Gbps"}, nil
+	}
+	return rules.PolicyDecision{Action: rules.ActionRateLimit, RateMbps: 50}, nil
+}
+
+func TestCodePolicy(t *testing.T) {
+	pol := &bigGoesBlackhole{}
+	l := &rules.Ladder{Name: "code", Policy: pol}
+	tr := policy.New()
+	t0 := time.Unix(1_800_000_000, 0)
+	v := rules.Verdict{Vector: rules.Vector{Protocol: "udp"}}
+	ds, err := tr.Start(cand(engine.AttackStarted, t0, 100_000), v, l, rules.Features{Mbps: 200})
+	if err != nil || len(ds) != 1 || ds[0].Action != rules.ActionRateLimit || ds[0].RateMbps != 50 || ds[0].Vector.Protocol != "udp" {
+		t.Fatalf("start: %+v %v", ds, err)
+	}
+	// Same answer: nothing changes.
+	if ds, _ := tr.Update(cand(engine.AttackUpdated, t0.Add(time.Second), 100_000)); len(ds) != 0 {
+		t.Fatalf("no change expected: %+v", ds)
+	}
+	// A failing call leaves the attack as it is.
+	pol.fail = true
+	if ds, err := tr.Update(cand(engine.AttackUpdated, t0.Add(2*time.Second), 100_000)); err == nil || len(ds) != 0 {
+		t.Fatalf("failing policy: %+v %v", ds, err)
+	}
+	pol.fail = false
+	c := cand(engine.AttackUpdated, t0.Add(3*time.Second), 100_000)
+	c.Rates[engine.MetricBPS] = 250_000_000 // bytes per second: 2 Gbps
+	ds, err = tr.Update(c)
+	if err != nil || len(ds) != 2 || ds[0].Action != rules.ActionBlackhole || ds[0].Withdraw || !ds[0].Vector.IsZero() ||
+		ds[1].Action != rules.ActionRateLimit || !ds[1].Withdraw || !ds[1].Replaced || ds[0].Reason != "above 1 Gbps" {
+		t.Fatalf("escalation: %+v %v", ds, err)
+	}
+	ds = tr.End(cand(engine.AttackEnded, t0.Add(9*time.Second), 0))
+	if len(ds) != 1 || ds[0].Action != rules.ActionBlackhole || !ds[0].Withdraw || ds[0].Replaced {
+		t.Fatalf("end: %+v", ds)
 	}
 }
