@@ -204,6 +204,13 @@ func (g *Guard) Release(kind Kind, target netip.Prefix, now time.Time) bool {
 	return true
 }
 
+// Drop ends an action that the next step of its ladder replaced: unlike
+// Release it does not count as the target's mitigation ending, so flap
+// damping does not lengthen the next step.
+func (g *Guard) Drop(kind Kind, target netip.Prefix) {
+	delete(g.active, key{kind, target.Masked()})
+}
+
 // Active returns the actions in force at now (due ones included until
 // they are released or renewed).
 func (g *Guard) Active(now time.Time) []Action {

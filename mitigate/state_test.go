@@ -1,0 +1,315 @@
+package mitigate
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/kapkan-io/kapkan/policy"
+	"github.com/kapkan-io/kapkan/rules"
+)
+
+// recorder is an Announcer that writes down what it was asked.
+type recorder struct {
+	mu  sync.Mutex
+	ops []string
+}
+
+func (r *recorder) Announce(rt Route) error { return r.add("announce " + rt.Key()) }
+func (r *recorder) Withdraw(rt Route) error { return r.add("withdraw " + rt.Key()) }
+func (r *recorder) add(s string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.ops = append(r.ops, s)
+	return nil
+}
+func (r *recorder) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.ops...)
+}
+
+type fixture struct {
+	m      *Manager
+	ann    *recorder
+	events []Event
+	reg    *prometheus.Registry
+}
+
+func newFixture(t *testing.T, file string, mod func(*Config)) *fixture {
+	t.Helper()
+	f := &fixture{ann: &recorder{}, reg: prometheus.NewRegistry()}
+	cfg := Config{
+		DryRun:        false,
+		Protected:     []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8:1::/48")},
+		Allowlist:     []netip.Prefix{netip.MustParsePrefix("203.0.113.250/32")},
+		MaxBlackholes: 10, MaxFlowSpec: 10, MaxNewPerMinute: 100,
+		TTL: 10 * time.Minute, MaxTTL: 2 * time.Hour, PenaltyWindow: time.Hour, PenaltyFactor: 2,
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	m, err := NewManager(ManagerConfig{Safety: cfg, StateFile: file, Announcer: f.ann, Registerer: f.reg,
+		OnEvent: func(e Event) { f.events = append(f.events, e) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(m.Close)
+	f.m = m
+	return f
+}
+
+var udp53 = rules.Vector{Protocol: "udp", SrcPorts: []string{"53"}}
+
+func decision(id uint64, action string, at time.Time, withdraw, replaced bool) policy.Decision {
+	d := policy.Decision{AttackID: id, Target: netip.MustParsePrefix("203.0.113.5/32"), Ladder: "l", Action: action,
+		Withdraw: withdraw, Replaced: replaced, At: at, Reason: "test"}
+	if action == rules.ActionRateLimit {
+		d.RateMbps = 100
+	}
+	if action != rules.ActionBlackhole {
+		d.Vector = udp53
+	}
+	return d
+}
+
+func (f *fixture) apply(t *testing.T, ds ...policy.Decision) {
+	t.Helper()
+	for _, d := range ds {
+		if err := f.m.Apply(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.m.Flush()
+}
+
+func want(t *testing.T, got []string, want ...string) {
+	t.Helper()
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("announcer got:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+const (
+	rl = "flowspec-ratelimit 203.0.113.5/32 proto udp src-port 53 rate 100Mbps"
+	fd = "flowspec-discard 203.0.113.5/32 proto udp src-port 53"
+	bhKey = "blackhole 203.0.113.5/32"
+)
+
+// TestLadderThroughManager: each step announced before the one it replaces
+// is withdrawn; the last one stays after the attack ends until its TTL.
+func TestLadderThroughManager(t *testing.T) {
+	f := newFixture(t, "", nil)
+	f.apply(t, decision(1, rules.ActionRateLimit, t0, false, false))
+	f.apply(t, decision(1, rules.ActionDiscard, t0.Add(30*time.Second), false, false),
+		decision(1, rules.ActionRateLimit, t0.Add(30*time.Second), true, true))
+	f.apply(t, decision(1, rules.ActionBlackhole, t0.Add(time.Minute), false, false),
+		decision(1, rules.ActionDiscard, t0.Add(time.Minute), true, true))
+	// The attack ends two minutes in: the blackhole stays for its TTL.
+	f.apply(t, decision(1, rules.ActionBlackhole, t0.Add(2*time.Minute), true, false))
+	want(t, f.ann.list(), "announce "+rl, "announce "+fd, "withdraw "+rl, "announce "+bhKey, "withdraw "+fd)
+	f.m.Tick(t0.Add(10*time.Minute + 59*time.Second))
+	f.m.Flush()
+	if len(f.ann.list()) != 5 {
+		t.Fatalf("withdrawn before its TTL: %v", f.ann.list())
+	}
+	f.m.Tick(t0.Add(11 * time.Minute))
+	f.m.Flush()
+	if got := f.ann.list(); got[len(got)-1] != "withdraw "+bhKey || len(f.m.Active()) != 0 {
+		t.Fatalf("after the TTL: %v, active %v", got, f.m.Active())
+	}
+	if n := testutil.ToFloat64(f.m.active.WithLabelValues("blackhole", "false")); n != 0 {
+		t.Fatalf("active gauge %v", n)
+	}
+}
+
+// TestRunningAttackRenews: the TTL of an action whose attack still runs is
+// renewed, not withdrawn.
+func TestRunningAttackRenews(t *testing.T) {
+	f := newFixture(t, "", nil)
+	f.apply(t, decision(1, rules.ActionBlackhole, t0, false, false))
+	f.m.Tick(t0.Add(10 * time.Minute))
+	f.m.Flush()
+	want(t, f.ann.list(), "announce "+bhKey)
+	if a := f.m.Active(); len(a) != 1 || !a[0].Expires.Equal(t0.Add(20*time.Minute)) {
+		t.Fatalf("not renewed: %+v", a)
+	}
+}
+
+func TestDryRunSendsNothing(t *testing.T) {
+	f := newFixture(t, "", func(c *Config) { c.DryRun = true })
+	f.apply(t, decision(1, rules.ActionBlackhole, t0, false, false))
+	f.apply(t, decision(1, rules.ActionBlackhole, t0.Add(time.Minute), true, false))
+	f.m.Tick(t0.Add(time.Hour))
+	f.m.Flush()
+	want(t, f.ann.list())
+	if len(f.events) != 2 || f.events[0].Type != EventAnnounce || !f.events[0].DryRun || f.events[1].Type != EventWithdraw {
+		t.Fatalf("events %+v", f.events)
+	}
+}
+
+// TestRefusalsAreReported: what the guard refuses is an event, a counter
+// with its reason, and an error; never announced.
+func TestRefusalsAreReported(t *testing.T) {
+	f := newFixture(t, "", nil)
+	for _, tc := range []struct{ target, reason string }{
+		{"203.0.113.250/32", "allowlisted"}, {"198.51.100.7/32", "not_protected"},
+	} {
+		d := decision(1, rules.ActionBlackhole, t0, false, false)
+		d.Target = netip.MustParsePrefix(tc.target)
+		if err := f.m.Apply(d); err == nil {
+			t.Fatalf("%s accepted", tc.target)
+		}
+		if n := testutil.ToFloat64(f.m.actions.WithLabelValues("blackhole", EventRefused, tc.reason)); n != 1 {
+			t.Fatalf("%s: counter %v", tc.reason, n)
+		}
+	}
+	f.m.Flush()
+	want(t, f.ann.list())
+	if len(f.events) != 2 || f.events[0].Type != EventRefused || !errors.Is(f.events[0].Err, ErrAllowlisted) {
+		t.Fatalf("events %+v", f.events)
+	}
+}
+
+// TestCarpetBombOverTheCap: 30 addresses at once against a cap of 10.
+func TestCarpetBombOverTheCap(t *testing.T) {
+	f := newFixture(t, "", nil)
+	refused := 0
+	for i := range 30 {
+		d := decision(uint64(i+1), rules.ActionBlackhole, t0, false, false)
+		d.Target = netip.MustParsePrefix(fmt.Sprintf("203.0.113.%d/32", i+1))
+		if err := f.m.Apply(d); err != nil {
+			refused++
+		}
+	}
+	f.m.Flush()
+	if len(f.ann.list()) != 10 || refused != 20 || testutil.ToFloat64(f.m.actions.WithLabelValues("blackhole", EventRefused, "blackhole_cap")) != 20 {
+		t.Fatalf("%d announced, %d refused", len(f.ann.list()), refused)
+	}
+}
+
+// TestFlappingTrafficNoStorm: traffic crossing the threshold every minute
+// for two hours makes a new attack each minute; the action stays up
+// through it (each new attack takes it over) and flap damping doubles its
+// TTL each time it comes back (10, 20, 40, 80 minutes), so the routers see
+// a handful of changes, not 240.
+func TestFlappingTrafficNoStorm(t *testing.T) {
+	f := newFixture(t, "", nil)
+	now := t0
+	for i := range 120 {
+		id := uint64(i + 1)
+		f.apply(t, decision(id, rules.ActionBlackhole, now, false, false))
+		now = now.Add(30 * time.Second)
+		f.m.Tick(now)
+		f.apply(t, decision(id, rules.ActionBlackhole, now, true, false))
+		now = now.Add(30 * time.Second)
+		f.m.Tick(now)
+	}
+	f.m.Flush()
+	ops := f.ann.list()
+	if len(ops) > 8 {
+		t.Fatalf("%d route changes for a flapping target:\n%s", len(ops), strings.Join(ops, "\n"))
+	}
+	if len(ops) < 2 {
+		t.Fatalf("the action was never renewed nor withdrawn: %v", ops)
+	}
+}
+
+// TestRestartMidTTL: state survives a restart; what is left of the TTL is
+// kept, expired actions are not announced, nothing is announced twice.
+func TestRestartMidTTL(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "state", "mitigations.json")
+	f1 := newFixture(t, file, nil)
+	f1.apply(t, decision(1, rules.ActionDiscard, t0, false, false))
+	d := decision(2, rules.ActionBlackhole, t0, false, false)
+	d.Target = netip.MustParsePrefix("2001:db8:1::9/128")
+	f1.apply(t, d)
+	if _, err := f1.m.Ban(Request{Kind: Blackhole, Target: netip.MustParsePrefix("203.0.113.77/32"), TTL: 2 * time.Minute}, rules.Vector{}, t0); err != nil {
+		t.Fatal(err)
+	}
+	f1.m.Close()
+
+	// Restart four minutes later: the 2-minute ban expired meanwhile.
+	f2 := newFixture(t, file, nil)
+	n, err := f2.m.Restore(t0.Add(4 * time.Minute))
+	if err != nil || n != 2 {
+		t.Fatalf("restored %d: %v", n, err)
+	}
+	f2.m.Flush()
+	want(t, sorted(f2.ann.list()), "announce blackhole 2001:db8:1::9/128", "announce "+fd)
+	for _, a := range f2.m.Active() {
+		if !a.Expires.Equal(t0.Add(10 * time.Minute)) {
+			t.Fatalf("%s expires %s, want the original expiry", a.Target, a.Expires)
+		}
+	}
+	// The attack is detected again after the restart: already in force.
+	f2.apply(t, decision(3, rules.ActionDiscard, t0.Add(5*time.Minute), false, false))
+	if len(f2.ann.list()) != 2 {
+		t.Fatalf("announced twice: %v", f2.ann.list())
+	}
+	// At the original expiry the restored action without a running
+	// attack goes; the one the new attack wants is renewed.
+	f2.m.Tick(t0.Add(10 * time.Minute))
+	f2.m.Flush()
+	want(t, f2.ann.list()[2:], "withdraw blackhole 2001:db8:1::9/128")
+
+	// A state file that cannot be read stops the start, with its name.
+	if err := os.WriteFile(file, []byte("{not json"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f3 := newFixture(t, file, nil)
+	if _, err := f3.m.Restore(t0); err == nil || !strings.Contains(err.Error(), file) {
+		t.Fatalf("corrupt state: %v", err)
+	}
+}
+
+// TestDryRunStateStaysDryRun: a restart that turns dry-run off does not
+// make actions decided in dry-run live.
+func TestDryRunStateStaysDryRun(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "m.json")
+	f1 := newFixture(t, file, func(c *Config) { c.DryRun = true })
+	f1.apply(t, decision(1, rules.ActionBlackhole, t0, false, false))
+	f2 := newFixture(t, file, nil)
+	if n, err := f2.m.Restore(t0.Add(time.Minute)); err != nil || n != 0 {
+		t.Fatalf("restored %d: %v", n, err)
+	}
+	f2.m.Flush()
+	want(t, f2.ann.list())
+}
+
+func TestManualBanUnban(t *testing.T) {
+	f := newFixture(t, "", nil)
+	if _, err := f.m.Ban(Request{Kind: Blackhole, Target: netip.MustParsePrefix("203.0.113.250/32")}, rules.Vector{}, t0); !errors.Is(err, ErrAllowlisted) {
+		t.Fatalf("manual ban of an allow-listed address: %v", err)
+	}
+	a, err := f.m.Ban(Request{Kind: Blackhole, Target: netip.MustParsePrefix("203.0.113.9/32"), TTL: time.Minute}, rules.Vector{}, t0)
+	if err != nil || a.TTL != time.Minute || a.Reason != "manual" {
+		t.Fatalf("%+v %v", a, err)
+	}
+	if n := f.m.Unban(netip.MustParsePrefix("203.0.113.9/32"), t0.Add(time.Second), "manual"); n != 1 {
+		t.Fatalf("unban removed %d", n)
+	}
+	f.m.Flush()
+	want(t, f.ann.list(), "announce blackhole 203.0.113.9/32", "withdraw blackhole 203.0.113.9/32")
+}
+
+func sorted(s []string) []string {
+	out := append([]string(nil), s...)
+	for i := range out {
+		for j := i + 1; j < len(out); j++ {
+			if out[j] < out[i] {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
