@@ -100,8 +100,8 @@ func want(t *testing.T, got []string, want ...string) {
 }
 
 const (
-	rl = "flowspec-ratelimit 203.0.113.5/32 proto udp src-port 53 rate 100Mbps"
-	fd = "flowspec-discard 203.0.113.5/32 proto udp src-port 53"
+	rl    = "flowspec-ratelimit 203.0.113.5/32 proto udp src-port 53 rate 100Mbps"
+	fd    = "flowspec-discard 203.0.113.5/32 proto udp src-port 53"
 	bhKey = "blackhole 203.0.113.5/32"
 )
 

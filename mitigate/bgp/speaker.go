@@ -319,4 +319,3 @@ func (s *Speaker) Stop() {
 }
 
 var _ mitigate.Announcer = (*Speaker)(nil)
-
