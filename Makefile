@@ -30,9 +30,9 @@ run: build ## the daemon on its embedded defaults with demo traffic (CONFIG=file
 	$(call log,run $(BIN) with demo traffic: an attack on 203.0.113.66 about 20 s after start)
 	$Q ./$(BIN) run --demo $(if $(CONFIG),--config $(CONFIG))
 
-deps: ## install what the tests need (Debian packages: tshark)
+deps: ## install what the tests need (Debian packages: tshark, gobgpd)
 	$(call log,deps)
-	$Q ./.ci/deps.sh tshark
+	$Q ./.ci/deps.sh tshark gobgpd
 
 test: deps lint test-allocs test-race ## every test: lint, unit and integration, under the race detector
 
