@@ -1,0 +1,19 @@
+//go:build wasip1
+
+// Command missingexport is a v1 classifier without kapkan_classify (written
+// without the SDK): the host must refuse it at load.
+package main
+
+//go:wasmexport kapkan_abi_version
+func abiVersion() int32 { return 1 }
+
+//go:wasmexport kapkan_features
+func features() uint64 { return 1 }
+
+//go:wasmexport kapkan_alloc
+func alloc(size uint32) uint32 { return 0 }
+
+//go:wasmexport kapkan_free
+func free(ptr, size uint32) {}
+
+func main() {}
