@@ -70,6 +70,7 @@ type Features struct {
 	Destinations int `expr:"destinations" json:"destinations"`
 
 	srcPorts, dstPorts map[uint16]float64 // full distributions, for the functions
+	sample             []flow.Record      // the flow sample, for WASM modules that ask for it
 }
 
 const topPorts = 5
@@ -91,6 +92,7 @@ func Compute(c *engine.Candidate) Features {
 		f.Mbps = engine.Mbps(c.Rate)
 	}
 	fill(&f, c.Sample)
+	f.sample = c.Sample
 	return f
 }
 

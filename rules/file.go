@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/kapkan-io/kapkan/rules/wasm"
 )
 
 // FormatVersion is the rule-file format this runtime reads.
@@ -37,6 +40,8 @@ type LadderSpec struct {
 	Hostgroups  []string   `yaml:"hostgroups"`
 	Labels      []string   `yaml:"labels"`
 	Steps       []StepSpec `yaml:"steps"`
+	// Module, instead of Steps, names a WASM policy module.
+	Module `yaml:",inline"`
 }
 
 // StepSpec is one ladder step as written.
@@ -60,13 +65,35 @@ const (
 	ActionBlackhole = "blackhole"
 )
 
-// Rule is one classifier.
+// Rule is one classifier: an expr condition (Match) or a WASM module.
 type Rule struct {
 	Name        string   `yaml:"name"`
 	Description string   `yaml:"description"`
 	Match       string   `yaml:"match"`
 	Labels      []string `yaml:"labels"`
 	Vector      Vector   `yaml:"vector"`
+	Module      `yaml:",inline"`
+}
+
+// Module is the part of a rule or ladder that names a WASM module
+// (wasm-sdk/ABI.md).
+type Module struct {
+	// WASM is the module's file, relative to the rule file's directory.
+	WASM string `yaml:"wasm,omitempty"`
+	// SHA256, when set, pins the module's hex digest: another file fails
+	// the load.
+	SHA256 string `yaml:"sha256,omitempty"`
+	// Limits bound the module's memory, call time and instances.
+	Limits LimitsSpec `yaml:"limits,omitempty"`
+	// Config is passed to the module in every call (ABI field config).
+	Config map[string]any `yaml:"config,omitempty"`
+}
+
+// LimitsSpec is a module's limits as written; zero means the default.
+type LimitsSpec struct {
+	MemoryMB  int    `yaml:"memory_mb,omitempty"`
+	Timeout   string `yaml:"timeout,omitempty"`
+	Instances int    `yaml:"instances,omitempty"`
 }
 
 // Vector is the traffic a rule proposes to act on: what a FlowSpec rule can
@@ -194,8 +221,14 @@ func parseFile(name string, data []byte) (*parsedFile, Errors) {
 		if !ruleName.MatchString(r.Name) {
 			add(or(rn.name, rn.rule), r.Name, "name %q is not kebab-case (want lower-case words joined by -, like dns-amplification)", r.Name)
 		}
-		if strings.TrimSpace(r.Match) == "" {
-			add(or(rn.match, rn.rule), r.Name, "no match expression")
+		switch {
+		case r.WASM != "" && strings.TrimSpace(r.Match) != "":
+			add(or(rn.match, rn.rule), r.Name, "a rule has a match expression or a wasm module, not both")
+		case r.WASM == "" && strings.TrimSpace(r.Match) == "":
+			add(or(rn.match, rn.rule), r.Name, "no match expression (or wasm module)")
+		}
+		for _, m := range checkModule(&r.Module) {
+			add(or(mapValue(rn.rule, m.key), rn.rule), r.Name, "%s", m.msg)
 		}
 		for _, l := range r.Labels {
 			if !labelName.MatchString(l) {
@@ -216,8 +249,14 @@ func parseFile(name string, data []byte) (*parsedFile, Errors) {
 		if !ruleName.MatchString(l.Name) {
 			add(or(mapValue(ln, "name"), ln), l.Name, "ladder name %q is not kebab-case", l.Name)
 		}
-		if len(l.Steps) == 0 {
-			add(ln, l.Name, "ladder has no steps")
+		switch {
+		case l.WASM != "" && len(l.Steps) > 0:
+			add(or(mapValue(ln, "steps"), ln), l.Name, "a ladder has steps or a wasm policy module, not both")
+		case l.WASM == "" && len(l.Steps) == 0:
+			add(ln, l.Name, "ladder has no steps (or wasm policy module)")
+		}
+		for _, m := range checkModule(&l.Module) {
+			add(or(mapValue(ln, m.key), ln), l.Name, "%s", m.msg)
 		}
 		stepsNode := mapValue(ln, "steps")
 		for j, st := range l.Steps {
@@ -245,6 +284,48 @@ func parseFile(name string, data []byte) (*parsedFile, Errors) {
 		}
 	}
 	return pf, errs
+}
+
+var sha256Spec = regexp.MustCompile(`^[0-9a-fA-F]{64}$`)
+
+type keyMsg struct{ key, msg string }
+
+// checkModule returns what is wrong with the module part of a rule or
+// ladder, with the key it is about.
+func checkModule(m *Module) []keyMsg {
+	var out []keyMsg
+	if m.WASM == "" {
+		for key, set := range map[string]bool{"sha256": m.SHA256 != "", "limits": m.Limits != (LimitsSpec{}), "config": m.Config != nil} {
+			if set {
+				out = append(out, keyMsg{key, key + " applies to a wasm module only"})
+			}
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].key < out[j].key })
+		return out
+	}
+	if !strings.HasSuffix(m.WASM, ".wasm") {
+		out = append(out, keyMsg{"wasm", fmt.Sprintf("wasm %q (want a path to a .wasm file, relative to this file)", m.WASM)})
+	}
+	if m.SHA256 != "" && !sha256Spec.MatchString(m.SHA256) {
+		out = append(out, keyMsg{"sha256", fmt.Sprintf("sha256 %q (want 64 hex digits, as sha256sum prints them)", m.SHA256)})
+	}
+	if _, err := m.Limits.limits(); err != nil {
+		out = append(out, keyMsg{"limits", "limits: " + err.Error()})
+	}
+	return out
+}
+
+// limits converts and checks the limits as written.
+func (l LimitsSpec) limits() (wasm.Limits, error) {
+	out := wasm.Limits{MemoryMB: l.MemoryMB, Instances: l.Instances}
+	if l.Timeout != "" {
+		d, err := time.ParseDuration(l.Timeout)
+		if err != nil || d <= 0 {
+			return out, fmt.Errorf("timeout %q is not a duration (want e.g. 250ms)", l.Timeout)
+		}
+		out.Timeout = d
+	}
+	return out, out.Check()
 }
 
 // checkVector returns what is wrong with a vector.

@@ -14,22 +14,27 @@ import (
 	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
+
+	"github.com/kapkan-io/kapkan/rules/wasm"
 )
 
-// compiled is one rule ready to run.
+// compiled is one rule ready to run: an expr program or a WASM module.
 type compiled struct {
 	Rule
 	file    string
 	program *vm.Program
+	module  *wasm.Module
 	builtin bool
 }
 
 // Set is a compiled, immutable rule set. It is shared by every goroutine;
-// Classify allocates its own evaluation state.
+// Classify allocates its own evaluation state, and WASM modules keep an
+// instance per concurrent call.
 type Set struct {
 	rules    []compiled
 	ladders  []Ladder
 	disabled []string
+	modules  []*wasm.Module
 }
 
 // Source is a directory of rule files (*.yaml, except *_test.yaml).
@@ -46,10 +51,24 @@ func Dir(dir string) Source { return Source{FS: os.DirFS(dir), Name: dir} }
 // operator directories first, then the built-ins, so that an operator's
 // rule is tried before a built-in one. A rule named in a `disable` list is
 // left out wherever it comes from. Every problem of every file is
-// returned at once; a Set is returned only when there is none.
+// returned at once; a Set is returned only when there is none. WASM
+// modules are loaded by the process-wide wasm.Default host.
 func Compile(sources ...Source) (*Set, error) {
+	return CompileWith(wasm.Default(), sources...)
+}
+
+// CompileWith is Compile with the WASM modules loaded by host: each is
+// compiled, its first instance built and its ABI checked, so a broken
+// module fails the compilation.
+func CompileWith(host *wasm.Host, sources ...Source) (*Set, error) {
 	var errs Errors
 	set := &Set{}
+	var loaded []*wasm.Module
+	closeAll := func() {
+		for _, m := range loaded {
+			_ = m.Close()
+		}
+	}
 	names := map[string]string{}
 	disabled := map[string]bool{}
 	var all []compiled
@@ -57,6 +76,7 @@ func Compile(sources ...Source) (*Set, error) {
 	for _, src := range sources {
 		files, err := fs.Glob(src.FS, "*.yaml")
 		if err != nil {
+			closeAll()
 			return nil, err
 		}
 		sub, _ := fs.Glob(src.FS, "*/*.yaml")
@@ -91,6 +111,20 @@ func Compile(sources ...Source) (*Set, error) {
 					continue
 				}
 				names[r.Name] = display
+				if r.WASM != "" {
+					if len(checkModule(&r.Module)) > 0 {
+						continue // reported by parseFile
+					}
+					m, err := loadModule(host, src, fname, r.Name, &r.Module, wasm.RoleClassify)
+					if err != nil {
+						n := or(mapValue(rn.rule, "wasm"), rn.rule)
+						errs = append(errs, &Error{File: display, Line: line(n), Col: col(n), Rule: r.Name, Msg: "wasm: " + err.Error()})
+						continue
+					}
+					loaded = append(loaded, m)
+					all = append(all, compiled{Rule: r, file: display, module: m, builtin: src.Builtin})
+					continue
+				}
 				if strings.TrimSpace(r.Match) == "" {
 					continue
 				}
@@ -107,6 +141,20 @@ func Compile(sources ...Source) (*Set, error) {
 					continue
 				}
 				names[ls.Name] = display
+				if ls.WASM != "" {
+					if len(checkModule(&ls.Module)) > 0 {
+						continue // reported by parseFile
+					}
+					m, err := loadModule(host, src, fname, ls.Name, &ls.Module, wasm.RoleDecide)
+					if err != nil {
+						errs = append(errs, &Error{File: display, Rule: ls.Name, Msg: "wasm: " + err.Error()})
+						continue
+					}
+					loaded = append(loaded, m)
+					ladders = append(ladders, Ladder{Name: ls.Name, File: display, Hostgroups: ls.Hostgroups, Labels: ls.Labels,
+						Policy: &modulePolicy{m: m}})
+					continue
+				}
 				l, lerrs := compileLadder(display, ls)
 				errs = append(errs, lerrs...)
 				ladders = append(ladders, l)
@@ -119,21 +167,34 @@ func Compile(sources ...Source) (*Set, error) {
 		}
 	}
 	if len(errs) > 0 {
+		closeAll()
 		return nil, errs
 	}
 	for _, c := range all {
 		if disabled[c.Name] {
 			set.disabled = append(set.disabled, c.Name)
+			if c.module != nil {
+				_ = c.module.Close()
+			}
 			continue
 		}
 		set.rules = append(set.rules, c)
+		if c.module != nil {
+			set.modules = append(set.modules, c.module)
+		}
 	}
 	for _, l := range ladders {
 		if disabled[l.Name] {
 			set.disabled = append(set.disabled, l.Name)
+			if p, ok := l.Policy.(*modulePolicy); ok {
+				_ = p.m.Close()
+			}
 			continue
 		}
 		set.ladders = append(set.ladders, l)
+		if p, ok := l.Policy.(*modulePolicy); ok {
+			set.modules = append(set.modules, p.m)
+		}
 	}
 	sort.Strings(set.disabled)
 	return set, nil
@@ -210,27 +271,48 @@ type Verdict struct {
 	Rules []string `json:"rules"`
 }
 
-// Classify runs every rule against the features of an attack.
+// Classify runs every rule against the features of an attack, in the
+// set's order, expr and WASM rules alike. A WASM rule whose call fails
+// (counted and logged by its host) contributes nothing: the verdict is what
+// the other rules say.
 func (s *Set) Classify(f *Features) (Verdict, error) {
 	env := NewEnv(f)
 	var v Verdict
 	labels := map[string]bool{}
 	vectorSet := false
+	var payload *wasm.Payload
 	for i := range s.rules {
 		r := &s.rules[i]
-		out, err := expr.Run(r.program, env)
-		if err != nil {
-			return v, fmt.Errorf("rule %q (%s): %w", r.Name, r.file, err)
-		}
-		if out != true {
-			continue
+		ruleVector := r.Vector
+		if r.module != nil {
+			if payload == nil {
+				payload = newPayload(f)
+			}
+			res, vec, err := classifyModule(r.module, payload)
+			if err != nil || !res.Match {
+				continue
+			}
+			for _, l := range res.Labels {
+				labels[l] = true
+			}
+			if vec != nil {
+				ruleVector = *vec
+			}
+		} else {
+			out, err := expr.Run(r.program, env)
+			if err != nil {
+				return v, fmt.Errorf("rule %q (%s): %w", r.Name, r.file, err)
+			}
+			if out != true {
+				continue
+			}
 		}
 		v.Rules = append(v.Rules, r.Name)
 		for _, l := range r.Labels {
 			labels[l] = true
 		}
-		if !vectorSet && !r.Vector.IsZero() {
-			v.Vector = resolveVector(r.Vector, f)
+		if !vectorSet && !ruleVector.IsZero() {
+			v.Vector = resolveVector(ruleVector, f)
 			vectorSet = true
 		}
 	}
