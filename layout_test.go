@@ -23,6 +23,7 @@ var allowed = map[string][]string{
 	"builtin":           {},
 	"policy":            {"flow", "engine", "rules"},
 	"mitigate":          {"flow", "engine", "rules", "policy"},
+	"mitigate/bgp":      {"config", "flow", "engine", "rules", "policy", "mitigate"},
 	"rules/ruletest":    {"flow", "engine", "ingest", "ingest/demo", "ingest/flowgen", "policy", "rules"},
 	"internal/testutil": {},
 	"cmd/kapkan":        {"*"},

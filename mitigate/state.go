@@ -46,6 +46,8 @@ type entry struct {
 	Match  rules.Vector
 	Ladder string
 	Step   int
+	// attack is the attack that asked for the action first (0: manual).
+	attack uint64
 	// owners are the running attacks that want the action. An action with
 	// owners is renewed when its TTL runs out; one without is withdrawn.
 	owners map[uint64]bool
@@ -221,7 +223,7 @@ func (m *Manager) admit(req Request, match rules.Vector, attack uint64, ladder s
 			AttackID: attack, Ladder: ladder, Step: step, DryRun: m.dryRun, At: now, Reason: req.Reason, Err: err})
 		return err
 	}
-	e := &entry{Action: a, Match: match, Ladder: ladder, Step: step, owners: map[uint64]bool{}}
+	e := &entry{Action: a, Match: match, Ladder: ladder, Step: step, attack: attack, owners: map[uint64]bool{}}
 	if attack != 0 {
 		e.owners[attack] = true
 	}
@@ -253,7 +255,7 @@ func (m *Manager) withdraw(k key, e *entry, now time.Time, reason string) {
 	if !e.DryRun && m.queue != nil {
 		m.queue.push(op{route: r, withdraw: true})
 	}
-	m.emit(Event{Type: EventWithdraw, Route: r, Action: e.Action, Ladder: e.Ladder, Step: e.Step, DryRun: e.DryRun, At: now, Reason: reason})
+	m.emit(Event{Type: EventWithdraw, Route: r, Action: e.Action, AttackID: e.attack, Ladder: e.Ladder, Step: e.Step, DryRun: e.DryRun, At: now, Reason: reason})
 }
 
 func (m *Manager) emit(ev Event) {
@@ -288,7 +290,7 @@ func (m *Manager) Tick(now time.Time) {
 		}
 		e.Action, _ = m.guard.Renew(a.Kind, a.Target, now)
 		m.actions.WithLabelValues(e.Kind.String(), EventRenew, "").Inc()
-		m.emit(Event{Type: EventRenew, Route: e.route(), Action: e.Action, Ladder: e.Ladder, Step: e.Step, DryRun: e.DryRun,
+		m.emit(Event{Type: EventRenew, Route: e.route(), Action: e.Action, AttackID: e.attack, Ladder: e.Ladder, Step: e.Step, DryRun: e.DryRun,
 			At: now, Reason: "TTL passed while the attack runs on"})
 	}
 	if changed {

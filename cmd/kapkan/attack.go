@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/kapkan-io/kapkan/engine"
-	"github.com/kapkan-io/kapkan/policy"
 	"github.com/kapkan-io/kapkan/rules"
 )
 
@@ -45,35 +44,6 @@ func classifyInto(j *attackJSON, set *rules.Set, c *engine.Candidate) (rules.Ver
 		j.Vector = &v.Vector
 	}
 	return v, f, nil
-}
-
-// mitigationJSON is how replay prints a ladder decision.
-type mitigationJSON struct {
-	Type     string        `json:"type"`
-	ID       uint64        `json:"id"`
-	Event    string        `json:"event"` // announce or withdraw
-	Target   string        `json:"target"`
-	Ladder   string        `json:"ladder"`
-	Step     int           `json:"step"`
-	Action   string        `json:"action"`
-	RateMbps float64       `json:"rate_mbps,omitempty"`
-	Match    *rules.Vector `json:"match,omitempty"`
-	At       string        `json:"at"`
-	Reason   string        `json:"reason"`
-	DryRun   bool          `json:"dry_run"`
-}
-
-func newMitigationJSON(d *policy.Decision, dryRun bool) mitigationJSON {
-	m := mitigationJSON{Type: "mitigation", ID: d.AttackID, Event: "announce", Target: d.Target.String(), Ladder: d.Ladder,
-		Step: d.Step, Action: d.Action, RateMbps: d.RateMbps, At: d.At.UTC().Format(time.RFC3339Nano), Reason: d.Reason, DryRun: dryRun}
-	if d.Withdraw {
-		m.Event = "withdraw"
-	}
-	if !d.Vector.IsZero() {
-		v := d.Vector
-		m.Match = &v
-	}
-	return m
 }
 
 // metricValue converts a rate into the unit thresholds use (Mbps for

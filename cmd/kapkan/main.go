@@ -1,5 +1,6 @@
 // Command kapkan is the one Kapkan binary: the daemon (run), and the tools
-// operators use around it (check, replay, version).
+// operators use around it (check, replay, simulate, test, ban, unban,
+// version).
 //
 // main.go is the composition root: only this package knows every stage and
 // wires them together.
@@ -28,6 +29,8 @@ var commands = map[string]command{
 	"version":  {"print the version and commit", cmdVersion},
 	"test":     {"run the rule tests (*_test.yaml) of a rule directory", cmdTest},
 	"simulate": {"send generated flow telemetry (background and attacks) to a collector", cmdSimulate},
+	"ban":      {"mitigate an address now, through the running daemon (same safety checks)", cmdBan},
+	"unban":    {"withdraw the mitigations of an address, through the running daemon", cmdUnban},
 }
 
 func usage(w io.Writer) {

@@ -17,7 +17,7 @@ import (
 	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/ingest"
-	"github.com/kapkan-io/kapkan/policy"
+	"github.com/kapkan-io/kapkan/mitigate"
 	"github.com/kapkan-io/kapkan/rules"
 )
 
@@ -125,6 +125,13 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	return status
 }
 
+// noPeers is cfg without BGP peers: replay never talks to routers.
+func noPeers(cfg *config.Config) *config.Config {
+	c := *cfg
+	c.Mitigation.BGP.Peers = nil
+	return &c
+}
+
 // compileRules compiles the built-in rules with the operator directories.
 func compileRules(dirs []string) (*rules.Set, error) {
 	var srcs []rules.Source
@@ -200,15 +207,21 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 		return sum, 1
 	}
 	status := 0
-	tracker := policy.New()
-	emitDecisions := func(ds []policy.Decision, err error) {
+	// The same policy and safety model as the daemon, clocked by the
+	// capture, with no speaker and no state file.
+	mit, err := newMitigation(ctx, noPeers(cfg), "", log, nil, func(e mitigate.Event) {
+		m := newMitigationJSON(&e)
+		emit(&m)
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
+		return sum, 1
+	}
+	defer mit.close()
+	ladder := func(err error) {
 		if err != nil {
 			fmt.Fprintf(stderr, "kapkan replay: ladder: %v\n", err)
 			status = 1
-		}
-		for i := range ds {
-			m := newMitigationJSON(&ds[i], cfg.DryRun)
-			emit(&m)
 		}
 	}
 	printCandidates := func() {
@@ -223,9 +236,9 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 					status = 1
 				}
 				emit(&j)
-				emitDecisions(tracker.Start(&c, v, set.Ladder(c.Hostgroup, v.Labels), f))
+				ladder(mit.candidate(&c, set, v, f))
 			case engine.AttackUpdated:
-				emitDecisions(tracker.Update(&c))
+				ladder(mit.candidate(&c, set, rules.Verdict{}, rules.Features{}))
 			case engine.AttackEnded:
 				j := newAttackJSON(&c)
 				if _, _, err := classifyInto(&j, set, &c); err != nil {
@@ -233,7 +246,7 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 					status = 1
 				}
 				emit(&j)
-				emitDecisions(tracker.End(&c), nil)
+				ladder(mit.candidate(&c, set, rules.Verdict{}, rules.Features{}))
 			}
 		}
 	}
@@ -265,7 +278,11 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 	})
 	batcher := ingest.NewBatcher(flow.DefaultPool, sink)
 	// After a long silence, tick just enough for attacks to end, then jump.
-	clock := ingest.ReplayClock{Tick: eng.Tick, Batcher: batcher,
+	tick := func(now time.Time) {
+		eng.Tick(now)
+		mit.mgr.Tick(now)
+	}
+	clock := ingest.ReplayClock{Tick: tick, Batcher: batcher,
 		MaxTicks: int64((ecfg.Window+cfg.Detection.Cooldown.Duration)/time.Second) + 2}
 	for _, f := range flow.Formats {
 		sum.Formats[f.String()] = 0
@@ -306,6 +323,9 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 	}
 	batcher.Flush()
 	printCandidates()
+	// Show when the actions of ended attacks would be withdrawn: at their
+	// TTL, after the capture.
+	mit.expireIdle()
 	emit(&sum)
 	return sum, status
 }

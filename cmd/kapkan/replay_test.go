@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -190,5 +191,87 @@ rules:
 	_, stderr, code = replay(t, "--rules", bad, capture)
 	if code != 1 || !strings.Contains(stderr, "bad.yaml:4:") || !strings.Contains(stderr, `rule "broken"`) {
 		t.Errorf("broken rules: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// TestReplayLadderSteps replays a UDP flood under a three-step ladder:
+// each step's mitigation line appears in order (the next announced before
+// the previous withdrawn), the last withdrawn at its TTL after the attack
+// ended; dry_run follows the configuration, true unless it says false;
+// an allow-listed victim gets refusal lines and nothing else.
+func TestReplayLadderSteps(t *testing.T) {
+	root := testutil.RepoRoot(t)
+	pcap := filepath.Join(root, "testdata", "captures", "sflow-udp-flood", "capture.pcap")
+	dir := t.TempDir()
+	rulesDir := filepath.Join(dir, "rules")
+	if err := os.Mkdir(rulesDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ladder := `kapkan_rules: 1
+ladders:
+  - name: three-steps
+    steps:
+      - {action: flowspec-ratelimit, rate_mbps: 100, hold: 5s}
+      - {action: flowspec-discard, hold: 5s}
+      - {action: blackhole}
+`
+	if err := os.WriteFile(filepath.Join(rulesDir, "ladder.yaml"), []byte(ladder), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := `detection: {window: 5s, cooldown: 10s}
+hostgroups:
+  - name: customers
+    prefixes: [203.0.113.0/24]
+    thresholds:
+      incoming: {pps: 50000, mbps: 500}
+mitigation: {ttl: 2m}
+`
+	for _, tc := range []struct {
+		name, extra string
+		want        []string
+	}{
+		{"dry-run by default", "", []string{
+			"announce flowspec-ratelimit 1 true", "announce flowspec-discard 2 true", "withdraw flowspec-ratelimit 1 true",
+			"announce blackhole 3 true", "withdraw flowspec-discard 2 true", "withdraw blackhole 3 true"}},
+		{"live when the configuration says so", "dry_run: false\n", []string{
+			"announce flowspec-ratelimit 1 false", "announce flowspec-discard 2 false", "withdraw flowspec-ratelimit 1 false",
+			"announce blackhole 3 false", "withdraw flowspec-discard 2 false", "withdraw blackhole 3 false"}},
+		{"allow-listed victim", "mitigation: {allowlist: [203.0.113.10/32]}\n", []string{
+			"refused flowspec-ratelimit 1 true", "refused flowspec-discard 2 true", "refused blackhole 3 true"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfgFile := filepath.Join(dir, "kapkan.yaml")
+			cfg := base + tc.extra
+			if strings.Contains(tc.extra, "mitigation:") {
+				cfg = strings.Replace(base, "mitigation: {ttl: 2m}\n", "", 1) + tc.extra
+			}
+			if err := os.WriteFile(cfgFile, []byte(cfg), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out, stderr, code := replay(t, "--config", cfgFile, "--rules", rulesDir, pcap)
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr)
+			}
+			var got []string
+			var lastAt string
+			for line := range strings.Lines(out) {
+				var m mitigationJSON
+				if json.Unmarshal([]byte(line), &m) != nil || m.Type != "mitigation" {
+					continue
+				}
+				got = append(got, fmt.Sprintf("%s %s %d %t", m.Event, m.Action, m.Step, m.DryRun))
+				if m.Ladder != "three-steps" || m.ID != 1 {
+					t.Errorf("line %s", line)
+				}
+				lastAt = m.At
+			}
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Fatalf("mitigation lines:\n%s\nwant:\n%s\n%s", strings.Join(got, "\n"), strings.Join(tc.want, "\n"), out)
+			}
+			// The blackhole is withdrawn at its TTL, not when the attack ends.
+			if !strings.HasPrefix(tc.want[len(tc.want)-1], "refused") && !strings.HasPrefix(lastAt, "2026-01-01T00:02:") {
+				t.Errorf("last withdrawal at %s, want two minutes after the blackhole", lastAt)
+			}
+		})
 	}
 }

@@ -50,6 +50,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if *demoMode {
 		addDemoHostgroup(cfg)
+		if *configPath == "" {
+			cfg.Mitigation.StateFile = "" // the demo's dry-run actions need not outlive it
+		}
 	}
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(stderr, "kapkan run: %v\n", err)
@@ -63,6 +66,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	d.demo = *demoMode
+	defer d.mit.close()
 	if err := d.run(ctx); err != nil {
 		log.Error("stopped with an error", "err", err)
 		return 1
@@ -86,6 +90,7 @@ type daemon struct {
 	decoder   *ingest.Decoder
 	engine    *engine.Engine
 	rules     *ruleRuntime
+	mit       *mitigation
 	listeners []*ingest.Listener
 	http      *http.Server
 	httpLn    net.Listener
@@ -109,6 +114,16 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	if d.rules, err = newRuleRuntime(cfg.Rules.Dirs, log, d.registry); err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
+	// The speaker starts here: in dry-run too, so that sessions come up.
+	if d.mit, err = newMitigation(context.Background(), cfg, cfg.Mitigation.StateFile, log, d.registry, nil); err != nil {
+		return nil, fmt.Errorf("mitigation: %w", err)
+	}
+	if n, err := d.mit.mgr.Restore(time.Now()); err != nil {
+		d.mit.close()
+		return nil, err
+	} else if n > 0 {
+		log.Info("mitigations restored from the state file", "actions", n, "file", cfg.Mitigation.StateFile)
+	}
 	sink := flow.Sink(eng)
 	for _, lc := range []ingest.ListenerConfig{
 		{Name: "sflow", Listen: cfg.Ingest.SFlow.Listen, Workers: cfg.Ingest.SFlow.Workers, ReadBuffer: cfg.Ingest.SFlow.ReadBuffer},
@@ -119,6 +134,7 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 		}
 		l, err := ingest.NewListener(lc, d.decoder, sink, flow.DefaultPool, deps)
 		if err != nil {
+			d.mit.close()
 			d.close()
 			return nil, err
 		}
@@ -130,8 +146,10 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	r.Use(gin.Recovery())
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(d.registry, promhttp.HandlerOpts{Registry: d.registry})))
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	d.mitigationRoutes(r)
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
+		d.mit.close()
 		d.close()
 		return nil, fmt.Errorf("api listen on %s: %w", cfg.API.Listen, err)
 	}
@@ -181,6 +199,7 @@ func (d *daemon) run(ctx context.Context) error {
 	})
 	g.Go(func() error { return d.handleSignals(ctx) })
 	g.Go(func() error { return d.rules.Watch(ctx, d.cfg.Rules.PollInterval.Duration) })
+	g.Go(func() error { return d.mit.run(ctx) })
 	if d.demo {
 		g.Go(func() error { return runDemo(ctx, d.log, d.cfg.Ingest.SFlow.Listen) })
 	}
@@ -191,17 +210,23 @@ func (d *daemon) run(ctx context.Context) error {
 	return err
 }
 
-// handleCandidate classifies an attack with the running rules and logs it.
+// handleCandidate classifies an attack with the running rules, logs it,
+// and feeds it to the ladders.
 func (d *daemon) handleCandidate(c *engine.Candidate) {
 	var v rules.Verdict
+	var f rules.Features
+	set := d.rules.Set()
 	if c.Kind == engine.AttackStarted || c.Kind == engine.AttackEnded {
-		f := rules.Compute(c)
+		f = rules.Compute(c)
 		var err error
-		if v, err = d.rules.Set().Classify(&f); err != nil {
+		if v, err = set.Classify(&f); err != nil {
 			d.log.Error("classification failed", "id", c.ID, "err", err)
 		}
 	}
 	logCandidate(d.log, c, &v)
+	if err := d.mit.candidate(c, set, v, f); err != nil {
+		d.log.Error("escalation policy failed; the attack keeps its current mitigation", "id", c.ID, "err", err)
+	}
 }
 
 // handleSignals reloads the rules on SIGHUP (the rest of the configuration

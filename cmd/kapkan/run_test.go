@@ -43,6 +43,12 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+func (b *syncBuffer) all() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return strings.Join(b.lines, "\n")
+}
+
 func (b *syncBuffer) find(msg string) map[string]any {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -71,6 +77,8 @@ hostgroups:
       incoming: {pps: 20000}
 api:
   listen: "127.0.0.1:0"
+mitigation:
+  state_file: ""
 `))
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/kapkan-io/kapkan/mitigate"
+)
+
+// mitigationRoutes serves the mitigations in force and manual actions:
+//
+//	GET    /api/v1/mitigations               the actions in force
+//	POST   /api/v1/mitigations               a manual action (banRequest)
+//	DELETE /api/v1/mitigations?target=ADDR   withdraw every action on ADDR
+//
+// Manual actions pass the same safety checks as any other; a refusal is a
+// 422 with the guard's reason.
+func (d *daemon) mitigationRoutes(r gin.IRouter) {
+	g := r.Group("/api/v1")
+	g.GET("/mitigations", func(c *gin.Context) {
+		out := gin.H{"dry_run": d.cfg.DryRun, "mitigations": d.mit.mgr.Active()}
+		if d.mit.speaker != nil {
+			out["bgp_sessions_up"] = d.mit.speaker.Up()
+		}
+		c.JSON(http.StatusOK, out)
+	})
+	g.POST("/mitigations", func(c *gin.Context) {
+		var b banRequest
+		if err := c.ShouldBindJSON(&b); err != nil {
+			c.JSON(http.StatusBadRequest, gin.H{"error": "body: " + err.Error()})
+			return
+		}
+		req, match, err := b.request()
+		if err != nil {
+			c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+			return
+		}
+		a, err := d.mit.mgr.Ban(req, match, time.Now())
+		switch {
+		case errors.Is(err, mitigate.ErrInvalid):
+			c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+		case err != nil:
+			c.JSON(http.StatusUnprocessableEntity, gin.H{"error": err.Error()})
+		default:
+			c.JSON(http.StatusCreated, gin.H{"target": a.Target.String(), "action": a.Kind.String(), "ttl": a.TTL.String(),
+				"expires": a.Expires.UTC().Format(time.RFC3339), "dry_run": a.DryRun})
+		}
+	})
+	g.DELETE("/mitigations", func(c *gin.Context) {
+		t, err := parseTarget(c.Query("target"))
+		if err != nil {
+			c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+			return
+		}
+		n := d.mit.mgr.Unban(t, time.Now(), "manual unban")
+		if n == 0 {
+			c.JSON(http.StatusNotFound, gin.H{"error": "no mitigation in force on " + t.String()})
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"target": t.String(), "withdrawn": n})
+	})
+}

@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/kapkan-io/kapkan/rules"
+)
+
+// cmdBan asks the running daemon, through its API, to mitigate a target.
+// The daemon applies the same safety checks as to any other action.
+func cmdBan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ban", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	apiURL := fs.String("api", "", "the daemon's API, like http://127.0.0.1:8080 (default: api.listen of --config, or the default listen address)")
+	configPath := fs.String("config", "", "the daemon's configuration file, to find its API")
+	action := fs.String("action", "blackhole", "blackhole, flowspec-discard or flowspec-ratelimit")
+	rate := fs.Float64("rate-mbps", 0, "rate limit in Mbps (flowspec-ratelimit)")
+	ttl := fs.String("ttl", "", "how long (default: mitigation.ttl)")
+	reason := fs.String("reason", "", "why, for the log and the API")
+	proto := fs.String("protocol", "", "FlowSpec match: tcp, udp, icmp or a number")
+	srcPort := fs.String("src-port", "", "FlowSpec match: source port or range")
+	dstPort := fs.String("dst-port", "", "FlowSpec match: destination port or range")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: kapkan ban [flags] ADDRESS|PREFIX")
+		fs.PrintDefaults()
+	}
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(rest) != 1 {
+		fs.Usage()
+		return 2
+	}
+	base, err := apiBase(*apiURL, *configPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "kapkan ban: %v\n", err)
+		return 2
+	}
+	b := banRequest{Target: rest[0], Action: *action, RateMbps: *rate, TTL: *ttl, Reason: *reason}
+	if *proto != "" || *srcPort != "" || *dstPort != "" {
+		v := rules.Vector{Protocol: *proto}
+		if *srcPort != "" {
+			v.SrcPorts = []string{*srcPort}
+		}
+		if *dstPort != "" {
+			v.DstPorts = []string{*dstPort}
+		}
+		b.Match = &v
+	}
+	if _, _, err := b.request(); err != nil {
+		fmt.Fprintf(stderr, "kapkan ban: %v\n", err)
+		return 2
+	}
+	body, _ := json.Marshal(b)
+	return apiCall(ctx, http.MethodPost, base+"/api/v1/mitigations", body, stdout, stderr, "ban")
+}
+
+// cmdUnban asks the running daemon to withdraw every action on a target.
+func cmdUnban(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("unban", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	apiURL := fs.String("api", "", "the daemon's API, like http://127.0.0.1:8080")
+	configPath := fs.String("config", "", "the daemon's configuration file, to find its API")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: kapkan unban [flags] ADDRESS|PREFIX")
+		fs.PrintDefaults()
+	}
+	rest, err := parseArgs(fs, args)
+	if err != nil {
+		return 2
+	}
+	if len(rest) != 1 {
+		fs.Usage()
+		return 2
+	}
+	if _, err := parseTarget(rest[0]); err != nil {
+		fmt.Fprintf(stderr, "kapkan unban: %v\n", err)
+		return 2
+	}
+	base, err := apiBase(*apiURL, *configPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "kapkan unban: %v\n", err)
+		return 2
+	}
+	return apiCall(ctx, http.MethodDelete, base+"/api/v1/mitigations?target="+url.QueryEscape(rest[0]), nil, stdout, stderr, "unban")
+}
+
+// apiBase finds the daemon's API: --api, else api.listen of the
+// configuration (an unspecified host means loopback).
+func apiBase(flagURL, configPath string) (string, error) {
+	if flagURL != "" {
+		return strings.TrimRight(flagURL, "/"), nil
+	}
+	cfg, err := loadConfig(configPath)
+	if err != nil {
+		return "", err
+	}
+	host, port, err := net.SplitHostPort(cfg.API.Listen)
+	if err != nil {
+		return "", fmt.Errorf("api.listen %q: %w", cfg.API.Listen, err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}
+
+func apiCall(ctx context.Context, method, u string, body []byte, stdout, stderr io.Writer, what string) int {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
+	if err != nil {
+		fmt.Fprintf(stderr, "kapkan %s: %v\n", what, err)
+		return 2
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		fmt.Fprintf(stderr, "kapkan %s: is the daemon running? %v\n", what, err)
+		return 1
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(out, &e) == nil && e.Error != "" {
+			fmt.Fprintf(stderr, "kapkan %s: refused: %s\n", what, e.Error)
+		} else {
+			fmt.Fprintf(stderr, "kapkan %s: %s: %s\n", what, resp.Status, out)
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "%s\n", bytes.TrimSpace(out))
+	return 0
+}

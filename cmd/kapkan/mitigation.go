@@ -1,0 +1,230 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kapkan-io/kapkan/config"
+	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/mitigate"
+	"github.com/kapkan-io/kapkan/mitigate/bgp"
+	"github.com/kapkan-io/kapkan/policy"
+	"github.com/kapkan-io/kapkan/rules"
+)
+
+// safetyConfig is the guard's configuration: the protected prefixes are
+// those of every hostgroup.
+func safetyConfig(cfg *config.Config) mitigate.Config {
+	m := cfg.Mitigation
+	sc := mitigate.Config{DryRun: cfg.DryRun, Allowlist: m.Allowlist, MaxBlackholes: m.MaxActiveBlackholes,
+		MaxFlowSpec: m.MaxActiveFlowSpec, MaxNewPerMinute: m.MaxNewPerMinute, TTL: m.TTL.Duration, MaxTTL: m.MaxTTL.Duration,
+		PenaltyWindow: m.FlapWindow.Duration, PenaltyFactor: float64(m.FlapMultiplier)}
+	for _, hg := range cfg.Hostgroups {
+		sc.Protected = append(sc.Protected, hg.Prefixes...)
+	}
+	return sc
+}
+
+// mitigation turns attacks into mitigations: the policy tracker follows
+// each attack's ladder, the manager applies the safety model, keeps the
+// state and hands routes to the BGP speaker. It is used from one
+// goroutine (the candidate loop), except the manager, which is safe for
+// the API too.
+type mitigation struct {
+	tracker *policy.Tracker
+	mgr     *mitigate.Manager
+	speaker *bgp.Speaker
+	log     *slog.Logger
+}
+
+// newMitigation builds the mitigation stage. With BGP peers configured the
+// speaker is started (in dry-run too: sessions come up so operators can
+// check peering; nothing is announced).
+func newMitigation(ctx context.Context, cfg *config.Config, stateFile string, log *slog.Logger, reg prometheus.Registerer, onEvent func(mitigate.Event)) (*mitigation, error) {
+	m := &mitigation{tracker: policy.New(), log: log}
+	var ann mitigate.Announcer
+	if len(cfg.Mitigation.BGP.Peers) > 0 {
+		bc, err := bgp.FromConfig(cfg.Mitigation.BGP)
+		if err != nil {
+			return nil, err
+		}
+		if m.speaker, err = bgp.New(bc, log); err != nil {
+			return nil, err
+		}
+		if err := m.speaker.Start(ctx); err != nil {
+			return nil, err
+		}
+		ann = m.speaker
+	}
+	mgr, err := mitigate.NewManager(mitigate.ManagerConfig{Safety: safetyConfig(cfg), StateFile: stateFile,
+		Announcer: ann, Log: log, OnEvent: onEvent, Registerer: reg})
+	if err != nil {
+		m.close()
+		return nil, err
+	}
+	m.mgr = mgr
+	return m, nil
+}
+
+func (m *mitigation) close() {
+	if m.mgr != nil {
+		m.mgr.Close()
+	}
+	if m.speaker != nil {
+		m.speaker.Stop()
+	}
+}
+
+// apply hands ladder decisions to the manager. Refusals are reported by the
+// manager itself (event, counter, log).
+func (m *mitigation) apply(ds []policy.Decision, err error) error {
+	for _, d := range ds {
+		_ = m.mgr.Apply(d)
+	}
+	return err
+}
+
+// candidate feeds one attack event through the ladders.
+func (m *mitigation) candidate(c *engine.Candidate, set *rules.Set, v rules.Verdict, f rules.Features) error {
+	switch c.Kind {
+	case engine.AttackStarted:
+		return m.apply(m.tracker.Start(c, v, set.Ladder(c.Hostgroup, v.Labels), f))
+	case engine.AttackUpdated:
+		return m.apply(m.tracker.Update(c))
+	case engine.AttackEnded:
+		return m.apply(m.tracker.End(c), nil)
+	}
+	return nil
+}
+
+// run ticks the manager's TTLs every second until ctx ends.
+func (m *mitigation) run(ctx context.Context) error {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			m.mgr.Tick(now)
+		}
+	}
+}
+
+// expireIdle runs the TTL clock forward until every action no running
+// attack wants is withdrawn (replay, at the end of the captures).
+func (m *mitigation) expireIdle() {
+	for {
+		var next time.Time
+		for _, a := range m.mgr.Active() {
+			if len(a.Attacks) == 0 && (next.IsZero() || a.Expires.Before(next)) {
+				next = a.Expires
+			}
+		}
+		if next.IsZero() {
+			return
+		}
+		m.mgr.Tick(next)
+	}
+}
+
+// mitigationJSON is how replay prints a mitigation event, and what the API
+// returns for one.
+type mitigationJSON struct {
+	Type     string        `json:"type"`
+	ID       uint64        `json:"id,omitempty"`
+	Event    string        `json:"event"` // announce, withdraw, renew or refused
+	Target   string        `json:"target"`
+	Ladder   string        `json:"ladder,omitempty"`
+	Step     int           `json:"step,omitempty"`
+	Action   string        `json:"action"`
+	RateMbps float64       `json:"rate_mbps,omitempty"`
+	Match    *rules.Vector `json:"match,omitempty"`
+	At       string        `json:"at"`
+	Expires  string        `json:"expires,omitempty"`
+	Reason   string        `json:"reason"`
+	Error    string        `json:"error,omitempty"`
+	DryRun   bool          `json:"dry_run"`
+}
+
+func newMitigationJSON(e *mitigate.Event) mitigationJSON {
+	j := mitigationJSON{Type: "mitigation", ID: e.AttackID, Event: e.Type, Target: e.Route.Target.String(), Ladder: e.Ladder,
+		Step: e.Step, Action: e.Route.Kind.String(), RateMbps: e.Route.RateMbps, At: e.At.UTC().Format(time.RFC3339Nano),
+		Reason: e.Reason, DryRun: e.DryRun}
+	if !e.Route.Match.IsZero() {
+		v := e.Route.Match
+		j.Match = &v
+	}
+	if !e.Action.Expires.IsZero() {
+		j.Expires = e.Action.Expires.UTC().Format(time.RFC3339Nano)
+	}
+	if e.Err != nil {
+		j.Error = e.Err.Error()
+	}
+	return j
+}
+
+// banRequest is the body of a manual ban (POST /api/v1/mitigations).
+type banRequest struct {
+	Target   string        `json:"target"`
+	Action   string        `json:"action"` // blackhole (default), flowspec-discard, flowspec-ratelimit
+	RateMbps float64       `json:"rate_mbps,omitempty"`
+	Match    *rules.Vector `json:"match,omitempty"`
+	TTL      string        `json:"ttl,omitempty"`
+	Reason   string        `json:"reason,omitempty"`
+}
+
+// parseTarget reads an address (a /32 or /128) or a prefix.
+func parseTarget(s string) (netip.Prefix, error) {
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("target %q is neither an address nor a prefix", s)
+	}
+	return p, nil
+}
+
+// request checks a ban request and turns it into the manager's form.
+func (b *banRequest) request() (mitigate.Request, rules.Vector, error) {
+	var r mitigate.Request
+	var match rules.Vector
+	t, err := parseTarget(b.Target)
+	if err != nil {
+		return r, match, err
+	}
+	action := b.Action
+	if action == "" {
+		action = rules.ActionBlackhole
+	}
+	kind, err := mitigate.KindOf(action)
+	if err != nil {
+		return r, match, err
+	}
+	if b.Match != nil {
+		match = *b.Match
+		if kind == mitigate.Blackhole && !match.IsZero() {
+			return r, match, fmt.Errorf("a blackhole takes no match (use a FlowSpec action)")
+		}
+		if _, err := bgp.FlowSpecComponents(t, match); err != nil {
+			return r, match, fmt.Errorf("match: %w", err)
+		}
+	}
+	var ttl time.Duration
+	if b.TTL != "" {
+		if ttl, err = time.ParseDuration(b.TTL); err != nil || ttl <= 0 {
+			return r, match, fmt.Errorf("ttl %q is not a positive duration (want e.g. 30m)", b.TTL)
+		}
+	}
+	reason := b.Reason
+	if reason == "" {
+		reason = "manual"
+	}
+	return mitigate.Request{Kind: kind, Target: t, RateMbps: b.RateMbps, TTL: ttl, Reason: reason}, match, nil
+}

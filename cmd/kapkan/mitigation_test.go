@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kapkan-io/kapkan/config"
+	"github.com/kapkan-io/kapkan/flow"
+	"github.com/kapkan-io/kapkan/ingest/demo"
+	"github.com/kapkan-io/kapkan/internal/testutil"
+)
+
+// TestDaemonMitigatesThroughBGP is the whole path on loopback: sFlow
+// datagrams of a DNS amplification reach the daemon, which detects and
+// classifies the attack, and its default ladder's FlowSpec rule reaches a
+// real BGP daemon (gobgpd) with the vector as match; an operator then bans
+// and unbans an address with `kapkan ban` / `kapkan unban`, and a ban of
+// an allow-listed address is refused.
+func TestDaemonMitigatesThroughBGP(t *testing.T) {
+	router := testutil.StartGoBGPD(t, testutil.GoBGPNeighbor{Address: "127.0.0.1", ASN: 65010,
+		Families: []string{"ipv4-unicast", "ipv4-flowspec"}})
+	state := filepath.Join(t.TempDir(), "mitigations.json")
+	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, `
+dry_run: false
+ingest:
+  sflow: {listen: "127.0.0.1:0", workers: 1}
+  netflow: {listen: ""}
+detection: {window: 2s, cooldown: 2s}
+hostgroups:
+  - name: customers
+    prefixes: [203.0.113.0/24]
+    thresholds:
+      incoming: {pps: 20000}
+api:
+  listen: "127.0.0.1:0"
+mitigation:
+  allowlist: [203.0.113.250/32]
+  state_file: %q
+  bgp:
+    asn: 65010
+    router_id: 192.0.2.10
+    peers:
+      - address: 127.0.0.1
+        port: %d
+        asn: 65000
+        families: [ipv4-unicast, ipv4-flowspec]
+`, state, router.BGPPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	d, err := newDaemon(cfg, newLogger(logs, "info", "json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+		d.mit.close()
+	}()
+	router.WaitEstablished("127.0.0.1", 30*time.Second)
+
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(d.listeners[0].Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	victim := netip.MustParseAddr("203.0.113.5")
+	s := demo.Scenario{Format: flow.FormatSFlow5, SamplingRate: 100,
+		Attacks:  []demo.Attack{{Kind: demo.DNSAmp, Target: victim, PPS: 100_000, Duration: 3 * time.Second}},
+		Duration: 3 * time.Second, Agent: netip.MustParseAddr("127.0.0.1"), Seed: 5}
+	dgs, err := s.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for _, dg := range dgs {
+		if wait := time.Until(start.Add(dg.At)); wait > 0 {
+			time.Sleep(wait)
+		}
+		if _, err := conn.Write(dg.Payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := "[destination: 203.0.113.5/32][protocol: ==udp][source-port: ==53]"
+	waitFor(t, 15*time.Second, func() bool { _, ok := router.AdjIn("127.0.0.1", "ipv4-flowspec")[want]; return ok },
+		func() string {
+			return fmt.Sprintf("router holds %v; log:\n%s", router.AdjIn("127.0.0.1", "ipv4-flowspec"), logs.all())
+		})
+	if got := router.AdjIn("127.0.0.1", "ipv4-flowspec")[want]; got.TrafficRate != 0 {
+		t.Errorf("flowspec action: %+v, want discard", got)
+	}
+
+	// Manual actions through the API, with the CLI.
+	api := "http://" + d.httpLn.Addr().String()
+	var out, errb bytes.Buffer
+	if code := cmdBan(context.Background(), []string{"--api", api, "--ttl", "5m", "--reason", "ticket 42", "203.0.113.9"}, &out, &errb); code != 0 {
+		t.Fatalf("ban: %d %s", code, errb.String())
+	}
+	waitFor(t, 10*time.Second, func() bool { _, ok := router.AdjIn("127.0.0.1", "ipv4")["203.0.113.9/32"]; return ok },
+		func() string { return fmt.Sprint(router.AdjIn("127.0.0.1", "ipv4")) })
+	errb.Reset()
+	if code := cmdBan(context.Background(), []string{"--api", api, "203.0.113.250"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "allow-list") {
+		t.Fatalf("ban of an allow-listed address: exit %d, %s", code, errb.String())
+	}
+	var list struct {
+		DryRun      bool `json:"dry_run"`
+		Mitigations []struct {
+			Kind   string `json:"kind"`
+			Target string `json:"target"`
+			Reason string `json:"reason"`
+		} `json:"mitigations"`
+		Up []string `json:"bgp_sessions_up"`
+	}
+	if err := json.Unmarshal([]byte(get(t, api+"/api/v1/mitigations")), &list); err != nil {
+		t.Fatal(err)
+	}
+	if list.DryRun || len(list.Mitigations) != 2 || list.Mitigations[1].Reason != "ticket 42" || len(list.Up) != 1 {
+		t.Fatalf("GET /api/v1/mitigations: %+v", list)
+	}
+	if code := cmdUnban(context.Background(), []string{"--api", api, "203.0.113.9"}, &out, &errb); code != 0 {
+		t.Fatalf("unban: %d %s", code, errb.String())
+	}
+	waitFor(t, 10*time.Second, func() bool { _, ok := router.AdjIn("127.0.0.1", "ipv4")["203.0.113.9/32"]; return !ok },
+		func() string { return fmt.Sprint(router.AdjIn("127.0.0.1", "ipv4")) })
+	if m := get(t, api+"/metrics"); !strings.Contains(m, `kapkan_mitigation_events_total{kind="blackhole",reason="allowlisted",type="refused"} 1`) {
+		t.Error("the refused ban was not counted")
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, ok func() bool, explain func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s: %s", timeout, explain())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
