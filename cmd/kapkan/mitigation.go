@@ -48,6 +48,9 @@ type mitigation struct {
 func newMitigation(ctx context.Context, cfg *config.Config, stateFile string, log *slog.Logger, reg prometheus.Registerer, onEvent func(mitigate.Event)) (*mitigation, error) {
 	m := &mitigation{tracker: policy.New(), log: log}
 	var ann mitigate.Announcer
+	if !cfg.DryRun && len(cfg.Mitigation.BGP.Peers) == 0 {
+		log.Warn("dry_run is false but mitigation.bgp has no peer: mitigations are decided and logged, and reach no router")
+	}
 	if len(cfg.Mitigation.BGP.Peers) > 0 {
 		bc, err := bgp.FromConfig(cfg.Mitigation.BGP)
 		if err != nil {
