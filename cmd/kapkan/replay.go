@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -208,8 +209,9 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 	}
 	status := 0
 	// The same policy and safety model as the daemon, clocked by the
-	// capture, with no speaker and no state file.
-	mit, err := newMitigation(ctx, noPeers(cfg), "", log, nil, func(e mitigate.Event) {
+	// capture, with no speaker and no state file; its events are the
+	// mitigation lines, so it logs nothing itself.
+	mit, err := newMitigation(ctx, noPeers(cfg), "", slog.New(slog.DiscardHandler), nil, func(e mitigate.Event) {
 		m := newMitigationJSON(&e)
 		emit(&m)
 	})
