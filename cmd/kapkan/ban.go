@@ -34,20 +34,11 @@ func cmdBan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: kapkan ban [flags] ADDRESS|PREFIX")
 		fs.PrintDefaults()
 	}
-	rest, err := parseArgs(fs, args)
-	if err != nil {
-		return 2
+	target, base, status := targetAndAPI(fs, args, apiURL, configPath, stderr)
+	if status != 0 {
+		return status
 	}
-	if len(rest) != 1 {
-		fs.Usage()
-		return 2
-	}
-	base, err := apiBase(*apiURL, *configPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "kapkan ban: %v\n", err)
-		return 2
-	}
-	b := banRequest{Target: rest[0], Action: *action, RateMbps: *rate, TTL: *ttl, Reason: *reason}
+	b := banRequest{Target: target, Action: *action, RateMbps: *rate, TTL: *ttl, Reason: *reason}
 	if *proto != "" || *srcPort != "" || *dstPort != "" {
 		v := rules.Vector{Protocol: *proto}
 		if *srcPort != "" {
@@ -76,24 +67,33 @@ func cmdUnban(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(stderr, "usage: kapkan unban [flags] ADDRESS|PREFIX")
 		fs.PrintDefaults()
 	}
+	target, base, status := targetAndAPI(fs, args, apiURL, configPath, stderr)
+	if status != 0 {
+		return status
+	}
+	return apiCall(ctx, http.MethodDelete, base+"/api/v1/mitigations?target="+url.QueryEscape(target), nil, stdout, stderr, "unban")
+}
+
+// targetAndAPI parses the flags and the one target argument of ban and
+// unban, and finds the API. A non-zero status is the exit code.
+func targetAndAPI(fs *flag.FlagSet, args []string, apiURL, configPath *string, stderr io.Writer) (target, base string, status int) {
 	rest, err := parseArgs(fs, args)
 	if err != nil {
-		return 2
+		return "", "", 2
 	}
 	if len(rest) != 1 {
 		fs.Usage()
-		return 2
+		return "", "", 2
 	}
 	if _, err := parseTarget(rest[0]); err != nil {
-		fmt.Fprintf(stderr, "kapkan unban: %v\n", err)
-		return 2
+		fmt.Fprintf(stderr, "kapkan %s: %v\n", fs.Name(), err)
+		return "", "", 2
 	}
-	base, err := apiBase(*apiURL, *configPath)
-	if err != nil {
-		fmt.Fprintf(stderr, "kapkan unban: %v\n", err)
-		return 2
+	if base, err = apiBase(*apiURL, *configPath); err != nil {
+		fmt.Fprintf(stderr, "kapkan %s: %v\n", fs.Name(), err)
+		return "", "", 2
 	}
-	return apiCall(ctx, http.MethodDelete, base+"/api/v1/mitigations?target="+url.QueryEscape(rest[0]), nil, stdout, stderr, "unban")
+	return rest[0], base, 0
 }
 
 // apiBase finds the daemon's API: --api, else api.listen of the

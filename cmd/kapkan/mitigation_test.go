@@ -56,21 +56,7 @@ mitigation:
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
-	d, err := newDaemon(cfg, newLogger(logs, "info", "json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-		d.mit.close()
-	}()
+	d, logs := startDaemon(t, cfg)
 	router.WaitEstablished("127.0.0.1", 30*time.Second)
 
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(d.listeners[0].Addr()))
@@ -149,5 +135,32 @@ func waitFor(t *testing.T, timeout time.Duration, ok func() bool, explain func()
 			t.Fatalf("timed out after %s: %s", timeout, explain())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestBanArguments: what ban and unban refuse before calling the daemon,
+// and a daemon that is not there.
+func TestBanArguments(t *testing.T) {
+	down := fmt.Sprintf("http://127.0.0.1:%d", testutil.FreePort(t))
+	for _, tc := range []struct {
+		cmd  string
+		args []string
+		code int
+		msg  string
+	}{
+		{"ban", nil, 2, "usage"},
+		{"ban", []string{"not-an-address"}, 2, "neither an address nor a prefix"},
+		{"ban", []string{"--api", down, "--ttl", "soon", "203.0.113.9"}, 2, "not a positive duration"},
+		{"ban", []string{"--api", down, "--action", "nuke", "203.0.113.9"}, 2, "nuke"},
+		{"ban", []string{"--api", down, "--protocol", "udp", "203.0.113.9"}, 2, "blackhole takes no match"},
+		{"ban", []string{"--api", down, "203.0.113.9"}, 1, "is the daemon running"},
+		{"unban", []string{"--api", down, "203.0.113.9", "extra"}, 2, "usage"},
+		{"unban", []string{"--api", down, "203.0.113.9"}, 1, "is the daemon running"},
+	} {
+		var out, errb bytes.Buffer
+		code := commands[tc.cmd].run(context.Background(), tc.args, &out, &errb)
+		if code != tc.code || !strings.Contains(errb.String(), tc.msg) {
+			t.Errorf("%s %v: exit %d, %q; want %d and %q", tc.cmd, tc.args, code, errb.String(), tc.code, tc.msg)
+		}
 	}
 }

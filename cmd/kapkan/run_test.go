@@ -83,20 +83,7 @@ mitigation:
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
-	d, err := newDaemon(cfg, newLogger(logs, "info", "json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- d.run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	}()
+	d, logs := startDaemon(t, cfg)
 
 	var sflowAddr netip.AddrPort
 	for _, l := range d.listeners {
@@ -166,6 +153,28 @@ mitigation:
 	if logs.find("attack ended") == nil {
 		t.Error("no \"attack ended\" line after the flood stopped")
 	}
+}
+
+// startDaemon builds and runs a daemon logging JSON into the returned
+// buffer; it is stopped (and its BGP speaker closed) when the test ends.
+func startDaemon(t *testing.T, cfg *config.Config) (*daemon, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	d, err := newDaemon(cfg, newLogger(logs, "info", "json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+		d.mit.close()
+	})
+	return d, logs
 }
 
 func get(t *testing.T, url string) string {
