@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"runtime"
 	"strings"
 	"sync"
@@ -105,7 +106,7 @@ func NewHost(log *slog.Logger) *Host {
 		log = slog.Default()
 	}
 	h := &Host{
-		cache: wazero.NewCompilationCache(),
+		cache: compilationCache(),
 		log:   log.With("component", "wasm"),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kapkan_wasm_calls_total",
@@ -130,6 +131,24 @@ func NewHost(log *slog.Logger) *Host {
 	}
 	return h
 }
+
+// CacheDirEnv names the environment variable that, when set, keeps
+// compiled modules in that directory too, so that a restart (or another
+// test binary) does not compile an unchanged module again.
+const CacheDirEnv = "KAPKAN_WASM_CACHE_DIR"
+
+// compilationCache is shared by every host of the process: a module is
+// compiled once whichever host loads it (a reload of an unchanged module
+// costs an instantiation, not a compilation).
+var compilationCache = sync.OnceValue(func() wazero.CompilationCache {
+	if dir := os.Getenv(CacheDirEnv); dir != "" {
+		if c, err := wazero.NewCompilationCacheWithDir(dir); err == nil {
+			return c
+		}
+		slog.Warn("wasm compilation cache directory unusable, keeping compiled modules in memory only", "component", "wasm", "dir", dir)
+	}
+	return wazero.NewCompilationCache()
+})
 
 var defaultHost = sync.OnceValue(func() *Host { return NewHost(nil) })
 
@@ -435,25 +454,46 @@ func (c *core) get(ctx context.Context) (*instance, error) {
 	case in := <-c.idle:
 		return in, nil
 	case <-c.slots:
-		in, err := c.instantiate(ctx)
-		if err != nil {
-			c.slots <- struct{}{}
-			return nil, fmt.Errorf("rebuild instance: %w%s", err, in.stderr())
-		}
-		in.bind(c.opts.Role)
-		return in, nil
+		return c.build()
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 }
 
+// build makes an instance for a slot taken, with the load's deadline
+// rather than a call's: a rebuild must not fail for being slower than the
+// call that needed it.
+func (c *core) build() (*instance, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Limits.Timeout+5*time.Second)
+	defer cancel()
+	in, err := c.instantiate(ctx)
+	if err != nil {
+		c.slots <- struct{}{}
+		return nil, fmt.Errorf("rebuild instance: %w%s", err, in.stderr())
+	}
+	in.bind(c.opts.Role)
+	return in, nil
+}
+
 func (c *core) put(in *instance) { c.idle <- in }
 
-// discard throws an instance away after a failure; the next call builds a
-// fresh one.
+// discard throws an instance away after a failure and builds its
+// replacement in the background, so that the next call finds it ready.
 func (c *core) discard(in *instance) {
 	_ = in.mod.Close(context.Background())
-	c.slots <- struct{}{}
+	if !c.acquire() {
+		c.slots <- struct{}{}
+		return
+	}
+	go func() {
+		defer c.release()
+		in, err := c.build()
+		if err != nil {
+			c.h.log.Error("wasm instance could not be rebuilt; the next call tries again", "module", c.opts.Name, "err", firstLine(err.Error()))
+			return
+		}
+		c.put(in)
+	}()
 }
 
 // Classify calls a classifier. check validates the result (labels, vector)

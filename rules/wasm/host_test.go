@@ -187,7 +187,7 @@ func TestConformance(t *testing.T) {
 		{"error", ResultGuestError, 0},
 		{"bad_label", ResultBadOutput, 0},
 		{"panic", ResultTrap, 0},
-		{"spin", ResultTimeout, 50 * time.Millisecond},
+		{"spin", ResultTimeout, 500 * time.Millisecond},
 	} {
 		t.Run(tc.mode, func(t *testing.T) {
 			name := "conf-" + strings.ReplaceAll(tc.mode, "_", "-")
@@ -243,7 +243,7 @@ func TestBadModules(t *testing.T) {
 		name, guest, result string
 		limits              Limits
 	}{
-		{"infinite loop", "bad/loop", ResultTimeout, Limits{Timeout: 100 * time.Millisecond, Instances: 1}},
+		{"infinite loop", "bad/loop", ResultTimeout, Limits{Timeout: time.Second, Instances: 1}},
 		{"memory bomb", "bad/membomb", ResultMemory, Limits{MemoryMB: 16, Timeout: 5 * time.Second, Instances: 1}},
 		{"trap", "bad/trap", ResultTrap, Limits{Instances: 1}},
 	} {

@@ -20,7 +20,7 @@ type Limits struct {
 // Defaults and bounds of Limits.
 const (
 	DefaultMemoryMB  = 64
-	DefaultTimeout   = 250 * time.Millisecond
+	DefaultTimeout   = time.Second
 	DefaultInstances = 2
 
 	MinMemoryMB  = 4

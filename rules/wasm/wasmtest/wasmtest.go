@@ -16,6 +16,17 @@ import (
 	"testing"
 )
 
+// CacheDir is where the tests' compiled modules are kept between test
+// binaries: compiling a Go guest takes seconds under the race detector, and
+// every package that loads the same guest would pay for it again.
+var CacheDir = filepath.Join(os.TempDir(), "kapkan-wasm-test-cache")
+
+func init() {
+	if os.Getenv("KAPKAN_WASM_CACHE_DIR") == "" {
+		_ = os.Setenv("KAPKAN_WASM_CACHE_DIR", CacheDir)
+	}
+}
+
 // Guests of the repository, by the name tests use.
 var Guests = map[string]string{
 	"wsdiscovery":       "./wasm-sdk/examples/wsdiscovery",
