@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -15,16 +16,23 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kapkan-io/kapkan/builtin"
 	"github.com/kapkan-io/kapkan/rules"
+	"github.com/kapkan-io/kapkan/rules/wasm"
 )
 
 // ruleRuntime holds the daemon's compiled rule set. A reload compiles the
-// new set off to the side and swaps it in only when it has no error; the
-// running set keeps classifying meanwhile and after a failed reload.
+// new set off to the side (WASM modules compiled and instantiated too) and
+// swaps it in only when it has no error; the running set keeps classifying
+// meanwhile and after a failed reload. A replaced set is not closed here:
+// calls may still be running on it and policy trackers may hold its
+// ladders, so its WASM modules are released when nothing references them
+// any more (see rules.Set.Close).
 type ruleRuntime struct {
 	dirs []string
 	log  *slog.Logger
 	set  atomic.Pointer[rules.Set]
+	wasm *wasm.Host
 
 	mu      sync.Mutex // serialises reloads
 	sum     [32]byte   // checksum of the files the running set came from
@@ -39,6 +47,7 @@ func newRuleRuntime(dirs []string, log *slog.Logger, reg prometheus.Registerer) 
 	r := &ruleRuntime{
 		dirs: dirs,
 		log:  log.With("component", "rules"),
+		wasm: wasm.NewHost(log),
 		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "kapkan_rules_last_reload_successful",
 			Help: "1 when the last rule reload succeeded, 0 when the running set is older than the files (see the log).",
@@ -56,6 +65,7 @@ func newRuleRuntime(dirs []string, log *slog.Logger, reg prometheus.Registerer) 
 	r.reloads.WithLabelValues("failure")
 	if reg != nil {
 		reg.MustRegister(r.lastOK, r.lastTime, r.reloads)
+		reg.MustRegister(r.wasm.Collectors()...)
 	}
 	set, sum, err := r.compile()
 	if err != nil {
@@ -65,7 +75,7 @@ func newRuleRuntime(dirs []string, log *slog.Logger, reg prometheus.Registerer) 
 	r.sum = sum
 	r.lastOK.Set(1)
 	r.lastTime.SetToCurrentTime()
-	r.log.Info("rules loaded", "rules", len(set.Rules()), "disabled", len(set.Disabled()), "dirs", dirs)
+	r.log.Info("rules loaded", "rules", len(set.Rules()), "wasm_modules", len(set.Modules()), "disabled", len(set.Disabled()), "dirs", dirs)
 	return r, nil
 }
 
@@ -85,8 +95,24 @@ func (r *ruleRuntime) compile() (*rules.Set, [32]byte, error) {
 	if err != nil {
 		return nil, sum, err
 	}
-	set, err := compileRules(r.dirs)
+	srcs, err := ruleSources(r.dirs)
+	if err != nil {
+		return nil, sum, err
+	}
+	set, err := rules.CompileWith(r.wasm, srcs...)
 	return set, sum, err
+}
+
+// ruleSources are the operator directories, then the built-in rules.
+func ruleSources(dirs []string) ([]rules.Source, error) {
+	var srcs []rules.Source
+	for _, d := range dirs {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			return nil, fmt.Errorf("%s: not a rule directory", d)
+		}
+		srcs = append(srcs, rules.Dir(d))
+	}
+	return append(srcs, rules.Source{FS: builtin.Classify(), Name: "builtin", Builtin: true}), nil
 }
 
 // Reload recompiles the rules. why says what triggered it (for the log).
@@ -116,11 +142,12 @@ func (r *ruleRuntime) Reload(why string) error {
 	r.lastOK.Set(1)
 	r.lastTime.SetToCurrentTime()
 	r.reloads.WithLabelValues("success").Inc()
-	r.log.Info("rules reloaded", "trigger", why, "rules", len(set.Rules()), "disabled", len(set.Disabled()))
+	r.log.Info("rules reloaded", "trigger", why, "rules", len(set.Rules()), "wasm_modules", len(set.Modules()), "disabled", len(set.Disabled()))
 	return nil
 }
 
-// checksum hashes the names and contents of every rule file.
+// checksum hashes the names and contents of every rule file and WASM
+// module, so that a rebuilt module is reloaded like an edited rule.
 func (r *ruleRuntime) checksum() ([32]byte, error) {
 	h := sha256.New()
 	for _, d := range r.dirs {
@@ -129,7 +156,7 @@ func (r *ruleRuntime) checksum() ([32]byte, error) {
 			if err != nil {
 				return err
 			}
-			if !e.IsDir() && filepath.Ext(p) == ".yaml" {
+			if ext := filepath.Ext(p); !e.IsDir() && (ext == ".yaml" || ext == ".wasm") {
 				files = append(files, p)
 			}
 			return nil
