@@ -92,6 +92,15 @@ type Scenario struct {
 	Prefixes      []netip.Prefix
 	Hosts         int
 	BackgroundPPS int
+	// DistinctHosts makes the Hosts exactly that many distinct addresses,
+	// placed by a seeded bijection over each prefix (a prefix smaller than
+	// its share of hosts repeats addresses) and visited in turn, so each
+	// gets the same share of the background. Without it, Hosts addresses
+	// are drawn at random from the prefixes into a table, where they may
+	// repeat, and each record picks one of them at random: the table costs
+	// 24 bytes a host and, past a few hundred thousand hosts, a cache miss
+	// per record.
+	DistinctHosts bool
 	Attacks       []Attack
 	Duration      time.Duration
 	// Agent is the exporter's address written in sFlow datagrams.
@@ -165,6 +174,8 @@ type Generator struct {
 	s          Scenario
 	rng        *rand.Rand
 	hosts      []netip.Addr
+	space      hostSpace // with DistinctHosts
+	nextHost   uint64
 	reflectors []netip.Addr
 	t          time.Duration
 	bgAcc      float64
@@ -183,6 +194,9 @@ type Generator struct {
 	sflowSeq, sampleSeq, nf5Seq uint32
 	exp                         *fg.Exporter
 	tpl4, tpl6, opt             fg.Template
+
+	// Background frame lengths: TCP and UDP from lo up to lo+span-1.
+	tcpLo, tcpSpan, udpLo, udpSpan int
 }
 
 // NewGenerator checks a scenario and prepares its generator.
@@ -194,7 +208,12 @@ func NewGenerator(s Scenario) (*Generator, error) {
 		s.Base = CaptureStart
 	}
 	g := &Generator{s: s, rng: rand.New(rand.NewPCG(s.Seed, s.Seed^0x5eed))}
-	g.hosts = s.hosts(g.rng)
+	if s.DistinctHosts {
+		g.space = newHostSpace(&s)
+	} else {
+		g.hosts = s.hosts(g.rng)
+	}
+	g.tcpLo, g.tcpSpan, g.udpLo, g.udpSpan = 64, 1400, 80, 400
 	g.reflectors = make([]netip.Addr, reflectorPool)
 	for i := range g.reflectors {
 		g.reflectors[i] = netip.AddrFrom4([4]byte{198, 18 + byte(i>>8&1), byte(g.rng.IntN(256)), byte(1 + g.rng.IntN(254))})
@@ -234,7 +253,7 @@ func (g *Generator) Next() (time.Duration, [][]byte, bool) {
 	g.t += tick
 	g.flows = g.flows[:0]
 	s := &g.s
-	if s.BackgroundPPS > 0 && len(g.hosts) > 0 {
+	if s.BackgroundPPS > 0 && s.Hosts > 0 {
 		g.bgAcc += float64(s.BackgroundPPS) * tick.Seconds() / float64(s.SamplingRate)
 		n := int(g.bgAcc)
 		g.bgAcc -= float64(n)
@@ -279,7 +298,15 @@ func (g *Generator) emit(start int) {
 
 func (g *Generator) background() fg.Flow {
 	rng := g.rng
-	dst := g.hosts[rng.IntN(len(g.hosts))]
+	var dst netip.Addr
+	if g.s.DistinctHosts {
+		dst = g.space.addr(g.nextHost)
+		if g.nextHost++; g.nextHost == g.space.n {
+			g.nextHost = 0
+		}
+	} else {
+		dst = g.hosts[rng.IntN(len(g.hosts))]
+	}
 	var src netip.Addr
 	if dst.Is6() {
 		src = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xfe, 12: byte(rng.IntN(256)), 15: byte(1 + rng.IntN(254))})
@@ -288,10 +315,10 @@ func (g *Generator) background() fg.Flow {
 	}
 	if rng.IntN(2) == 0 {
 		return fg.Flow{Src: src, Dst: dst, Proto: fg.ProtoTCP, SrcPort: 443, DstPort: uint16(1024 + rng.IntN(60000)),
-			TCPFlags: fg.TCPAck, FrameLen: uint32(64 + rng.IntN(1400)), Packets: 1}
+			TCPFlags: fg.TCPAck, FrameLen: uint32(g.tcpLo + rng.IntN(g.tcpSpan)), Packets: 1}
 	}
 	return fg.Flow{Src: src, Dst: dst, Proto: fg.ProtoUDP, SrcPort: 53, DstPort: uint16(1024 + rng.IntN(60000)),
-		FrameLen: uint32(80 + rng.IntN(400)), Packets: 1}
+		FrameLen: uint32(g.udpLo + rng.IntN(g.udpSpan)), Packets: 1}
 }
 
 func (g *Generator) attack(a *Attack, sh *shape) fg.Flow {
