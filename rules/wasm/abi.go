@@ -94,18 +94,12 @@ func (p *Payload) encode(dst []byte, features uint64, module string, config json
 	dst = append(dst, `{"abi":1,"features":`...)
 	dst = strconv.AppendUint(dst, features, 10)
 	dst = append(dst, `,"module":`...)
-	dst = strconv.AppendQuote(dst, module)
+	name, _ := json.Marshal(module)
+	dst = append(dst, name...)
 	dst = append(dst, `,"config":`...)
 	dst = appendRaw(dst, config, "{}")
 	dst = append(dst, `,"attack":`...)
 	dst = appendRaw(dst, p.Attack, "{}")
-	if features&FeatureSample != 0 {
-		if p.sample == nil {
-			p.sample = AppendSample(make([]byte, 0, 96*len(p.Sample)+2), p.Sample)
-		}
-		dst = append(dst, `,"sample":`...)
-		dst = append(dst, p.sample...)
-	}
 	if p.Verdict != nil {
 		dst = append(dst, `,"verdict":`...)
 		dst = append(dst, p.Verdict...)
@@ -114,6 +108,15 @@ func (p *Payload) encode(dst []byte, features uint64, module string, config json
 		c, _ := json.Marshal(p.Current)
 		dst = append(dst, `,"current":`...)
 		dst = append(dst, c...)
+	}
+	// The sample comes last (the ABI promises it), so that a guest can cut
+	// it off and parse it without a general JSON decoder.
+	if features&FeatureSample != 0 {
+		if p.sample == nil {
+			p.sample = AppendSample(make([]byte, 0, 96*len(p.Sample)+2), p.Sample)
+		}
+		dst = append(dst, `,"sample":`...)
+		dst = append(dst, p.sample...)
 	}
 	return append(dst, '}')
 }

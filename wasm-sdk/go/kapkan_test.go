@@ -2,12 +2,15 @@ package kapkan
 
 import (
 	"encoding/json"
+	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/rules"
+	"github.com/kapkan-io/kapkan/rules/wasm"
 )
 
 // jsonNames returns the JSON names of a struct's exported fields.
@@ -80,4 +83,65 @@ func TestDispatch(t *testing.T) {
 		t.Errorf("decide: %s %v", got, err)
 	}
 	Logf(LevelInfo, "host-side log line %d", 1)
+}
+
+// TestParseSample: the sample parser reads what the host writes exactly as
+// encoding/json would, and copes with what a later minor version may add.
+func TestParseSample(t *testing.T) {
+	var recs []flow.Record
+	for i := range 50 {
+		recs = append(recs, flow.Record{Src: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}).As16(),
+			Dst: netip.MustParseAddr("2001:db8::1").As16(), SrcPort: uint16(i * 1000), DstPort: 53, Proto: uint8(6 + i%12),
+			TCPFlags: uint8(i % 3), Bytes: uint64(i) << 33, Packets: uint64(i + 1), SamplingRate: 100,
+			Flags: flow.FlagHasIP | map[bool]uint8{true: flow.FlagFragment}[i%5 == 0]})
+	}
+	recs = append(recs, flow.Record{Proto: 17, Packets: 1}) // no addresses
+	for _, doc := range [][]byte{
+		wasm.AppendSample(nil, recs),
+		[]byte(` [ ] `),
+		[]byte(`[{"src":"a\"b","sp":1,"future":{"x":[1,2]},"frag":false} , {}]`),
+	} {
+		got, err := parseSample(doc)
+		if err != nil {
+			t.Fatalf("%s: %v", doc, err)
+		}
+		var want []Record
+		if err := json.Unmarshal(doc, &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("parse %s:\n got %+v\nwant %+v", doc, got, want)
+		}
+	}
+	for _, bad := range []string{`[`, `[{"sp":-1}]`, `[{"sp":1]`, `{}`, `[{"src":"x}]`, `[{"frag":maybe}]`} {
+		if _, err := parseSample([]byte(bad)); err == nil {
+			t.Errorf("%s parsed", bad)
+		}
+	}
+	// A whole payload: the head through encoding/json, the sample by hand.
+	var in Input
+	payload := append([]byte(`{"abi":1,"config":{"sample":1},"attack":{"samples":51},"sample":`), wasm.AppendSample(nil, recs)...)
+	if err := decodeInput(append(payload, '}'), &in); err != nil || len(in.Sample) != 51 || in.Attack.Samples != 51 || string(in.Config) != `{"sample":1}` {
+		t.Errorf("decodeInput: %v %+v", err, in)
+	}
+}
+
+// BenchmarkDecodeInput is the guest's decoding of a payload with a full
+// sample, run natively (under WebAssembly it is several times slower).
+func BenchmarkDecodeInput(b *testing.B) {
+	var recs []flow.Record
+	for i := range 2000 {
+		recs = append(recs, flow.Record{Src: netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}).As16(), Dst: netip.MustParseAddr("203.0.113.30").As16(),
+			SrcPort: 3702, DstPort: uint16(i), Proto: 17, Bytes: 1300, Packets: 1, SamplingRate: 100, Flags: flow.FlagHasIP})
+	}
+	payload := append([]byte(`{"abi":1,"attack":{"samples":2000},"sample":`), wasm.AppendSample(nil, recs)...)
+	payload = append(payload, '}')
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		var in Input
+		if err := decodeInput(payload, &in); err != nil || len(in.Sample) != 2000 {
+			b.Fatal(err)
+		}
+	}
 }
