@@ -18,7 +18,7 @@ log = @printf '\033[1m▶ %s\033[0m\n' "$(1)"
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all build run test test-allocs bench-e2e deps test-unit test-race test-integration lint fmt bench fuzz clean
+.PHONY: all build run wasm test test-allocs bench-e2e deps test-unit test-race test-integration lint fmt bench fuzz clean
 
 all: build
 
@@ -29,6 +29,18 @@ build: ## the static binary in bin/kapkan
 run: build ## the daemon on its embedded defaults with demo traffic (CONFIG=file to use one)
 	$(call log,run $(BIN) with demo traffic: an attack on 203.0.113.66 about 20 s after start)
 	$Q ./$(BIN) run --demo $(if $(CONFIG),--config $(CONFIG))
+
+WASM_OUT ?= bin/wasm
+WASM_EXAMPLES := $(notdir $(wildcard wasm-sdk/examples/*))
+
+wasm: ## the example WASM modules and the conformance guest, in bin/wasm (stock Go, GOOS=wasip1)
+	$(call log,wasm $(WASM_EXAMPLES) conformance → $(WASM_OUT))
+	$Q mkdir -p $(WASM_OUT)
+	$Q for m in $(WASM_EXAMPLES); do \
+		GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -buildmode=c-shared -o $(WASM_OUT)/$$m.wasm ./wasm-sdk/examples/$$m || exit 1; \
+	done
+	$Q GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -buildmode=c-shared -o $(WASM_OUT)/conformance.wasm ./wasm-sdk/conformance
+	$Q cd $(WASM_OUT) && sha256sum *.wasm
 
 deps: ## install what the tests need (Debian packages: tshark, gobgpd)
 	$(call log,deps)

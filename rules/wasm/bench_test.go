@@ -2,7 +2,9 @@ package wasm_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -16,6 +18,9 @@ import (
 	"github.com/kapkan-io/kapkan/rules/wasm"
 	"github.com/kapkan-io/kapkan/rules/wasm/wasmtest"
 )
+
+// quiet drops the example classifier's log line per call.
+var quiet = slog.New(slog.DiscardHandler)
 
 // wsdFeatures are the features of a WS-Discovery reflection with n sample
 // records (the engine's default sample holds up to 2 000).
@@ -49,7 +54,7 @@ func BenchmarkCompile(b *testing.B) {
 // the compiled code from the cache, the first instance and the ABI checks.
 func BenchmarkLoad(b *testing.B) {
 	bin := wasmtest.One(b, "wsdiscovery")
-	h := wasm.NewHost(nil)
+	h := wasm.NewHost(quiet)
 	ctx := context.Background()
 	for b.Loop() {
 		m, err := h.Load(ctx, bin, wasm.Options{Name: "bench", File: "bench.wasm", Role: wasm.RoleClassify})
@@ -87,7 +92,7 @@ func BenchmarkClassify(b *testing.B) {
 		"    labels: [ws-discovery-amplification, amplification]\n    vector: {protocol: udp, src_ports: [\"3702\"]}\n")
 	sets := map[string]*rules.Set{}
 	for name, d := range map[string]string{"wasm": wasmDir, "expr": exprDir} {
-		set, err := rules.CompileWith(wasm.NewHost(nil), rules.Dir(d))
+		set, err := rules.CompileWith(wasm.NewHost(quiet), rules.Dir(d))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -107,6 +112,28 @@ func BenchmarkClassify(b *testing.B) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// BenchmarkDecide is a call of the example policy, which does not ask for
+// the sample: the fixed cost of a call.
+func BenchmarkDecide(b *testing.B) {
+	h := wasm.NewHost(quiet)
+	m, err := h.Load(context.Background(), wasmtest.One(b, "bigblackhole"), wasm.Options{Name: "bench", Role: wasm.RoleDecide})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	f := wsdFeatures(2000)
+	attack, _ := json.Marshal(&f)
+	p := &wasm.Payload{Attack: attack, Sample: nil, Verdict: json.RawMessage(`{"labels":["amplification"],"vector":{"protocol":"udp"}}`),
+		Current: &wasm.Current{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		d, err := m.Decide(p, nil)
+		if err != nil || d.Action == "" {
+			b.Fatalf("%+v %v", d, err)
 		}
 	}
 }

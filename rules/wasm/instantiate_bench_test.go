@@ -2,6 +2,7 @@ package wasm
 
 import (
 	"context"
+	"log/slog"
 	"testing"
 
 	"github.com/kapkan-io/kapkan/rules/wasm/wasmtest"
@@ -11,7 +12,7 @@ import (
 // (after a trap, or for one more concurrent call): the Go runtime's
 // _initialize included.
 func BenchmarkInstantiate(b *testing.B) {
-	h := NewHost(nil)
+	h := NewHost(slog.New(slog.DiscardHandler))
 	m, err := h.Load(context.Background(), wasmtest.One(b, "wsdiscovery"), Options{Name: "bench", Role: RoleClassify})
 	if err != nil {
 		b.Fatal(err)
