@@ -23,17 +23,26 @@ import (
 
 // simulateReport is the JSON line simulate prints at the end.
 type simulateReport struct {
-	Type       string           `json:"type"`
-	Format     string           `json:"format"`
-	To         string           `json:"to,omitempty"`
-	PCAP       string           `json:"pcap,omitempty"`
-	Datagrams  int64            `json:"datagrams"`
-	Records    int64            `json:"records"`
-	Bytes      int64            `json:"bytes"`
-	Seconds    float64          `json:"seconds"`
-	RPS        float64          `json:"records_per_second"`
-	SendErrors int64            `json:"send_errors"`
-	MaxLagMS   float64          `json:"max_lag_ms"`
+	Type       string  `json:"type"`
+	Format     string  `json:"format"`
+	To         string  `json:"to,omitempty"`
+	PCAP       string  `json:"pcap,omitempty"`
+	Datagrams  int64   `json:"datagrams"`
+	Records    int64   `json:"records"`
+	Bytes      int64   `json:"bytes"`
+	Seconds    float64 `json:"seconds"`
+	RPS        float64 `json:"records_per_second"`
+	SendErrors int64   `json:"send_errors"`
+	MaxLagMS   float64 `json:"max_lag_ms"`
+	// GSOSends counts the sends that handed several datagrams to the
+	// kernel at once (UDP_SEGMENT).
+	GSOSends int64 `json:"gso_sends"`
+	// Pregenerated is the background period built before sending
+	// (--pregenerate), in seconds, and PregeneratedBytes its size.
+	Pregenerated      float64 `json:"pregenerated_seconds,omitempty"`
+	PregeneratedBytes int     `json:"pregenerated_bytes,omitempty"`
+	// CPUSeconds is what simulate itself used (user and system).
+	CPUSeconds float64          `json:"cpu_seconds"`
 	Attacks    []simulateAttack `json:"attacks"`
 }
 
@@ -119,6 +128,10 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	duration := fs.Duration("duration", time.Minute, "how long to send")
 	seed := fs.Uint64("seed", 1, "random seed: the same seed sends the same traffic")
 	agent := fs.String("agent", "127.0.0.1", "sFlow agent address written in datagrams")
+	distinct := fs.Bool("distinct-hosts", false, "exactly --hosts distinct destinations, placed arithmetically and visited in turn (no per-host table)")
+	pregen := fs.Duration("pregenerate", 0, "build this much background once (whole seconds, at least every host once; implies --distinct-hosts; sflow5 and netflow9) and replay it with fresh sequence numbers and times")
+	gso := fs.Bool("gso", true, "hand runs of equal-length datagrams to the kernel in one send (UDP GSO) when it accepts them")
+	cpuProfile := fs.String("cpuprofile", "", "write simulate's own CPU profile to this file")
 	var prefixes, attacks listFlag
 	fs.Var(&prefixes, "prefix", "protected prefix the background goes to (repeatable; default 203.0.113.0/24)")
 	fs.Var(&attacks, "attack", "KIND@TARGET:PPS:START:DURATION, e.g. udp-flood@203.0.113.10:200000:10s:30s (repeatable); kinds: "+kindList())
@@ -139,7 +152,8 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if (*to == "") == (*pcapPath == "") {
 		return fail("give exactly one of --to and --pcap")
 	}
-	s := demo.Scenario{SamplingRate: uint32(*sampling), Hosts: *hosts, BackgroundPPS: *bgPPS, Duration: *duration, Seed: *seed}
+	s := demo.Scenario{SamplingRate: uint32(*sampling), Hosts: *hosts, BackgroundPPS: *bgPPS, Duration: *duration, Seed: *seed,
+		DistinctHosts: *distinct || *pregen > 0}
 	if *rps > 0 {
 		s.BackgroundPPS = *rps * int(*sampling)
 	}
@@ -168,10 +182,21 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 		s.Attacks = append(s.Attacks, at)
 	}
+	if *pregen < 0 {
+		return fail("--pregenerate %s: want a positive duration", *pregen)
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return fail("%v", err)
+		}
+		defer stop()
+	}
 	report := simulateReport{Type: "simulate", Format: s.Format.String(), To: *to, PCAP: *pcapPath}
+	opts := sendOptions{pregenerate: *pregen, gso: *gso}
 	var rerr error
 	if *pcapPath != "" {
-		rerr = simulateToPCAP(ctx, s, *pcapPath, &report)
+		rerr = simulateToPCAP(ctx, s, opts, *pcapPath, &report)
 	} else {
 		ap, err := netip.ParseAddrPort(*to)
 		if err != nil {
@@ -180,8 +205,9 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		if err := checkTarget(ap); err != nil {
 			return fail("%v", err)
 		}
-		rerr = simulateSend(ctx, s, ap, &report)
+		rerr = simulateSend(ctx, s, opts, ap, &report)
 	}
+	report.CPUSeconds = processCPUSeconds()
 	if rerr != nil {
 		fmt.Fprintf(stderr, "kapkan simulate: %v\n", rerr)
 		return 1
@@ -198,11 +224,11 @@ func kindList() string {
 	return strings.Join(k, ", ")
 }
 
-func fillAttacks(report *simulateReport, s *demo.Scenario, g *demo.Generator, base time.Time) {
+func fillAttacks(report *simulateReport, s *demo.Scenario, src *source, base time.Time) {
 	for i, a := range s.Attacks {
 		sa := simulateAttack{Kind: string(a.Kind), Target: a.Target.String(), PPS: a.PPS, Start: a.Start.String(), Duration: a.Duration.String()}
-		if g.FirstSample[i] >= 0 {
-			sa.FirstSent = base.Add(g.FirstSample[i]).UTC().Format(time.RFC3339Nano)
+		if src.firstSample[i] >= 0 {
+			sa.FirstSent = base.Add(src.firstSample[i]).UTC().Format(time.RFC3339Nano)
 		}
 		report.Attacks = append(report.Attacks, sa)
 	}
@@ -215,16 +241,44 @@ const (
 	tickLen     = 10 * time.Millisecond
 )
 
-// simulateSend paces the scenario in real time, a tick's datagrams at once
-// with sendmmsg. When sending falls behind it catches up without sleeping
-// and reports the largest lag.
-func simulateSend(ctx context.Context, s demo.Scenario, to netip.AddrPort, report *simulateReport) error {
-	start := time.Now()
-	s.Base = start
+// sendOptions are simulate's choices of how to produce and send the
+// datagrams, which do not change the traffic's content.
+type sendOptions struct {
+	pregenerate time.Duration // build the background once (demo.Loop)
+	gso         bool
+}
+
+// source is what simulate sends from: a demo.Generator, or a demo.Loop
+// replaying pre-generated background.
+type source struct {
+	next        func() (time.Duration, [][]byte, bool)
+	records     func() int64
+	firstSample []time.Duration
+	rebase      func(time.Time) // moves the scenario's start (a Loop only)
+}
+
+func newSource(s demo.Scenario, o sendOptions, report *simulateReport) (*source, error) {
+	if o.pregenerate > 0 {
+		l, err := demo.NewLoop(s, o.pregenerate)
+		if err != nil {
+			return nil, err
+		}
+		report.Pregenerated, report.PregeneratedBytes = l.Period().Seconds(), l.Bytes
+		return &source{next: l.Next, records: func() int64 { return l.Records }, firstSample: l.FirstSample, rebase: l.Rebase}, nil
+	}
 	g, err := demo.NewGenerator(s)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	return &source{next: g.Next, records: func() int64 { return g.Records }, firstSample: g.FirstSample}, nil
+}
+
+// simulateSend paces the scenario in real time, a tick's datagrams in
+// bursts with sendmmsg, or with one UDP GSO send for each run of
+// equal-length datagrams that lie next to each other in memory (the
+// receiver still gets them one by one). When sending falls behind it
+// catches up without sleeping and reports the largest lag.
+func simulateSend(ctx context.Context, s demo.Scenario, o sendOptions, to netip.AddrPort, report *simulateReport) error {
 	network := "udp4"
 	if to.Addr().Is6() && !to.Addr().Is4In6() {
 		network = "udp6"
@@ -235,12 +289,45 @@ func simulateSend(ctx context.Context, s demo.Scenario, to netip.AddrPort, repor
 	}
 	defer conn.Close()
 	_ = conn.SetWriteBuffer(8 << 20)
+	var gso *gsoSender
+	if o.gso {
+		if gso, err = newGSOSender(conn, to); err != nil {
+			return err
+		}
+	}
+	start := time.Now()
+	s.Base = start
+	src, err := newSource(s, o, report)
+	if err != nil {
+		return err
+	}
+	if src.rebase != nil {
+		// The clock starts once the background is built.
+		start = time.Now()
+		src.rebase(start)
+	}
 	pc := ipv4.NewPacketConn(conn)
 	dst := net.UDPAddrFromAddrPort(to)
 	var msgs []ipv4.Message
+	flush := func() error {
+		for len(msgs) > 0 {
+			n, err := pc.WriteBatch(msgs, 0)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return err
+				}
+				report.SendErrors++
+				n = max(n, 1) // skip the datagram that failed
+			}
+			report.Datagrams += int64(n)
+			msgs = msgs[n:]
+		}
+		msgs = msgs[:0]
+		return nil
+	}
 	firstSent := make([]time.Time, len(s.Attacks))
 	for ctx.Err() == nil {
-		at, dgs, ok := g.Next()
+		at, dgs, ok := src.next()
 		if !ok {
 			break
 		}
@@ -263,35 +350,52 @@ func simulateSend(ctx context.Context, s demo.Scenario, to netip.AddrPort, repor
 					time.Sleep(wait)
 				}
 			}
-			msgs = msgs[:0]
-			for _, d := range part {
-				msgs = append(msgs, ipv4.Message{Buffers: [][]byte{d}, Addr: dst})
-				report.Bytes += int64(len(d))
-			}
-			for len(msgs) > 0 {
-				n, err := pc.WriteBatch(msgs, 0)
-				if err != nil {
-					if errors.Is(err, net.ErrClosed) {
+			for i := 0; i < len(part); {
+				j := i + 1
+				if gso != nil && gso.on {
+					j = gsoRun(part, i)
+				}
+				if j-i >= 2 {
+					if err := flush(); err != nil {
 						return err
 					}
-					report.SendErrors++
-					n = max(n, 1) // skip the datagram that failed
+					sent, err := gso.send(part[i:j])
+					switch {
+					case errors.Is(err, net.ErrClosed):
+						return err
+					case err != nil && sent == 0 && !gso.on:
+						continue // the kernel refused GSO: the same run again, without it
+					case err != nil:
+						report.SendErrors++
+					default:
+						report.GSOSends++
+					}
+					report.Datagrams += int64(sent)
+					for _, d := range part[i:j] {
+						report.Bytes += int64(len(d))
+					}
+					i = j
+					continue
 				}
-				report.Datagrams += int64(n)
-				msgs = msgs[n:]
+				msgs = append(msgs, ipv4.Message{Buffers: [][]byte{part[i]}, Addr: dst})
+				report.Bytes += int64(len(part[i]))
+				i++
+			}
+			if err := flush(); err != nil {
+				return err
 			}
 		}
 		now := time.Now()
 		for i := range firstSent {
-			if firstSent[i].IsZero() && g.FirstSample[i] >= 0 {
+			if firstSent[i].IsZero() && src.firstSample[i] >= 0 {
 				firstSent[i] = now
 			}
 		}
 	}
-	report.Records = g.Records
+	report.Records = src.records()
 	report.Seconds = time.Since(start).Seconds()
-	report.RPS = float64(g.Records) / report.Seconds
-	fillAttacks(report, &s, g, start)
+	report.RPS = float64(report.Records) / report.Seconds
+	fillAttacks(report, &s, src, start)
 	for i := range report.Attacks {
 		if !firstSent[i].IsZero() {
 			report.Attacks[i].FirstSent = firstSent[i].UTC().Format(time.RFC3339Nano)
@@ -302,7 +406,7 @@ func simulateSend(ctx context.Context, s demo.Scenario, to netip.AddrPort, repor
 
 // simulateToPCAP writes the scenario into a capture, timestamped from
 // demo.CaptureStart, without waiting.
-func simulateToPCAP(ctx context.Context, s demo.Scenario, path string, report *simulateReport) error {
+func simulateToPCAP(ctx context.Context, s demo.Scenario, o sendOptions, path string, report *simulateReport) error {
 	f, err := os.Create(path)
 	if err != nil {
 		return err
@@ -312,7 +416,7 @@ func simulateToPCAP(ctx context.Context, s demo.Scenario, path string, report *s
 	if err != nil {
 		return err
 	}
-	g, err := demo.NewGenerator(s)
+	gen, err := newSource(s, o, report)
 	if err != nil {
 		return err
 	}
@@ -327,7 +431,7 @@ func simulateToPCAP(ctx context.Context, s demo.Scenario, path string, report *s
 	}
 	begin := time.Now()
 	for ctx.Err() == nil {
-		at, dgs, ok := g.Next()
+		at, dgs, ok := gen.next()
 		if !ok {
 			break
 		}
@@ -340,9 +444,9 @@ func simulateToPCAP(ctx context.Context, s demo.Scenario, path string, report *s
 			report.Bytes += int64(len(d))
 		}
 	}
-	report.Records = g.Records
+	report.Records = gen.records()
 	report.Seconds = time.Since(begin).Seconds()
-	report.RPS = float64(g.Records) / max(report.Seconds, 1e-9)
-	fillAttacks(report, &s, g, demo.CaptureStart)
+	report.RPS = float64(report.Records) / max(report.Seconds, 1e-9)
+	fillAttacks(report, &s, gen, demo.CaptureStart)
 	return f.Close()
 }

@@ -130,44 +130,64 @@ func TestSimulateTsharkReadsEveryFormat(t *testing.T) {
 }
 
 // TestSimulateSendsToACollector sends over loopback to a socket and decodes
-// what arrives.
+// what arrives: from the generator with sendmmsg, and from pre-generated
+// background with UDP GSO sends, which must arrive as the same separate
+// datagrams.
 func TestSimulateSendsToACollector(t *testing.T) {
-	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pc.Close()
-	_ = pc.SetReadBuffer(8 << 20)
-	to := pc.LocalAddr().(*net.UDPAddr).AddrPort()
-	done := make(chan simulateReport, 1)
-	go func() {
-		r, stderr, code := simulate(t, "--to", to.String(), "--duration", "1s", "--sampling", "100", "--background-pps", "100000")
-		if code != 0 {
-			t.Errorf("exit %d: %s", code, stderr)
-		}
-		done <- r
-	}()
-	dec := ingest.New(ingest.Options{}, ingest.Deps{})
-	records := 0
-	b := ingest.NewBatcher(nil, flow.SinkFunc(func(b *flow.Batch) { records += b.N; flow.DefaultPool.Put(b) }))
-	buf := make([]byte, 65535)
-	var rep simulateReport
-	received := int64(0)
-	for {
-		_ = pc.SetReadDeadline(time.Now().Add(2 * time.Second))
-		n, from, err := pc.ReadFromUDPAddrPort(buf)
-		if err != nil {
-			break
-		}
-		received++
-		if _, err := dec.Decode(buf[:n], from.Addr(), time.Now(), b); err != nil {
-			t.Fatalf("decode: %v", err)
-		}
-	}
-	b.Flush()
-	rep = <-done
-	if rep.Datagrams == 0 || received != rep.Datagrams || int64(records) != rep.Records {
-		t.Errorf("sent %d datagrams / %d records, received %d / %d", rep.Datagrams, rep.Records, received, records)
+	for _, c := range []struct {
+		name string
+		args []string
+		gso  bool // GSO sends must have happened
+	}{
+		{"generator", []string{"--gso=false"}, false},
+		{"generator gso", nil, false},
+		{"pregenerated sflow5", []string{"--pregenerate", "1s", "--hosts", "5000"}, true},
+		{"pregenerated netflow9", []string{"--pregenerate", "1s", "--hosts", "5000", "--format", "netflow9", "--records-per-second", "20000",
+			"--attack", "udp-flood@203.0.113.9:100000:200ms:500ms"}, true},
+		{"pregenerated without gso", []string{"--pregenerate", "1s", "--gso=false"}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer pc.Close()
+			_ = pc.SetReadBuffer(8 << 20)
+			to := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+			done := make(chan simulateReport, 1)
+			go func() {
+				args := append([]string{"--to", to.String(), "--duration", "1s", "--sampling", "100", "--background-pps", "100000"}, c.args...)
+				r, stderr, code := simulate(t, args...)
+				if code != 0 {
+					t.Errorf("exit %d: %s", code, stderr)
+				}
+				done <- r
+			}()
+			dec := ingest.New(ingest.Options{}, ingest.Deps{})
+			records := 0
+			b := ingest.NewBatcher(nil, flow.SinkFunc(func(b *flow.Batch) { records += b.N; flow.DefaultPool.Put(b) }))
+			buf := make([]byte, 65535)
+			received := int64(0)
+			for {
+				_ = pc.SetReadDeadline(time.Now().Add(2 * time.Second))
+				n, from, err := pc.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					break
+				}
+				received++
+				if _, err := dec.Decode(buf[:n], from.Addr(), time.Now(), b); err != nil {
+					t.Fatalf("decode: %v", err)
+				}
+			}
+			b.Flush()
+			rep := <-done
+			if rep.Datagrams == 0 || received != rep.Datagrams || int64(records) != rep.Records || rep.Records < 900 {
+				t.Errorf("sent %d datagrams / %d records, received %d / %d", rep.Datagrams, rep.Records, received, records)
+			}
+			if c.gso && rep.GSOSends == 0 {
+				t.Errorf("no GSO send: %+v", rep)
+			}
+		})
 	}
 }
 
