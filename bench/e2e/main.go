@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -36,11 +37,14 @@ type options struct {
 	formats    []string
 	hosts      []int
 	rates      []int
+	fnmRates   []int
 	duration   time.Duration
 	sampling   int
 	fastnetmon bool
 	out        string
 	work       string
+	pregen     time.Duration
+	profiles   string
 }
 
 // step is one measured run: one system, format, host count and rate.
@@ -57,25 +61,33 @@ type step struct {
 	CPUSeconds   float64   `json:"cpu_seconds"`
 	CPUPerMillon float64   `json:"cpu_seconds_per_million"`
 	PeakRSSMiB   float64   `json:"peak_rss_mib"`
+	GenCPU       float64   `json:"generator_cpu_seconds"`
 	LatenciesMS  []float64 `json:"detection_latencies_ms"`
 	Missed       int       `json:"attacks_missed"`
 }
 
 func main() {
 	var o options
-	var formats, hosts, rates string
+	var formats, hosts, rates, fnmRates string
 	flag.StringVar(&o.bin, "bin", "bin/kapkan", "the kapkan binary")
 	flag.StringVar(&formats, "formats", "sflow5,netflow9,ipfix", "formats to measure")
 	flag.StringVar(&hosts, "hosts", "10000,1000000", "active destination addresses")
 	flag.StringVar(&rates, "rates", "250000,500000,750000,1000000,1250000", "offered records per second, in steps")
+	flag.StringVar(&fnmRates, "fastnetmon-rates", "", "FastNetMon's steps when they should differ from -rates (both run in the same run, format by format)")
 	flag.DurationVar(&o.duration, "duration", 12*time.Second, "how long each step sends")
 	flag.IntVar(&o.sampling, "sampling", 1000, "sampling rate of the simulated telemetry")
 	flag.BoolVar(&o.fastnetmon, "fastnetmon", false, "also run Debian's FastNetMon Community on the same traffic")
 	flag.StringVar(&o.out, "out", "bench-e2e.json", "where to write every step as JSON")
+	flag.DurationVar(&o.pregen, "pregenerate", 0, "pass --pregenerate to simulate: build this much background once and replay it (sflow5 and netflow9)")
+	flag.StringVar(&o.profiles, "cpuprofile", "", "write a CPU profile of each Kapkan step into this directory (KAPKAN_CPUPROFILE)")
 	flag.Parse()
 	o.formats = strings.Split(formats, ",")
 	o.hosts = ints(hosts)
 	o.rates = ints(rates)
+	o.fnmRates = o.rates
+	if fnmRates != "" {
+		o.fnmRates = ints(fnmRates)
+	}
 	var err error
 	if o.work, err = os.MkdirTemp("", "kapkan-e2e-"); err != nil {
 		fatal(err)
@@ -124,14 +136,18 @@ func run(ctx context.Context, o *options) error {
 	var all []step
 	for _, format := range o.formats {
 		for _, hosts := range o.hosts {
-			for _, rate := range o.rates {
-				s, err := kapkanStep(ctx, o, format, hosts, rate)
-				if err != nil {
-					return fmt.Errorf("kapkan %s %d hosts %d rps: %w", format, hosts, rate, err)
+			// Each rate in turn, Kapkan then FastNetMon, so that both see
+			// the same moments of the shared machine where their steps meet.
+			for _, rate := range mergeRates(o.rates, o.fnmRates) {
+				if slices.Contains(o.rates, rate) {
+					s, err := kapkanStep(ctx, o, format, hosts, rate)
+					if err != nil {
+						return fmt.Errorf("kapkan %s %d hosts %d rps: %w", format, hosts, rate, err)
+					}
+					all = append(all, s)
+					printStep(s)
 				}
-				all = append(all, s)
-				printStep(s)
-				if o.fastnetmon {
+				if o.fastnetmon && slices.Contains(o.fnmRates, rate) {
 					f, err := fnmStep(ctx, o, format, hosts, rate)
 					if err != nil {
 						return fmt.Errorf("fastnetmon %s %d hosts %d rps: %w", format, hosts, rate, err)
@@ -145,6 +161,13 @@ func run(ctx context.Context, o *options) error {
 	summarize(os.Stdout, all, o)
 	b, _ := json.MarshalIndent(all, "", "  ")
 	return os.WriteFile(o.out, b, 0o644)
+}
+
+// mergeRates returns the rates of a and b, sorted, once each.
+func mergeRates(a, b []int) []int {
+	out := slices.Concat(a, b)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 func freePort(network string) (int, error) {
@@ -172,6 +195,9 @@ func simulate(ctx context.Context, o *options, format string, hosts, rate, port 
 	args := append([]string{"simulate", "--to", fmt.Sprintf("127.0.0.1:%d", port), "--format", format,
 		"--sampling", strconv.Itoa(o.sampling), "--hosts", strconv.Itoa(hosts), "--prefix", prefix,
 		"--records-per-second", strconv.Itoa(rate), "--duration", o.duration.String(), "--seed", "1"}, attacks...)
+	if o.pregen > 0 {
+		args = append(args, "--pregenerate", o.pregen.String())
+	}
 	cmd := exec.CommandContext(ctx, o.bin, args...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
@@ -233,6 +259,15 @@ api: {listen: "127.0.0.1:%d"}
 	defer logf.Close()
 	daemon := exec.CommandContext(ctx, o.bin, "run", "--config", cfgPath)
 	daemon.Stdout, daemon.Stderr = logf, logf
+	if o.profiles != "" {
+		if err := os.MkdirAll(o.profiles, 0o755); err != nil {
+			return s, err
+		}
+		p, _ := filepath.Abs(filepath.Join(o.profiles, fmt.Sprintf("kapkan-%s-%d-%d.pprof", format, hosts, rate)))
+		daemon.Env = append(os.Environ(), "KAPKAN_CPUPROFILE="+p,
+			// The profile must end before the step stops the daemon.
+			fmt.Sprintf("KAPKAN_CPUPROFILE_SECONDS=%d", int(o.duration/time.Second)))
+	}
 	if err := daemon.Start(); err != nil {
 		return s, err
 	}
@@ -259,6 +294,7 @@ api: {listen: "127.0.0.1:%d"}
 	}
 	s.SentRecords = int64(rep["records"].(float64))
 	s.OfferedRPS = rep["records_per_second"].(float64)
+	s.GenCPU, _ = rep["cpu_seconds"].(float64)
 	s.Accounted = int64(m["kapkan_ingest_records_total"])
 	s.AppDrops = int64(m["kapkan_engine_dropped_records_total"])
 	kernelDatagrams := m["kapkan_ingest_socket_drops_total"]
@@ -407,6 +443,7 @@ func fnmStep(ctx context.Context, o *options, format string, hosts, rate int) (s
 	time.Sleep(2 * time.Second)
 	s.SentRecords = int64(rep["records"].(float64))
 	s.OfferedRPS = rep["records_per_second"].(float64)
+	s.GenCPU, _ = rep["cpu_seconds"].(float64)
 	perDatagram := float64(s.SentRecords) / max(rep["datagrams"].(float64), 1)
 	s.KernelDrops = int64(float64(socketDrops(port)-before) * perDatagram)
 	s.Accounted = s.SentRecords - s.KernelDrops // FastNetMon exports no record count; kernel drops are its visible loss
@@ -453,9 +490,9 @@ func percentile(v []float64, p float64) float64 {
 }
 
 func printStep(s step) {
-	fmt.Printf("%-10s %-8s hosts=%-8d offered=%9.0f rec/s  accounted=%9d/%-9d loss=%6.2f%%  cpu=%6.2fs (%5.2f s/M rec)  rss=%6.1f MiB  latency p50=%6.0f ms p99=%6.0f ms missed=%d\n",
+	fmt.Printf("%-10s %-8s hosts=%-8d offered=%9.0f rec/s  accounted=%9d/%-9d loss=%6.2f%%  cpu=%6.2fs (%5.2f s/M rec)  rss=%6.1f MiB  latency p50=%6.0f ms p99=%6.0f ms missed=%d  generator cpu=%5.2fs\n",
 		s.System, s.Format, s.Hosts, s.OfferedRPS, s.Accounted, s.SentRecords, s.LossPercent, s.CPUSeconds, s.CPUPerMillon,
-		s.PeakRSSMiB, percentile(s.LatenciesMS, 0.5), percentile(s.LatenciesMS, 0.99), s.Missed)
+		s.PeakRSSMiB, percentile(s.LatenciesMS, 0.5), percentile(s.LatenciesMS, 0.99), s.Missed, s.GenCPU)
 }
 
 // summarize prints, per system, format and host count, the highest lossless
