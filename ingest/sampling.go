@@ -35,6 +35,15 @@ type rateStore struct {
 	// remembers the last, so that records without a sampler id can still
 	// use the one rate a domain announced.
 	perDomain map[domainKey]domainSamplers
+	// memo is the last lookup and its answer, cleared by set: an
+	// exporter's records name the same sampler again and again, and this
+	// spares each of them two map lookups.
+	memo struct {
+		ok   bool
+		q    samplerKey
+		rate uint32
+		hit  bool
+	}
 }
 
 type domainKey struct {
@@ -57,6 +66,7 @@ func (s *rateStore) set(k samplerKey, rate uint32) {
 		s.rates = make(map[samplerKey]rateEntry)
 		s.perDomain = make(map[domainKey]domainSamplers)
 	}
+	s.memo.ok = false
 	old, existed := s.rates[k]
 	if !existed && len(s.rates) >= maxSamplersPerExporter {
 		return // bounded: a misbehaving exporter cannot grow this forever
@@ -80,6 +90,16 @@ func (s *rateStore) lookup(version uint16, domain uint32, kind uint8, id uint64)
 	if s.rates == nil {
 		return 0, false
 	}
+	q := samplerKey{version, domain, kind, id}
+	if s.memo.ok && s.memo.q == q {
+		return s.memo.rate, s.memo.hit
+	}
+	rate, hit := s.find(version, domain, kind, id)
+	s.memo.ok, s.memo.q, s.memo.rate, s.memo.hit = true, q, rate, hit
+	return rate, hit
+}
+
+func (s *rateStore) find(version uint16, domain uint32, kind uint8, id uint64) (uint32, bool) {
 	if kind != scopeDomain {
 		if e, ok := s.rates[samplerKey{version, domain, kind, id}]; ok {
 			return e.rate, true

@@ -10,8 +10,16 @@ type seqKey struct {
 }
 
 // seqTracker follows sequence numbers and counts what went missing.
+//
+// The expectation of the last key seen is kept out of the map (hot): an
+// sFlow datagram's samples mostly come from one data source, and a NetFlow
+// exporter's datagrams from one domain, so most lookups skip the map's
+// hashing of a 28-byte key. While hot is valid, its map entry may be stale.
 type seqTracker struct {
-	next map[seqKey]uint32
+	next    map[seqKey]uint32
+	hot     seqKey
+	hotNext uint32
+	hotOK   bool
 }
 
 // maxGap is the largest forward jump counted as loss; beyond it (or going
@@ -25,10 +33,20 @@ const (
 // expectation for the next message to seq+advance. It returns the number of
 // units missing, and whether the sequence was reset.
 func (t *seqTracker) observe(k seqKey, seq, advance uint32) (gap uint32, reset bool) {
-	if t.next == nil {
-		t.next = make(map[seqKey]uint32)
+	var want uint32
+	var seen bool
+	if t.hotOK && k == t.hot {
+		want, seen = t.hotNext, true
+	} else {
+		if t.next == nil {
+			t.next = make(map[seqKey]uint32)
+		}
+		if t.hotOK {
+			t.next[t.hot] = t.hotNext // write the last key back before another takes its place
+			t.hotOK = false
+		}
+		want, seen = t.next[k]
 	}
-	want, seen := t.next[k]
 	if seen {
 		switch diff := seq - want; {
 		case diff == 0:
@@ -42,13 +60,20 @@ func (t *seqTracker) observe(k seqKey, seq, advance uint32) (gap uint32, reset b
 		}
 	} else if len(t.next) >= 4096 {
 		return 0, false // bounded
+	} else {
+		t.next[k] = seq + advance // a new key takes its place in the map
 	}
-	t.next[k] = seq + advance
+	t.hot, t.hotNext, t.hotOK = k, seq+advance, true
 	return gap, reset
 }
 
 // forget drops the expectation for k (the next message's position is unknown).
-func (t *seqTracker) forget(k seqKey) { delete(t.next, k) }
+func (t *seqTracker) forget(k seqKey) {
+	if t.hotOK && t.hot == k {
+		t.hotOK = false
+	}
+	delete(t.next, k)
+}
 
 func (d *Decoder) sequence(st *exporterState, k seqKey, seq, advance uint32) {
 	gap, reset := st.seq.observe(k, seq, advance)
