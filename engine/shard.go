@@ -73,6 +73,8 @@ type shard struct {
 
 	outbox []Candidate
 
+	touched uint64 // what prefetch read, kept so that its loads are not removed
+
 	stats shardStats
 }
 
