@@ -167,6 +167,8 @@ type parsedFile struct {
 	name  string
 	file  File
 	rules []ruleNodes
+	// ladders are the ladders' nodes, for positions (nil when unknown).
+	ladders []*yaml.Node
 }
 
 // ruleNodes are the nodes of one rule, for positions.
@@ -246,6 +248,7 @@ func parseFile(name string, data []byte) (*parsedFile, Errors) {
 		if laddersNode != nil && laddersNode.Kind == yaml.SequenceNode && i < len(laddersNode.Content) {
 			ln = laddersNode.Content[i]
 		}
+		pf.ladders = append(pf.ladders, ln)
 		if !ruleName.MatchString(l.Name) {
 			add(or(mapValue(ln, "name"), ln), l.Name, "ladder name %q is not kebab-case", l.Name)
 		}

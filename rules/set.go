@@ -135,7 +135,7 @@ func CompileWith(host *wasm.Host, sources ...Source) (*Set, error) {
 				}
 				all = append(all, compiled{Rule: r, file: display, program: prog, builtin: src.Builtin})
 			}
-			for _, ls := range pf.file.Ladders {
+			for j, ls := range pf.file.Ladders {
 				if prev, dup := names[ls.Name]; dup && ls.Name != "" {
 					errs = append(errs, &Error{File: display, Rule: ls.Name, Msg: "name already used in " + prev})
 					continue
@@ -147,7 +147,8 @@ func CompileWith(host *wasm.Host, sources ...Source) (*Set, error) {
 					}
 					m, err := loadModule(host, src, fname, ls.Name, &ls.Module, wasm.RoleDecide)
 					if err != nil {
-						errs = append(errs, &Error{File: display, Rule: ls.Name, Msg: "wasm: " + err.Error()})
+						n := or(mapValue(pf.ladders[j], "wasm"), pf.ladders[j])
+						errs = append(errs, &Error{File: display, Line: line(n), Col: col(n), Rule: ls.Name, Msg: "wasm: " + err.Error()})
 						continue
 					}
 					loaded = append(loaded, m)

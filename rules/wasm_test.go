@@ -244,6 +244,7 @@ func TestWASMRuleFileErrors(t *testing.T) {
 	data, _ := os.ReadFile(bin)
 	sum := sha256.Sum256(data)
 	writeFile(t, filepath.Join(dir, "not.wasm"), "hello")
+	wasmtest.Write(t, "wsdiscovery", dir, "classifier-only.wasm")
 	for _, tc := range []struct {
 		name, body, want string
 	}{
@@ -259,6 +260,8 @@ func TestWASMRuleFileErrors(t *testing.T) {
 			"conformance.wasm: sha256 is " + hex.EncodeToString(sum[:]) + ", the rule file pins " + strings.Repeat("0", 64)},
 		{"sha256 without wasm", "  - name: x\n    match: udp_share > 1\n    sha256: abc\n", `sha256 applies to a wasm module only`},
 		{"ladder with steps", "ladders:\n  - name: y\n    wasm: conformance.wasm\n    steps: [{action: blackhole}]\n", `a ladder has steps or a wasm policy module, not both`},
+		{"ladder module", "ladders:\n  - name: y\n    wasm: not.wasm\n", `ops.yaml:4:11: rule "y": wasm: ` + filepath.Join(dir, "not.wasm") + `: not a WebAssembly module`},
+		{"classifier as policy", "ladders:\n  - name: y\n    wasm: classifier-only.wasm\n", `the module does not serve kapkan_decide (with the Go SDK, set Guest.Decide)`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			body := "kapkan_rules: 1\nrules:\n" + tc.body

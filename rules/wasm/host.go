@@ -200,6 +200,7 @@ type core struct {
 	slots chan struct{}  // one token per instance that may be built
 
 	refs      atomic.Int64 // the owner's reference plus one per call in flight
+	closing   atomic.Bool  // set when the owner lets go: no new call starts
 	ownerOnce sync.Once
 
 	logMu   sync.Mutex
@@ -394,11 +395,20 @@ func (m *Module) Close() error {
 	return nil
 }
 
-func (c *core) dropOwner() { c.ownerOnce.Do(c.release) }
+func (c *core) dropOwner() {
+	c.ownerOnce.Do(func() {
+		c.closing.Store(true)
+		c.release()
+	})
+}
 
-// acquire takes a reference for a call; false once the module is released.
+// acquire takes a reference for a call; false once the owner has let go
+// (calls already in flight finish, new ones do not start).
 func (c *core) acquire() bool {
 	for {
+		if c.closing.Load() {
+			return false
+		}
 		n := c.refs.Load()
 		if n <= 0 {
 			return false

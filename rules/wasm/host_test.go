@@ -164,6 +164,17 @@ func TestConformance(t *testing.T) {
 		}
 	})
 
+	t.Run("sandbox", func(t *testing.T) {
+		m := load(t, h, bin, Options{Name: "conf-sandbox", Role: RoleClassify, Config: json.RawMessage(`{"mode":"sandbox"}`)})
+		res, err := m.Classify(payload(1), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(res.Labels, ","); got != "conformance,no-fs,no-net,no-env" {
+			t.Errorf("the guest reached outside its sandbox: %s", got)
+		}
+	})
+
 	t.Run("sample only when asked", func(t *testing.T) {
 		p := payload(3)
 		with := string(p.encode(nil, FeatureClassify|FeatureSample, "x", nil))
@@ -278,4 +289,89 @@ func readBad(t *testing.T, name string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestCloseUnderLoad is a hammer test: goroutines call one module while it
+// is closed. Calls in flight finish, later ones fail as closed (never with
+// another error), and the runtime is closed once the last call is done.
+func TestCloseUnderLoad(t *testing.T) {
+	h, _ := newTestHost(t)
+	m, err := h.Load(context.Background(), wasmtest.One(t, "conformance"),
+		Options{Name: "hammer", Role: RoleClassify, Limits: Limits{Instances: 2, Timeout: 10 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers = 8
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	ok, closed := 0, 0
+	started := make(chan struct{}, workers)
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			first := true
+			for {
+				res, err := m.Classify(payload(20), nil)
+				if first {
+					started <- struct{}{}
+					first = false
+				}
+				var ce *CallError
+				switch {
+				case err == nil && res.Match:
+					mu.Lock()
+					ok++
+					mu.Unlock()
+				case errors.As(err, &ce) && ce.Result == ResultClosed && errors.Is(err, ErrClosed):
+					mu.Lock()
+					closed++
+					mu.Unlock()
+					return
+				default:
+					t.Errorf("call: %+v %v", res, err)
+					return
+				}
+			}
+		}()
+	}
+	for range workers {
+		<-started
+	}
+	if h.OpenModules() != 1 {
+		t.Errorf("%d modules open during the calls", h.OpenModules())
+	}
+	_ = m.Close()
+	_ = m.Close() // twice is harmless
+	wg.Wait()
+	if closed != workers || ok < workers {
+		t.Errorf("%d ok calls, %d closed, want at least %d and exactly %d", ok, closed, workers, workers)
+	}
+	if h.OpenModules() != 0 {
+		t.Errorf("%d modules open after the last call", h.OpenModules())
+	}
+	if got := calls(h, "hammer", "classify", ResultOK); got != float64(ok) {
+		t.Errorf("ok counter %v, want %d", got, ok)
+	}
+}
+
+// TestBusy: with every instance taken until the deadline, a call fails as
+// busy instead of waiting for ever.
+func TestBusy(t *testing.T) {
+	h, _ := newTestHost(t)
+	m := load(t, h, wasmtest.One(t, "conformance"), Options{Name: "busy", Role: RoleClassify,
+		Limits: Limits{Instances: 1, Timeout: 100 * time.Millisecond}})
+	in, err := m.c.get(context.Background()) // as a call in flight would
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = m.Classify(payload(1), nil)
+	var ce *CallError
+	if !errors.As(err, &ce) || ce.Result != ResultBusy {
+		t.Errorf("call: %v, want busy", err)
+	}
+	m.c.put(in)
+	if _, err := m.Classify(payload(1), nil); err != nil {
+		t.Errorf("call once the instance is back: %v", err)
+	}
 }

@@ -13,12 +13,18 @@
 //	mode: bad_vector   a vector no rule file may hold (bad output)
 //	mode: panic        a Go panic (a trap)
 //	mode: spin         counts to config.spin before answering (a long loop)
+//	mode: sandbox      tries the file system, the network and the environment,
+//	                   and labels what it was denied: no-fs, no-net, no-env
+//	                   (or escaped-fs, escaped-net, escaped-env)
 //	action, rate_mbps  the decision of decide (default: flowspec-discard)
 package main
 
 import (
 	"fmt"
+	"net"
+	"os"
 	"strings"
+	"time"
 
 	kapkan "github.com/kapkan-io/kapkan/wasm-sdk/go"
 )
@@ -104,12 +110,39 @@ func classify(in *kapkan.Input) (kapkan.Verdict, error) {
 	switch cfg.Mode {
 	case "nomatch":
 		return kapkan.Verdict{}, nil
+	case "sandbox":
+		v.Labels = append(v.Labels, sandbox()...)
 	case "bad_label":
 		v.Labels = append(v.Labels, "Not Kebab")
 	case "bad_vector":
 		v.Vector = &kapkan.Vector{Protocol: "sctp-ish", SrcPorts: []string{"99999"}}
 	}
 	return v, nil
+}
+
+// sandbox reports what the guest could reach outside its memory.
+func sandbox() []string {
+	var out []string
+	_, errFile := os.ReadFile("/etc/passwd")
+	_, errDir := os.ReadDir("/")
+	_, errCwd := os.ReadDir(".")
+	if errFile != nil && errDir != nil && errCwd != nil {
+		out = append(out, "no-fs")
+	} else {
+		out = append(out, "escaped-fs")
+	}
+	if c, err := net.DialTimeout("tcp", "127.0.0.1:22", time.Second); err != nil {
+		out = append(out, "no-net")
+	} else {
+		c.Close()
+		out = append(out, "escaped-net")
+	}
+	if len(os.Environ()) == 0 {
+		out = append(out, "no-env")
+	} else {
+		out = append(out, "escaped-env")
+	}
+	return out
 }
 
 func decide(in *kapkan.Input) (kapkan.Decision, error) {
