@@ -268,6 +268,9 @@ func (h *Host) load(ctx context.Context, bin []byte, o Options) (*Module, error)
 	}()
 	compiled, err := rt.CompileModule(ctx, bin)
 	if err != nil {
+		if strings.Contains(err.Error(), "over limit") {
+			return nil, fail(ReasonInstantiate, "needs more memory than memory_mb %d allows: %v", o.Limits.MemoryMB, err)
+		}
 		return nil, fail(ReasonNotWasm, "not a valid WebAssembly module: %v", err)
 	}
 	for _, f := range compiled.ImportedFunctions() {
