@@ -177,8 +177,8 @@ func datagramRecords(f flow.Format, d []byte, agent6 bool) int {
 }
 
 // Next returns the datagrams of the next tick and the tick's time, or false
-// when the scenario is over: the tick's background, then its attacks. The
-// datagrams are valid until the next call.
+// when the scenario is over: the live ones (templates, attacks), then the
+// tick's background. The datagrams are valid until the next call.
 func (l *Loop) Next() (time.Duration, [][]byte, bool) {
 	at, live, ok := l.live.Next()
 	if !ok {
@@ -186,11 +186,13 @@ func (l *Loop) Next() (time.Duration, [][]byte, bool) {
 	}
 	i := int((at % l.period) / tick)
 	l.out = l.out[:0]
-	for _, d := range l.ticks[i] {
+	// The live datagrams first: they carry the NetFlow templates the
+	// background needs (the first tick's would otherwise wait or be lost).
+	for _, d := range live {
 		l.patch(d, at)
 		l.out = append(l.out, d)
 	}
-	for _, d := range live {
+	for _, d := range l.ticks[i] {
 		l.patch(d, at)
 		l.out = append(l.out, d)
 	}

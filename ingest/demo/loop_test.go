@@ -108,6 +108,9 @@ func TestLoopDecodes(t *testing.T) {
 					dgs = append(dgs, Datagram{At: at, Payload: bytes.Clone(d)})
 				}
 			}
+			if f == flow.FormatNetFlow9 && binary.BigEndian.Uint16(dgs[0].Payload[20:]) >= 256 {
+				t.Fatal("the first datagram is not the templates: a collector cannot decode what comes before them")
+			}
 			recs := decodeAll(t, dgs, s.Agent)
 			if int64(len(recs)) != l.Records {
 				t.Fatalf("decoded %d records, the loop counts %d", len(recs), l.Records)
@@ -212,6 +215,9 @@ func TestLoopDatagramsHaveOneLength(t *testing.T) {
 		}
 		for range 50 {
 			_, out, _ := l.Next()
+			if f == flow.FormatNetFlow9 && binary.BigEndian.Uint16(out[0][20:]) < 256 {
+				out = out[1:] // templates
+			}
 			for i := 1; i < len(out)-1; i++ {
 				if len(out[i]) != len(out[0]) ||
 					unsafe.Add(unsafe.Pointer(unsafe.SliceData(out[i-1])), len(out[i-1])) != unsafe.Pointer(unsafe.SliceData(out[i])) {
