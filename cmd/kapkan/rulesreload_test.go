@@ -216,8 +216,8 @@ func TestRulesReloadBadModules(t *testing.T) {
 					t.Errorf("verdict %+v %v, want the expr rule's alone", v, err)
 				}
 			}
-			if got := gathered(t, reg, "kapkan_wasm_calls_total", map[string]string{"module": "bad-module", "result": tc.result}); got < 2 {
-				t.Errorf("kapkan_wasm_calls_total{module=bad-module,result=%s} = %v, want 2 or more", tc.result, got)
+			if got := gathered(t, reg, "kapkan_wasm_calls_total", map[string]string{"module": "bad-module", "result": tc.result}); got < 1 {
+				t.Errorf("kapkan_wasm_calls_total{module=bad-module,result=%s} = %v, want at least 1", tc.result, got)
 			}
 		})
 	}

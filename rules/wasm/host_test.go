@@ -205,6 +205,7 @@ func TestConformance(t *testing.T) {
 			m := load(t, h, bin, Options{Name: name, Role: RoleClassify, Limits: Limits{Timeout: tc.timeout, Instances: 1},
 				Config: json.RawMessage(`{"mode":"` + tc.mode + `","spin":1000000000000}`)})
 			for i := range 2 { // the second call works on a rebuilt instance
+				waitIdle(t, m)
 				_, err := m.Classify(payload(5), checkLabels)
 				var ce *CallError
 				if !errors.As(err, &ce) || ce.Result != tc.result {
@@ -262,6 +263,7 @@ func TestBadModules(t *testing.T) {
 			name := strings.ReplaceAll(tc.name, " ", "-")
 			m := load(t, h, bins[tc.guest], Options{Name: name, Role: RoleClassify, Limits: tc.limits})
 			for i := range 2 {
+				waitIdle(t, m)
 				_, err := m.Classify(payload(20), nil)
 				var ce *CallError
 				if !errors.As(err, &ce) || ce.Result != tc.result {
@@ -279,6 +281,19 @@ func TestBadModules(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "wasm call failed") || !strings.Contains(logs.String(), "out of memory") {
 		t.Errorf("failures not logged with the guest's output:\n%s", logs)
+	}
+}
+
+// waitIdle waits until every instance of m is built and idle (after a
+// failure, the replacement is built in the background).
+func waitIdle(t *testing.T, m *Module) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for len(m.c.idle) < cap(m.c.idle) && len(m.c.slots) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the instance was not rebuilt")
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
