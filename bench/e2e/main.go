@@ -22,10 +22,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/kapkan-io/kapkan/bench/fnm"
@@ -45,25 +47,32 @@ type options struct {
 	work       string
 	pregen     time.Duration
 	profiles   string
+	sessions   bool
 }
 
 // step is one measured run: one system, format, host count and rate.
 type step struct {
-	System       string    `json:"system"`
-	Format       string    `json:"format"`
-	Hosts        int       `json:"hosts"`
-	OfferedRPS   float64   `json:"offered_rps"`
-	SentRecords  int64     `json:"sent_records"`
-	Accounted    int64     `json:"accounted_records"`
-	AppDrops     int64     `json:"app_drops"`
-	KernelDrops  int64     `json:"kernel_drops"`
-	LossPercent  float64   `json:"loss_percent"`
-	CPUSeconds   float64   `json:"cpu_seconds"`
-	CPUPerMillon float64   `json:"cpu_seconds_per_million"`
-	PeakRSSMiB   float64   `json:"peak_rss_mib"`
-	GenCPU       float64   `json:"generator_cpu_seconds"`
-	LatenciesMS  []float64 `json:"detection_latencies_ms"`
-	Missed       int       `json:"attacks_missed"`
+	System       string  `json:"system"`
+	Format       string  `json:"format"`
+	Hosts        int     `json:"hosts"`
+	OfferedRPS   float64 `json:"offered_rps"`
+	SentRecords  int64   `json:"sent_records"`
+	Accounted    int64   `json:"accounted_records"`
+	AppDrops     int64   `json:"app_drops"`
+	KernelDrops  int64   `json:"kernel_drops"`
+	LossPercent  float64 `json:"loss_percent"`
+	CPUSeconds   float64 `json:"cpu_seconds"`
+	CPUPerMillon float64 `json:"cpu_seconds_per_million"`
+	PeakRSSMiB   float64 `json:"peak_rss_mib"`
+	GenCPU       float64 `json:"generator_cpu_seconds"`
+	// BoxCPU is the CPU time the whole machine was busy while the
+	// generator sent (all cores, /proc/stat): what the collector, the
+	// generator and everything else running on the machine used.
+	BoxCPU float64 `json:"box_busy_cpu_seconds"`
+	// SendSeconds is how long the generator sent.
+	SendSeconds float64   `json:"send_seconds"`
+	LatenciesMS []float64 `json:"detection_latencies_ms"`
+	Missed      int       `json:"attacks_missed"`
 }
 
 func main() {
@@ -79,6 +88,7 @@ func main() {
 	flag.BoolVar(&o.fastnetmon, "fastnetmon", false, "also run Debian's FastNetMon Community on the same traffic")
 	flag.StringVar(&o.out, "out", "bench-e2e.json", "where to write every step as JSON")
 	flag.DurationVar(&o.pregen, "pregenerate", 0, "pass --pregenerate to simulate: build this much background once and replay it (sflow5 and netflow9)")
+	flag.BoolVar(&o.sessions, "sessions", true, "run each collector and the generator in a session of its own (setsid), as services run: with the kernel's scheduler autogroups each then gets its own share of the CPU instead of all sharing the harness's")
 	flag.StringVar(&o.profiles, "cpuprofile", "", "write a CPU profile of each Kapkan step into this directory (KAPKAN_CPUPROFILE)")
 	flag.Parse()
 	o.formats = strings.Split(formats, ",")
@@ -200,7 +210,10 @@ func simulate(ctx context.Context, o *options, format string, hosts, rate, port 
 	}
 	cmd := exec.CommandContext(ctx, o.bin, args...)
 	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: o.sessions, Pdeathsig: syscall.SIGKILL}
+	busy := boxBusy()
 	out, err := cmd.Output()
+	busy = boxBusy() - busy
 	if err != nil {
 		return nil, nil, fmt.Errorf("simulate: %w", err)
 	}
@@ -208,6 +221,7 @@ func simulate(ctx context.Context, o *options, format string, hosts, rate, port 
 	if err := json.Unmarshal(out, &rep); err != nil {
 		return nil, nil, fmt.Errorf("simulate report %q: %w", out, err)
 	}
+	rep["box_busy_cpu_seconds"] = busy
 	return rep, victims, nil
 }
 
@@ -259,6 +273,7 @@ api: {listen: "127.0.0.1:%d"}
 	defer logf.Close()
 	daemon := exec.CommandContext(ctx, o.bin, "run", "--config", cfgPath)
 	daemon.Stdout, daemon.Stderr = logf, logf
+	daemon.SysProcAttr = &syscall.SysProcAttr{Setsid: o.sessions, Pdeathsig: syscall.SIGKILL}
 	if o.profiles != "" {
 		if err := os.MkdirAll(o.profiles, 0o755); err != nil {
 			return s, err
@@ -295,6 +310,8 @@ api: {listen: "127.0.0.1:%d"}
 	s.SentRecords = int64(rep["records"].(float64))
 	s.OfferedRPS = rep["records_per_second"].(float64)
 	s.GenCPU, _ = rep["cpu_seconds"].(float64)
+	s.BoxCPU, _ = rep["box_busy_cpu_seconds"].(float64)
+	s.SendSeconds, _ = rep["seconds"].(float64)
 	s.Accounted = int64(m["kapkan_ingest_records_total"])
 	s.AppDrops = int64(m["kapkan_engine_dropped_records_total"])
 	kernelDatagrams := m["kapkan_ingest_socket_drops_total"]
@@ -426,7 +443,8 @@ func fnmStep(ctx context.Context, o *options, format string, hosts, rate int) (s
 	}
 	defer restore()
 	inst, err := fnm.Start(ctx, fnm.Config{SFlowPort: sflowPort, NetFlowPort: nfPort, Networks: []string{prefix},
-		ThresholdPPS: thresholdPPS, ThresholdMbps: 1 << 20, ThresholdFlows: 1 << 30, WorkDir: filepath.Join(o.work, "fnm")})
+		ThresholdPPS: thresholdPPS, ThresholdMbps: 1 << 20, ThresholdFlows: 1 << 30, WorkDir: filepath.Join(o.work, "fnm"),
+		Session: o.sessions})
 	if err != nil {
 		return s, err
 	}
@@ -444,6 +462,8 @@ func fnmStep(ctx context.Context, o *options, format string, hosts, rate int) (s
 	s.SentRecords = int64(rep["records"].(float64))
 	s.OfferedRPS = rep["records_per_second"].(float64)
 	s.GenCPU, _ = rep["cpu_seconds"].(float64)
+	s.BoxCPU, _ = rep["box_busy_cpu_seconds"].(float64)
+	s.SendSeconds, _ = rep["seconds"].(float64)
 	perDatagram := float64(s.SentRecords) / max(rep["datagrams"].(float64), 1)
 	s.KernelDrops = int64(float64(socketDrops(port)-before) * perDatagram)
 	s.Accounted = s.SentRecords - s.KernelDrops // FastNetMon exports no record count; kernel drops are its visible loss
@@ -477,6 +497,25 @@ func fnmStep(ctx context.Context, o *options, format string, hosts, rate int) (s
 	return s, nil
 }
 
+// boxBusy returns the CPU seconds all cores have been busy since boot
+// (/proc/stat: everything but idle and iowait).
+func boxBusy() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	var busy float64
+	for i, f := range strings.Fields(line)[1:] {
+		v, _ := strconv.ParseFloat(f, 64)
+		switch i {
+		case 0, 1, 2, 5, 6: // user, nice, system, irq, softirq (guest time is in user; not idle, iowait, steal)
+			busy += v
+		}
+	}
+	return busy / 100 // USER_HZ
+}
+
 // socketDrops sums the kernel drop counters of UDP sockets bound to port.
 func socketDrops(port int) int64 { return int64(ingest.SocketDrops(port)) }
 
@@ -490,9 +529,10 @@ func percentile(v []float64, p float64) float64 {
 }
 
 func printStep(s step) {
-	fmt.Printf("%-10s %-8s hosts=%-8d offered=%9.0f rec/s  accounted=%9d/%-9d loss=%6.2f%%  cpu=%6.2fs (%5.2f s/M rec)  rss=%6.1f MiB  latency p50=%6.0f ms p99=%6.0f ms missed=%d  generator cpu=%5.2fs\n",
+	fmt.Printf("%-10s %-8s hosts=%-8d offered=%9.0f rec/s  accounted=%9d/%-9d loss=%6.2f%%  cpu=%6.2fs (%5.2f s/M rec)  rss=%6.1f MiB  latency p50=%6.0f ms p99=%6.0f ms missed=%d  generator cpu=%5.2fs  machine busy=%5.2fs of %5.2fs\n",
 		s.System, s.Format, s.Hosts, s.OfferedRPS, s.Accounted, s.SentRecords, s.LossPercent, s.CPUSeconds, s.CPUPerMillon,
-		s.PeakRSSMiB, percentile(s.LatenciesMS, 0.5), percentile(s.LatenciesMS, 0.99), s.Missed, s.GenCPU)
+		s.PeakRSSMiB, percentile(s.LatenciesMS, 0.5), percentile(s.LatenciesMS, 0.99), s.Missed, s.GenCPU,
+		s.BoxCPU, s.SendSeconds*float64(runtime.NumCPU()))
 }
 
 // summarize prints, per system, format and host count, the highest lossless

@@ -91,6 +91,10 @@ type Config struct {
 	// BanTime/2 for shorter ones) and, with unban_only_if_attack_finished,
 	// unbans only a host whose traffic is back under the thresholds.
 	BanTime time.Duration
+	// Session starts FastNetMon in a session of its own (setsid), as a
+	// service runs: with the kernel's scheduler autogroups, it then gets a
+	// share of the CPU of its own instead of sharing the caller's.
+	Session bool
 }
 
 // Ban is one call of the notify script.
@@ -164,7 +168,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	cmd.Stdout = out
 	cmd.Stderr = out
 	// Die with the test or harness process even if it never calls Stop.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setsid: cfg.Session}
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = StopTimeout
 	if err := cmd.Start(); err != nil {
