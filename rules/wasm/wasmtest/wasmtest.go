@@ -106,6 +106,23 @@ func Write(tb testing.TB, name, dir, file string) string {
 	return p
 }
 
+// warm compiles a module into the cache directory with a helper built
+// without the race detector (see warmcache): only worth it under -race.
+func warm(root, module string) error {
+	dir := os.Getenv("KAPKAN_WASM_CACHE_DIR")
+	if !race || dir == "" {
+		return nil
+	}
+	cmd := exec.Command(goBin(), "run", "./rules/wasm/wasmtest/warmcache", "-dir", dir, module)
+	cmd.Dir = root
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("warm the compilation cache: %v\n%s", err, stderr.String())
+	}
+	return nil
+}
+
 func build(name string) ([]byte, error) {
 	pkg, ok := Guests[name]
 	if !ok {
@@ -128,6 +145,9 @@ func build(name string) ([]byte, error) {
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
 		return nil, fmt.Errorf("GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared %s: %v\n%s", pkg, err, stderr.String())
+	}
+	if err := warm(root, out); err != nil {
+		return nil, err
 	}
 	return os.ReadFile(out)
 }

@@ -1,0 +1,6 @@
+//go:build race
+
+package wasmtest
+
+// race is true when the tests run under the race detector.
+const race = true
