@@ -9,17 +9,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"time"
 
-	"github.com/kapkan-io/kapkan/builtin"
 	"github.com/kapkan-io/kapkan/config"
 	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/ingest"
 	"github.com/kapkan-io/kapkan/mitigate"
 	"github.com/kapkan-io/kapkan/rules"
+	"github.com/kapkan-io/kapkan/rules/wasm"
 )
 
 // replaySummary is the last line replay prints.
@@ -90,20 +89,23 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
 		return 1
 	}
-	set, err := compileRules(ruleDirs)
+	rlog := newLogger(stderr, "warn", "text")
+	set, err := compileRules(ruleDirs, rlog)
 	if err != nil {
 		fmt.Fprintf(stderr, "kapkan replay: rules:\n%v\n", err)
 		return 1
 	}
+	defer set.Close()
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
 	enc := json.NewEncoder(out)
 	if len(againstDirs) > 0 {
-		other, err := compileRules(againstDirs)
+		other, err := compileRules(againstDirs, rlog)
 		if err != nil {
 			fmt.Fprintf(stderr, "kapkan replay: --against rules:\n%v\n", err)
 			return 1
 		}
+		defer other.Close()
 		var a, b []attackJSON
 		if _, st := replayOnce(ctx, cfg, captures, set, false, *verbose, func(v any) { collectAttacks(&a, v) }, stderr); st != 0 {
 			return st
@@ -134,16 +136,14 @@ func noPeers(cfg *config.Config) *config.Config {
 }
 
 // compileRules compiles the built-in rules with the operator directories.
-func compileRules(dirs []string) (*rules.Set, error) {
-	var srcs []rules.Source
-	for _, d := range dirs {
-		if st, err := os.Stat(d); err != nil || !st.IsDir() {
-			return nil, fmt.Errorf("%s: not a rule directory", d)
-		}
-		srcs = append(srcs, rules.Dir(d))
+// WASM modules log through log (the guest's output and failures); Close
+// the set when done.
+func compileRules(dirs []string, log *slog.Logger) (*rules.Set, error) {
+	srcs, err := ruleSources(dirs)
+	if err != nil {
+		return nil, err
 	}
-	srcs = append(srcs, rules.Source{FS: builtin.Classify(), Name: "builtin", Builtin: true})
-	return rules.Compile(srcs...)
+	return rules.CompileWith(wasm.NewHost(log), srcs...)
 }
 
 func collectAttacks(list *[]attackJSON, v any) {

@@ -43,7 +43,7 @@ func cmdTest(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		set, err = rules.Compile(rules.Dir(dir))
 		covered = nil
 	} else {
-		set, err = compileRules([]string{dir})
+		set, err = compileRules([]string{dir}, newLogger(stderr, "warn", "text"))
 		if err == nil {
 			for _, r := range set.Rules() {
 				if !slices.Contains(builtinSet.Rules(), r) {
@@ -59,6 +59,7 @@ func cmdTest(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kapkan test: %v\n", err)
 		return 1
 	}
+	defer set.Close()
 	rep, err := ruletest.Run(os.DirFS(dir), set, ruletest.Options{Explain: *verbose, Covered: covered})
 	if err != nil {
 		fmt.Fprintf(stderr, "kapkan test: %s: %v\n", dir, err)
