@@ -181,9 +181,9 @@ func (t *Tracker) decide(id uint64, s *state, at time.Time) ([]Decision, error) 
 	default:
 		return nil, fmt.Errorf("policy %s: unknown action %q", s.ladder.Name, d.Action)
 	}
-	if d.Action != "" && d.Action != rules.ActionBlackhole && s.vector.IsZero() {
-		return nil, fmt.Errorf("policy %s: %s needs a vector, and the verdict has none", s.ladder.Name, d.Action)
-	}
+	// A FlowSpec action without a vector matches all traffic to the
+	// target: a policy may ask for that explicitly (ladders of steps skip
+	// FlowSpec steps instead).
 	if d.Action == s.action && d.RateMbps == s.rate {
 		return nil, nil
 	}

@@ -151,4 +151,12 @@ func TestCodePolicy(t *testing.T) {
 	if len(ds) != 1 || ds[0].Action != rules.ActionBlackhole || !ds[0].Withdraw || ds[0].Replaced {
 		t.Fatalf("end: %+v", ds)
 	}
+	// Without a vector a policy's FlowSpec rule matches all traffic to the
+	// target.
+	c = cand(engine.AttackStarted, t0, 100_000)
+	c.ID = 8
+	ds, err = tr.Start(c, rules.Verdict{}, l, rules.Features{Mbps: 200})
+	if err != nil || len(ds) != 1 || ds[0].Action != rules.ActionRateLimit || !ds[0].Vector.IsZero() {
+		t.Fatalf("no vector: %+v %v", ds, err)
+	}
 }
