@@ -69,6 +69,9 @@ type step struct {
 	// generator sent (all cores, /proc/stat): what the collector, the
 	// generator and everything else running on the machine used.
 	BoxCPU float64 `json:"box_busy_cpu_seconds"`
+	// RunDelay is how long the collector's threads were ready to run but
+	// waited for a CPU (/proc/PID/task/*/schedstat), over its life.
+	RunDelay float64 `json:"run_delay_seconds"`
 	// SendSeconds is how long the generator sent.
 	SendSeconds float64   `json:"send_seconds"`
 	LatenciesMS []float64 `json:"detection_latencies_ms"`
@@ -321,6 +324,7 @@ api: {listen: "127.0.0.1:%d"}
 	lost := s.SentRecords - s.Accounted + s.AppDrops
 	s.LossPercent = 100 * float64(max(lost, 0)) / float64(max(s.SentRecords, 1))
 	s.CPUSeconds, s.PeakRSSMiB = usage(daemon.Process.Pid)
+	s.RunDelay = runDelay(daemon.Process.Pid)
 	s.CPUPerMillon = s.CPUSeconds / (float64(s.SentRecords) / 1e6)
 	detected, err := detections(logPath)
 	if err != nil {
@@ -468,6 +472,7 @@ func fnmStep(ctx context.Context, o *options, format string, hosts, rate int) (s
 	s.KernelDrops = int64(float64(socketDrops(port)-before) * perDatagram)
 	s.Accounted = s.SentRecords - s.KernelDrops // FastNetMon exports no record count; kernel drops are its visible loss
 	s.LossPercent = 100 * float64(s.KernelDrops) / float64(max(s.SentRecords, 1))
+	s.RunDelay = runDelay(inst.PID())
 	cpu, rss, err := inst.Usage()
 	if err == nil {
 		s.CPUSeconds, s.PeakRSSMiB = cpu, float64(rss)/(1<<20)
@@ -495,6 +500,24 @@ func fnmStep(ctx context.Context, o *options, format string, hosts, rate int) (s
 		s.LatenciesMS = append(s.LatenciesMS, float64(at.Sub(sent[v]).Microseconds())/1000)
 	}
 	return s, nil
+}
+
+// runDelay sums the time pid's threads spent waiting for a CPU while
+// runnable (the second field of each thread's schedstat), in seconds.
+func runDelay(pid int) float64 {
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/schedstat", pid))
+	var ns float64
+	for _, t := range tasks {
+		b, err := os.ReadFile(t)
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) >= 2 {
+			v, _ := strconv.ParseFloat(f[1], 64)
+			ns += v
+		}
+	}
+	return ns / 1e9
 }
 
 // boxBusy returns the CPU seconds all cores have been busy since boot
@@ -529,10 +552,10 @@ func percentile(v []float64, p float64) float64 {
 }
 
 func printStep(s step) {
-	fmt.Printf("%-10s %-8s hosts=%-8d offered=%9.0f rec/s  accounted=%9d/%-9d loss=%6.2f%%  cpu=%6.2fs (%5.2f s/M rec)  rss=%6.1f MiB  latency p50=%6.0f ms p99=%6.0f ms missed=%d  generator cpu=%5.2fs  machine busy=%5.2fs of %5.2fs\n",
+	fmt.Printf("%-10s %-8s hosts=%-8d offered=%9.0f rec/s  accounted=%9d/%-9d loss=%6.2f%%  cpu=%6.2fs (%5.2f s/M rec)  rss=%6.1f MiB  latency p50=%6.0f ms p99=%6.0f ms missed=%d  generator cpu=%5.2fs  machine busy=%5.2fs of %5.2fs  waited for a CPU=%5.2fs\n",
 		s.System, s.Format, s.Hosts, s.OfferedRPS, s.Accounted, s.SentRecords, s.LossPercent, s.CPUSeconds, s.CPUPerMillon,
 		s.PeakRSSMiB, percentile(s.LatenciesMS, 0.5), percentile(s.LatenciesMS, 0.99), s.Missed, s.GenCPU,
-		s.BoxCPU, s.SendSeconds*float64(runtime.NumCPU()))
+		s.BoxCPU, s.SendSeconds*float64(runtime.NumCPU()), s.RunDelay)
 }
 
 // summarize prints, per system, format and host count, the highest lossless
