@@ -48,6 +48,7 @@ type options struct {
 	pregen     time.Duration
 	profiles   string
 	sessions   bool
+	readBuffer int
 }
 
 // step is one measured run: one system, format, host count and rate.
@@ -92,6 +93,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench-e2e.json", "where to write every step as JSON")
 	flag.DurationVar(&o.pregen, "pregenerate", 0, "pass --pregenerate to simulate: build this much background once and replay it (sflow5 and netflow9)")
 	flag.BoolVar(&o.sessions, "sessions", true, "run each collector and the generator in a session of its own (setsid), as services run: with the kernel's scheduler autogroups each then gets its own share of the CPU instead of all sharing the harness's")
+	flag.IntVar(&o.readBuffer, "read-buffer", 32<<20, "socket receive buffer of both collectors, in bytes: Kapkan's ingest read_buffer, and net.core.rmem_default during FastNetMon's steps")
 	flag.StringVar(&o.profiles, "cpuprofile", "", "write a CPU profile of each Kapkan step into this directory (KAPKAN_CPUPROFILE)")
 	flag.Parse()
 	o.formats = strings.Split(formats, ",")
@@ -255,8 +257,8 @@ func kapkanStep(ctx context.Context, o *options, format string, hosts, rate int)
 	cfgPath := filepath.Join(o.work, "kapkan.yaml")
 	cfg := fmt.Sprintf(`log: {format: json}
 ingest:
-  sflow: {listen: "127.0.0.1:%d"}
-  netflow: {listen: "127.0.0.1:%d"}
+  sflow: {listen: "127.0.0.1:%d", read_buffer: %d}
+  netflow: {listen: "127.0.0.1:%d", read_buffer: %d}
 detection: {window: 5s, cooldown: 5s, queue_size: 8192}
 hostgroups:
   - name: bench
@@ -264,7 +266,7 @@ hostgroups:
     thresholds:
       incoming: {pps: %d}
 api: {listen: "127.0.0.1:%d"}
-`, sflowPort, nfPort, prefix, thresholdPPS, apiPort)
+`, sflowPort, o.readBuffer, nfPort, o.readBuffer, prefix, thresholdPPS, apiPort)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return s, err
 	}
@@ -441,7 +443,7 @@ func fnmStep(ctx context.Context, o *options, format string, hosts, rate int) (s
 	// Kapkan asks for a 32 MiB socket buffer; FastNetMon 1.2.4 takes the
 	// kernel default. Give its sockets the same size for the step (the
 	// default is restored afterwards), so both get equal buffering.
-	restore, err := setRmemDefault(32 << 20)
+	restore, err := setRmemDefault(o.readBuffer)
 	if err != nil {
 		return s, err
 	}
