@@ -440,9 +440,10 @@ func fnmStep(ctx context.Context, o *options, format string, hosts, rate int) (s
 		return s, err
 	}
 	nfPort, _ := freePort("udp")
-	// Kapkan asks for a 32 MiB socket buffer; FastNetMon 1.2.4 takes the
-	// kernel default. Give its sockets the same size for the step (the
-	// default is restored afterwards), so both get equal buffering.
+	// Kapkan asks for -read-buffer (its default, 32 MiB, unless changed);
+	// FastNetMon 1.2.4 takes the kernel default. Give its sockets the same
+	// size for the step (the default is restored afterwards), so both get
+	// equal buffering.
 	restore, err := setRmemDefault(o.readBuffer)
 	if err != nil {
 		return s, err
