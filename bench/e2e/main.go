@@ -49,6 +49,7 @@ type options struct {
 	profiles   string
 	sessions   bool
 	readBuffer int
+	warmup     time.Duration
 }
 
 // step is one measured run: one system, format, host count and rate.
@@ -94,6 +95,7 @@ func main() {
 	flag.DurationVar(&o.pregen, "pregenerate", 0, "pass --pregenerate to simulate: build this much background once and replay it (sflow5 and netflow9)")
 	flag.BoolVar(&o.sessions, "sessions", true, "run each collector and the generator in a session of its own (setsid), as services run: with the kernel's scheduler autogroups each then gets its own share of the CPU instead of all sharing the harness's")
 	flag.IntVar(&o.readBuffer, "read-buffer", 32<<20, "socket receive buffer of both collectors, in bytes: Kapkan's ingest read_buffer, and net.core.rmem_default during FastNetMon's steps")
+	flag.DurationVar(&o.warmup, "warmup", 0, "before each step, send the same background (no attacks) for this long and measure only what follows: a collector that has already seen every host, as in steady state")
 	flag.StringVar(&o.profiles, "cpuprofile", "", "write a CPU profile of each Kapkan step into this directory (KAPKAN_CPUPROFILE)")
 	flag.Parse()
 	o.formats = strings.Split(formats, ",")
@@ -205,11 +207,16 @@ func freePort(network string) (int, error) {
 }
 
 // simulate runs `kapkan simulate` to port and returns its report.
-func simulate(ctx context.Context, o *options, format string, hosts, rate, port int) (map[string]any, []string, error) {
-	attacks, victims := attackArgs(o.duration)
+// With warm > 0 it sends the background alone for that long.
+func simulate(ctx context.Context, o *options, format string, hosts, rate, port int, warm time.Duration) (map[string]any, []string, error) {
+	d := o.duration
+	attacks, victims := attackArgs(d)
+	if warm > 0 {
+		d, attacks, victims = warm, nil, nil
+	}
 	args := append([]string{"simulate", "--to", fmt.Sprintf("127.0.0.1:%d", port), "--format", format,
 		"--sampling", strconv.Itoa(o.sampling), "--hosts", strconv.Itoa(hosts), "--prefix", prefix,
-		"--records-per-second", strconv.Itoa(rate), "--duration", o.duration.String(), "--seed", "1"}, attacks...)
+		"--records-per-second", strconv.Itoa(rate), "--duration", d.String(), "--seed", "1"}, attacks...)
 	if o.pregen > 0 {
 		args = append(args, "--pregenerate", o.pregen.String())
 	}
@@ -303,7 +310,19 @@ api: {listen: "127.0.0.1:%d"}
 	if format != "sflow5" {
 		port = nfPort
 	}
-	rep, victims, err := simulate(ctx, o, format, hosts, rate, port)
+	m0 := map[string]float64{}
+	var cpu0 float64
+	if o.warmup > 0 {
+		if _, _, err := simulate(ctx, o, format, hosts, rate, port, o.warmup); err != nil {
+			return s, err
+		}
+		time.Sleep(time.Second)
+		if m0, err = scrape(api + "/metrics"); err != nil {
+			return s, err
+		}
+		cpu0, _ = usage(daemon.Process.Pid)
+	}
+	rep, victims, err := simulate(ctx, o, format, hosts, rate, port, 0)
 	if err != nil {
 		return s, err
 	}
@@ -311,6 +330,9 @@ api: {listen: "127.0.0.1:%d"}
 	m, err := scrape(api + "/metrics")
 	if err != nil {
 		return s, err
+	}
+	for k, v := range m0 {
+		m[k] -= v
 	}
 	s.SentRecords = int64(rep["records"].(float64))
 	s.OfferedRPS = rep["records_per_second"].(float64)
@@ -326,6 +348,7 @@ api: {listen: "127.0.0.1:%d"}
 	lost := s.SentRecords - s.Accounted + s.AppDrops
 	s.LossPercent = 100 * float64(max(lost, 0)) / float64(max(s.SentRecords, 1))
 	s.CPUSeconds, s.PeakRSSMiB = usage(daemon.Process.Pid)
+	s.CPUSeconds -= cpu0
 	s.RunDelay = runDelay(daemon.Process.Pid)
 	s.CPUPerMillon = s.CPUSeconds / (float64(s.SentRecords) / 1e6)
 	detected, err := detections(logPath)
@@ -460,8 +483,16 @@ func fnmStep(ctx context.Context, o *options, format string, hosts, rate int) (s
 	if format != "sflow5" {
 		port = nfPort
 	}
+	var cpu0 float64
+	if o.warmup > 0 {
+		if _, _, err := simulate(ctx, o, format, hosts, rate, port, o.warmup); err != nil {
+			return s, err
+		}
+		time.Sleep(time.Second)
+		cpu0, _, _ = inst.Usage()
+	}
 	before := socketDrops(port)
-	rep, victims, err := simulate(ctx, o, format, hosts, rate, port)
+	rep, victims, err := simulate(ctx, o, format, hosts, rate, port, 0)
 	if err != nil {
 		return s, err
 	}
@@ -478,7 +509,7 @@ func fnmStep(ctx context.Context, o *options, format string, hosts, rate int) (s
 	s.RunDelay = runDelay(inst.PID())
 	cpu, rss, err := inst.Usage()
 	if err == nil {
-		s.CPUSeconds, s.PeakRSSMiB = cpu, float64(rss)/(1<<20)
+		s.CPUSeconds, s.PeakRSSMiB = cpu-cpu0, float64(rss)/(1<<20)
 		s.CPUPerMillon = s.CPUSeconds / (float64(s.SentRecords) / 1e6)
 	}
 	bans, err := inst.Bans()
