@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/kapkan-io/kapkan/config"
-	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/ingest/demo"
 	"github.com/kapkan-io/kapkan/internal/testutil"
 )
@@ -59,28 +57,7 @@ mitigation:
 	d, logs := startDaemon(t, cfg)
 	router.WaitEstablished("127.0.0.1", 30*time.Second)
 
-	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(d.listeners[0].Addr()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	victim := netip.MustParseAddr("203.0.113.5")
-	s := demo.Scenario{Format: flow.FormatSFlow5, SamplingRate: 100,
-		Attacks:  []demo.Attack{{Kind: demo.DNSAmp, Target: victim, PPS: 100_000, Duration: 3 * time.Second}},
-		Duration: 3 * time.Second, Agent: netip.MustParseAddr("127.0.0.1"), Seed: 5}
-	dgs, err := s.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	for _, dg := range dgs {
-		if wait := time.Until(start.Add(dg.At)); wait > 0 {
-			time.Sleep(wait)
-		}
-		if _, err := conn.Write(dg.Payload); err != nil {
-			t.Fatal(err)
-		}
-	}
+	sendAttack(t, d.listeners[0].Addr(), demo.DNSAmp, netip.MustParseAddr("203.0.113.5"), 3*time.Second, 5)
 	want := "[destination: 203.0.113.5/32][protocol: ==udp][source-port: ==53]"
 	waitFor(t, 15*time.Second, func() bool { _, ok := router.AdjIn("127.0.0.1", "ipv4-flowspec")[want]; return ok },
 		func() string {

@@ -91,29 +91,8 @@ mitigation:
 			sflowAddr = l.Addr()
 		}
 	}
-	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(sflowAddr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	victim := netip.MustParseAddr("203.0.113.5")
-	s := demo.Scenario{Format: flow.FormatSFlow5, SamplingRate: 100,
-		Attacks:  []demo.Attack{{Kind: demo.SYNFlood, Target: victim, PPS: 100_000, Duration: 4 * time.Second}},
-		Duration: 4 * time.Second, Agent: netip.MustParseAddr("127.0.0.1"), Seed: 3}
-	dgs, err := s.Generate()
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
+	conn := sendAttack(t, sflowAddr, demo.SYNFlood, netip.MustParseAddr("203.0.113.5"), 4*time.Second, 3)
 	var detected map[string]any
-	for _, dg := range dgs {
-		if wait := time.Until(start.Add(dg.At)); wait > 0 {
-			time.Sleep(wait)
-		}
-		if _, err := conn.Write(dg.Payload); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// One garbage datagram: counted as a decode error, nothing else.
 	if _, err := conn.Write([]byte("garbage, not flow telemetry")); err != nil {
 		t.Fatal(err)
@@ -153,6 +132,34 @@ mitigation:
 	if logs.find("attack ended") == nil {
 		t.Error("no \"attack ended\" line after the flood stopped")
 	}
+}
+
+// sendAttack sends a generated attack as sFlow to a listener, paced in
+// real time, and returns the connection (closed when the test ends).
+func sendAttack(t *testing.T, to netip.AddrPort, kind demo.Kind, victim netip.Addr, dur time.Duration, seed uint64) *net.UDPConn {
+	t.Helper()
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	s := demo.Scenario{Format: flow.FormatSFlow5, SamplingRate: 100,
+		Attacks:  []demo.Attack{{Kind: kind, Target: victim, PPS: 100_000, Duration: dur}},
+		Duration: dur, Agent: netip.MustParseAddr("127.0.0.1"), Seed: seed}
+	dgs, err := s.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for _, dg := range dgs {
+		if wait := time.Until(start.Add(dg.At)); wait > 0 {
+			time.Sleep(wait)
+		}
+		if _, err := conn.Write(dg.Payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return conn
 }
 
 // startDaemon builds and runs a daemon logging JSON into the returned
