@@ -43,16 +43,6 @@ func (e *entry) view() ActiveAction {
 	return v
 }
 
-// ParseKind reads a kind's name.
-func ParseKind(s string) (Kind, error) {
-	for _, k := range []Kind{Blackhole, FlowSpecDiscard, FlowSpecRateLimit} {
-		if k.String() == s {
-			return k, nil
-		}
-	}
-	return 0, fmt.Errorf("%w: kind %q (want blackhole, flowspec-discard or flowspec-ratelimit)", ErrInvalid, s)
-}
-
 // stateFile is the file's layout.
 type stateFile struct {
 	Version int            `json:"version"`
@@ -131,7 +121,7 @@ func (m *Manager) Restore(now time.Time) (restored int, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, v := range st.Actions {
-		kind, err := ParseKind(v.KindName)
+		kind, err := KindOf(v.KindName)
 		if err != nil {
 			return restored, fmt.Errorf("mitigation state %s: %w", m.file, err)
 		}

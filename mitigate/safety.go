@@ -139,15 +139,8 @@ func (g *Guard) Check(r Request, now time.Time) (Action, error) {
 	}
 	t = t.Masked()
 	r.Target = t
-	// The whole target must be protected and none of it allow-listed.
-	if !g.protected.Contains(t.Addr()) || !g.covered(t) {
-		return Action{}, fmt.Errorf("%s: %w", t, ErrNotProtected)
-	}
-	if g.allow.Contains(t.Addr()) || g.allowOverlaps(t) {
-		return Action{}, fmt.Errorf("%s: %w", t, ErrAllowlisted)
-	}
-	if r.Kind == Blackhole && t.Bits() != t.Addr().BitLen() {
-		return Action{}, fmt.Errorf("%s: %w", t, ErrPrefixTooShort)
+	if err := g.allowed(r.Kind, t); err != nil {
+		return Action{}, err
 	}
 	if r.Kind == FlowSpecRateLimit && r.RateMbps <= 0 {
 		return Action{}, fmt.Errorf("%w: a rate limit needs a rate", ErrInvalid)
@@ -156,15 +149,8 @@ func (g *Guard) Check(r Request, now time.Time) (Action, error) {
 	if a, ok := g.active[k]; ok {
 		return a, nil // already active: never announced twice
 	}
-	switch r.Kind {
-	case Blackhole:
-		if g.count(Blackhole) >= g.cfg.MaxBlackholes {
-			return Action{}, fmt.Errorf("%s: %w (%d)", t, ErrBlackholeCap, g.cfg.MaxBlackholes)
-		}
-	default:
-		if g.count(FlowSpecDiscard)+g.count(FlowSpecRateLimit) >= g.cfg.MaxFlowSpec {
-			return Action{}, fmt.Errorf("%s: %w (%d)", t, ErrFlowSpecCap, g.cfg.MaxFlowSpec)
-		}
+	if err := g.capped(r.Kind, t); err != nil {
+		return Action{}, err
 	}
 	if len(g.recent) >= g.cfg.MaxNewPerMinute {
 		return Action{}, fmt.Errorf("%s: %w (%d)", t, ErrRateLimited, g.cfg.MaxNewPerMinute)
@@ -276,25 +262,19 @@ func (g *Guard) Restore(a Action, now time.Time) (Action, error) {
 	if !now.Before(a.Expires) {
 		return Action{}, fmt.Errorf("%s: expired at %s", a.Target, a.Expires.Format(time.RFC3339))
 	}
+	if !a.Target.IsValid() {
+		return Action{}, fmt.Errorf("%w: no target", ErrInvalid)
+	}
 	t := a.Target.Masked()
-	if !t.IsValid() || !g.protected.Contains(t.Addr()) || !g.covered(t) {
-		return Action{}, fmt.Errorf("%s: %w", t, ErrNotProtected)
-	}
-	if g.allow.Contains(t.Addr()) || g.allowOverlaps(t) {
-		return Action{}, fmt.Errorf("%s: %w", t, ErrAllowlisted)
-	}
-	if a.Kind == Blackhole && t.Bits() != t.Addr().BitLen() {
-		return Action{}, fmt.Errorf("%s: %w", t, ErrPrefixTooShort)
+	if err := g.allowed(a.Kind, t); err != nil {
+		return Action{}, err
 	}
 	k := key{a.Kind, t}
-	if _, ok := g.active[k]; ok {
-		return g.active[k], nil
+	if cur, ok := g.active[k]; ok {
+		return cur, nil
 	}
-	if a.Kind == Blackhole && g.count(Blackhole) >= g.cfg.MaxBlackholes {
-		return Action{}, fmt.Errorf("%s: %w (%d)", t, ErrBlackholeCap, g.cfg.MaxBlackholes)
-	}
-	if a.Kind != Blackhole && g.count(FlowSpecDiscard)+g.count(FlowSpecRateLimit) >= g.cfg.MaxFlowSpec {
-		return Action{}, fmt.Errorf("%s: %w (%d)", t, ErrFlowSpecCap, g.cfg.MaxFlowSpec)
+	if err := g.capped(a.Kind, t); err != nil {
+		return Action{}, err
 	}
 	if a.TTL > g.cfg.MaxTTL {
 		a.TTL = g.cfg.MaxTTL
@@ -306,6 +286,36 @@ func (g *Guard) Restore(a Action, now time.Time) (Action, error) {
 	a.DryRun = g.cfg.DryRun
 	g.active[k] = a
 	return a, nil
+}
+
+// allowed checks a (masked) target for a kind: all of it protected, none
+// of it allow-listed, one address for a blackhole. Check and Restore both
+// go through it, so the rules live in one place.
+func (g *Guard) allowed(kind Kind, t netip.Prefix) error {
+	if !g.protected.Contains(t.Addr()) || !g.covered(t) {
+		return fmt.Errorf("%s: %w", t, ErrNotProtected)
+	}
+	if g.allow.Contains(t.Addr()) || g.allowOverlaps(t) {
+		return fmt.Errorf("%s: %w", t, ErrAllowlisted)
+	}
+	if kind == Blackhole && t.Bits() != t.Addr().BitLen() {
+		return fmt.Errorf("%s: %w", t, ErrPrefixTooShort)
+	}
+	return nil
+}
+
+// capped reports whether one more action of kind would exceed its cap.
+func (g *Guard) capped(kind Kind, t netip.Prefix) error {
+	if kind == Blackhole {
+		if g.count(Blackhole) >= g.cfg.MaxBlackholes {
+			return fmt.Errorf("%s: %w (%d)", t, ErrBlackholeCap, g.cfg.MaxBlackholes)
+		}
+		return nil
+	}
+	if g.count(FlowSpecDiscard)+g.count(FlowSpecRateLimit) >= g.cfg.MaxFlowSpec {
+		return fmt.Errorf("%s: %w (%d)", t, ErrFlowSpecCap, g.cfg.MaxFlowSpec)
+	}
+	return nil
 }
 
 func (g *Guard) count(k Kind) int {

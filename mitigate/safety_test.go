@@ -195,4 +195,8 @@ func TestRestoreChecksAgain(t *testing.T) {
 	if _, err := g4.Restore(a, t0.Add(time.Minute)); !errors.Is(err, ErrNotProtected) {
 		t.Fatalf("restored an address no longer protected: %v", err)
 	}
+	g5 := guard(t, func(c *Config) { c.MaxBlackholes = 0 })
+	if _, err := g5.Restore(a, t0.Add(time.Minute)); !errors.Is(err, ErrBlackholeCap) {
+		t.Fatalf("restored over the blackhole cap: %v", err)
+	}
 }

@@ -132,17 +132,15 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	return m, nil
 }
 
-// KindOf maps a ladder action to a kind.
-func KindOf(action string) (Kind, error) {
-	switch action {
-	case rules.ActionBlackhole:
-		return Blackhole, nil
-	case rules.ActionDiscard:
-		return FlowSpecDiscard, nil
-	case rules.ActionRateLimit:
-		return FlowSpecRateLimit, nil
+// KindOf reads a kind from its name, which is also the ladder action that
+// asks for it (rules.ActionBlackhole, ActionDiscard, ActionRateLimit).
+func KindOf(name string) (Kind, error) {
+	for _, k := range []Kind{Blackhole, FlowSpecDiscard, FlowSpecRateLimit} {
+		if k.String() == name {
+			return k, nil
+		}
 	}
-	return 0, fmt.Errorf("%w: action %q", ErrInvalid, action)
+	return 0, fmt.Errorf("%w: action %q (want blackhole, flowspec-discard or flowspec-ratelimit)", ErrInvalid, name)
 }
 
 // Apply carries out a policy decision. An announcement the guard refuses
