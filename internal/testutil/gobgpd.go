@@ -21,13 +21,12 @@ type GoBGPD struct {
 	t testing.TB
 	// Address is where gobgpd listens (127.0.0.1 and ::1, or the address
 	// given to StartGoBGPDAt).
-	Address   string
-	dir       string
-	bin, cli  string
-	BGPPort   int
-	apiPort   int
-	neighbors []GoBGPNeighbor
-	cmd       *exec.Cmd
+	Address  string
+	dir      string
+	bin, cli string
+	BGPPort  int
+	apiPort  int
+	cmd      *exec.Cmd
 }
 
 // GoBGPNeighbor is a session gobgpd accepts.
@@ -60,7 +59,7 @@ func StartGoBGPD(t testing.TB, neighbors ...GoBGPNeighbor) *GoBGPD {
 func StartGoBGPDAt(t testing.TB, asn uint32, address string, neighbors ...GoBGPNeighbor) *GoBGPD {
 	t.Helper()
 	g := &GoBGPD{t: t, dir: t.TempDir(), bin: Need(t, "gobgpd", "gobgpd"), cli: Need(t, "gobgp", "gobgpd"),
-		BGPPort: FreePort(t), apiPort: FreePort(t), neighbors: neighbors, Address: address}
+		BGPPort: FreePort(t), apiPort: FreePort(t), Address: address}
 	listen := `"127.0.0.1", "::1"`
 	if address != "" {
 		listen = fmt.Sprintf("%q", address)
