@@ -374,15 +374,24 @@ func scenario(t *Traffic, prefixes []netip.Prefix) (demo.Scenario, error) {
 func explain(set *rules.Set, f *rules.Features, target string) []string {
 	var out []string
 	env := rules.NewEnv(f)
+	verdict, _ := set.Classify(f) // for rules that are WASM modules
 	for _, r := range set.Rules() {
 		match := set.Match(r)
-		parts := splitAnd(match)
 		var b strings.Builder
 		fmt.Fprintf(&b, "%s %s:", target, r)
+		if match == "" { // a WASM module: no conditions to show, only its answer
+			v := "no match"
+			if slices.Contains(verdict.Rules, r) {
+				v = "MATCH"
+			}
+			out = append(out, b.String()+"\n    (wasm module)\n    => "+v)
+			continue
+		}
 		all := true
-		for _, p := range parts {
+		for _, p := range splitAnd(match) {
 			prog, err := expr.Compile(p, expr.Env(rules.Env{}), expr.AsBool())
 			val := "?"
+			all = all && err == nil // a condition that does not compile decides nothing
 			if err == nil {
 				if v, err := expr.Run(prog, env); err == nil {
 					val = fmt.Sprint(v)

@@ -6,6 +6,7 @@ import (
 	"testing/fstest"
 
 	"github.com/kapkan-io/kapkan/rules"
+	"github.com/kapkan-io/kapkan/rules/wasm/wasmtest"
 )
 
 func TestSplitAnd(t *testing.T) {
@@ -38,5 +39,32 @@ func TestRunReportsBadFiles(t *testing.T) {
 	rep, err := Run(fstest.MapFS{"a_test.yaml": {Data: []byte("kapkan_rule_tests: 1\ntests:\n  - {name: empty}\n")}}, set, Options{})
 	if err != nil || !rep.Failed() || rep.Results[0].Passed() {
 		t.Fatalf("empty test: %+v %v", rep, err)
+	}
+}
+
+// TestExplainShowsWASMAnswers: -v explains expr rules condition by
+// condition and reports a WASM rule by its module's answer, never by
+// conditions it does not have.
+func TestExplainShowsWASMAnswers(t *testing.T) {
+	fsys := fstest.MapFS{
+		"raw.wasm": {Data: wasmtest.RawClassifier(nil).Encode()},
+		"r.yaml": {Data: []byte(`kapkan_rules: 1
+rules:
+  - {name: raw-module, wasm: raw.wasm, labels: [raw-wasm]}
+  - {name: mostly-udp, match: udp_share > 0.5 && pps > 1000000, labels: [x]}
+`)},
+	}
+	set, err := rules.Compile(rules.Source{FS: fsys, Name: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	lines := explain(set, &rules.Features{UDPShare: 0.9, PPS: 10}, "203.0.113.9/32")
+	want := []string{
+		"203.0.113.9/32 raw-module:\n    (wasm module)\n    => MATCH",
+		"203.0.113.9/32 mostly-udp:\n    true  udp_share > 0.5\n    false pps > 1000000\n    => no match",
+	}
+	if !reflect.DeepEqual(lines, want) {
+		t.Fatalf("explain:\n%q\nwant:\n%q", lines, want)
 	}
 }
