@@ -171,15 +171,8 @@ func (t *Tracker) decide(id uint64, s *state, at time.Time) ([]Decision, error) 
 	if err != nil {
 		return nil, fmt.Errorf("policy %s: %w", s.ladder.Name, err)
 	}
-	switch d.Action {
-	case "", rules.ActionBlackhole, rules.ActionDiscard:
-		d.RateMbps = 0
-	case rules.ActionRateLimit:
-		if d.RateMbps <= 0 {
-			return nil, fmt.Errorf("policy %s: %s without a rate", s.ladder.Name, d.Action)
-		}
-	default:
-		return nil, fmt.Errorf("policy %s: unknown action %q", s.ladder.Name, d.Action)
+	if err := rules.CheckAction(d.Action, d.RateMbps, true); err != nil {
+		return nil, fmt.Errorf("policy %s: %w", s.ladder.Name, err)
 	}
 	// A FlowSpec action without a vector matches all traffic to the
 	// target: a policy may ask for that explicitly (ladders of steps skip

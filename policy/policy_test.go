@@ -160,3 +160,23 @@ func TestCodePolicy(t *testing.T) {
 		t.Fatalf("no vector: %+v %v", ds, err)
 	}
 }
+
+type policyFunc func(rules.PolicyInput) (rules.PolicyDecision, error)
+
+func (f policyFunc) Decide(in rules.PolicyInput) (rules.PolicyDecision, error) { return f(in) }
+
+// TestCodePolicyDecisionsChecked: a code policy's answer is checked like a
+// ladder step (rules.CheckAction) before anything is decided.
+func TestCodePolicyDecisionsChecked(t *testing.T) {
+	t0 := time.Unix(1_800_000_000, 0)
+	for i, bad := range []rules.PolicyDecision{
+		{Action: "nuke"}, {Action: rules.ActionRateLimit}, {Action: rules.ActionBlackhole, RateMbps: 5}, {RateMbps: 5},
+	} {
+		l := &rules.Ladder{Name: "bad", Policy: policyFunc(func(rules.PolicyInput) (rules.PolicyDecision, error) { return bad, nil })}
+		c := cand(engine.AttackStarted, t0, 100_000)
+		c.ID = uint64(100 + i)
+		if ds, err := policy.New().Start(c, rules.Verdict{}, l, rules.Features{}); err == nil || len(ds) != 0 {
+			t.Errorf("%+v: %+v %v", bad, ds, err)
+		}
+	}
+}

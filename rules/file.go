@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -267,17 +268,12 @@ func parseFile(name string, data []byte) (*parsedFile, Errors) {
 			if stepsNode != nil && j < len(stepsNode.Content) {
 				sn = stepsNode.Content[j]
 			}
-			switch st.Action {
-			case ActionRateLimit:
-				if st.RateMbps <= 0 {
-					add(or(mapValue(sn, "rate_mbps"), sn), l.Name, "step %d: flowspec-ratelimit needs rate_mbps > 0", j+1)
+			if err := CheckAction(st.Action, st.RateMbps, false); err != nil {
+				at := mapValue(sn, "rate_mbps") // a rate problem, unless the action is the problem
+				if at == nil || !slices.Contains([]string{ActionRateLimit, ActionDiscard, ActionBlackhole}, st.Action) {
+					at = mapValue(sn, "action")
 				}
-			case ActionDiscard, ActionBlackhole:
-				if st.RateMbps != 0 {
-					add(mapValue(sn, "rate_mbps"), l.Name, "step %d: rate_mbps applies to flowspec-ratelimit only", j+1)
-				}
-			default:
-				add(or(mapValue(sn, "action"), sn), l.Name, "step %d: action %q (want flowspec-ratelimit, flowspec-discard or blackhole)", j+1, st.Action)
+				add(or(at, sn), l.Name, "step %d: %v", j+1, err)
 			}
 			if st.Hold != "" {
 				if d, err := time.ParseDuration(st.Hold); err != nil || d < 0 {

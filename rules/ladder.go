@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"fmt"
 	"slices"
 	"strconv"
 	"time"
@@ -40,6 +41,36 @@ type PolicyInput struct {
 	Current  string
 	RateMbps float64
 	Since    time.Duration
+}
+
+// CheckAction checks an action and its rate as a ladder step or a policy
+// may give them: flowspec-ratelimit needs a rate, the others take none;
+// "" (no action) is accepted only when allowNone is set (policies).
+func CheckAction(action string, rateMbps float64, allowNone bool) error {
+	switch action {
+	case ActionRateLimit:
+		if rateMbps <= 0 {
+			return fmt.Errorf("flowspec-ratelimit needs rate_mbps > 0, got %v", rateMbps)
+		}
+	case ActionDiscard, ActionBlackhole:
+		if rateMbps != 0 {
+			return fmt.Errorf("rate_mbps applies to flowspec-ratelimit only, got %v with %s", rateMbps, action)
+		}
+	case "":
+		if !allowNone {
+			return fmt.Errorf(`no action (want flowspec-ratelimit, flowspec-discard or blackhole)`)
+		}
+		if rateMbps != 0 {
+			return fmt.Errorf("rate_mbps %v without an action", rateMbps)
+		}
+	default:
+		want := "flowspec-ratelimit, flowspec-discard or blackhole"
+		if allowNone {
+			want = `"", ` + want
+		}
+		return fmt.Errorf("action %q (want %s)", action, want)
+	}
+	return nil
 }
 
 // PolicyDecision is the action a policy wants in force: "" for none, or

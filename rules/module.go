@@ -123,33 +123,11 @@ func (p *modulePolicy) Decide(in PolicyInput) (PolicyDecision, error) {
 	if err != nil {
 		return PolicyDecision{}, err
 	}
-	d := PolicyDecision{Action: res.Action, RateMbps: res.RateMbps, Reason: res.Reason}
-	if d.Reason == "" {
-		d.Reason = "policy " + p.m.Name()
-	}
-	return d, nil
+	return PolicyDecision{Action: res.Action, RateMbps: res.RateMbps, Reason: res.Reason}, nil
 }
 
-// checkDecision accepts what a ladder step could say.
-func checkDecision(r *wasm.DecideResult) error {
-	switch r.Action {
-	case "":
-		if r.RateMbps != 0 {
-			return fmt.Errorf("rate_mbps %v without an action", r.RateMbps)
-		}
-	case ActionRateLimit:
-		if r.RateMbps <= 0 {
-			return fmt.Errorf("flowspec-ratelimit needs rate_mbps > 0, got %v", r.RateMbps)
-		}
-	case ActionDiscard, ActionBlackhole:
-		if r.RateMbps != 0 {
-			return fmt.Errorf("rate_mbps applies to flowspec-ratelimit only, got %v with %s", r.RateMbps, r.Action)
-		}
-	default:
-		return fmt.Errorf(`action %q (want "", flowspec-ratelimit, flowspec-discard or blackhole)`, r.Action)
-	}
-	return nil
-}
+// checkDecision accepts what a ladder step could say, or no action.
+func checkDecision(r *wasm.DecideResult) error { return CheckAction(r.Action, r.RateMbps, true) }
 
 // Modules returns the names of the rules and ladders that run a WASM
 // module.
