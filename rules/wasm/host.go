@@ -57,7 +57,7 @@ const (
 	ReasonInstantiate   = "instantiate"
 )
 
-var callResults = []string{ResultOK, ResultTimeout, ResultMemory, ResultTrap, ResultGuestError, ResultBadOutput, ResultBusy, ResultClosed}
+var callResults = [...]string{ResultOK, ResultTimeout, ResultMemory, ResultTrap, ResultGuestError, ResultBadOutput, ResultBusy, ResultClosed}
 
 var loadReasons = []string{ReasonRead, ReasonLimits, ReasonSHA256, ReasonNotWasm, ReasonImports, ReasonMissingExport, ReasonABI, ReasonInstantiate}
 
@@ -206,20 +206,19 @@ type core struct {
 	logMu   sync.Mutex
 	lastLog map[string]time.Time
 
-	calls    [8]prometheus.Counter // by callResults
+	calls    [len(callResults)]prometheus.Counter // by callResults
 	duration prometheus.Observer
 }
 
 // instance is one instantiated module, used by one call at a time.
 type instance struct {
-	mod        api.Module
-	mem        api.Memory
-	alloc, fn  api.Function
-	free       api.Function
-	out        *tail
-	logged     int // kapkan_v1.log lines in this call
-	moduleName string
-	log        *slog.Logger
+	mod       api.Module
+	mem       api.Memory
+	alloc, fn api.Function
+	free      api.Function
+	out       *tail
+	logged    int // kapkan_v1.log lines in this call
+	log       *slog.Logger
 }
 
 var wasmMagic = []byte{0, 'a', 's', 'm'}
@@ -431,7 +430,7 @@ func (c *core) release() {
 
 // instantiate builds an instance (a slot must have been taken).
 func (c *core) instantiate(ctx context.Context) (*instance, error) {
-	in := &instance{out: &tail{}, moduleName: c.opts.Name, log: c.h.log.With("module", c.opts.Name, "file", c.opts.File)}
+	in := &instance{out: &tail{}, log: c.h.log.With("module", c.opts.Name, "file", c.opts.File)}
 	cfg := wazero.NewModuleConfig().WithName("").WithStartFunctions("_initialize").
 		WithStdout(in.out).WithStderr(in.out)
 	mod, err := c.rt.InstantiateModule(withInstance(ctx, in), c.compiled, cfg)
