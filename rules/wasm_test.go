@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kapkan-io/kapkan/builtin"
 	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/flow"
@@ -146,12 +148,18 @@ rules:
   - name: bad-output-module
     wasm: conformance.wasm
     config: {mode: bad_vector}
+  - name: bad-label-module
+    wasm: conformance.wasm
+    config: {mode: bad_label}
   - name: ops-udp
     match: udp_share > 0.9
     labels: [ops-udp]
     vector: {protocol: udp}
 `)
-	set, err := compileDir(t, testHost, dir)
+	host := wasm.NewHost(nil) // its own counters
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(host.Collectors()...)
+	set, err := compileDir(t, host, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -163,6 +171,37 @@ rules:
 	if !slices.Equal(v.Rules, []string{"ops-udp"}) || !slices.Equal(v.Labels, []string{"ops-udp"}) {
 		t.Errorf("verdict %+v, want the expr rule's alone", v)
 	}
+	// The modules did fail, each counted under its kind.
+	for module, result := range map[string]string{"failing-module": wasm.ResultGuestError,
+		"bad-output-module": wasm.ResultBadOutput, "bad-label-module": wasm.ResultBadOutput} {
+		if n := callCount(t, reg, module, result); n != 1 {
+			t.Errorf("%s: %v calls counted as %s, want 1", module, n, result)
+		}
+	}
+}
+
+// callCount reads kapkan_wasm_calls_total for a module and result.
+func callCount(t *testing.T, reg *prometheus.Registry, module, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "kapkan_wasm_calls_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["module"] == module && labels["result"] == result {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
 }
 
 // TestWASMOrder: WASM rules take their place among expr rules; the first
