@@ -19,14 +19,13 @@ import (
 // names and loads it with host.
 func loadModule(host *wasm.Host, src Source, fname, name string, spec *Module, role wasm.Role) (*wasm.Module, error) {
 	var (
-		bin     []byte
-		err     error
+		read    func() ([]byte, error)
 		display string
 	)
 	switch {
 	case filepath.IsAbs(spec.WASM) && !src.Builtin:
 		display = spec.WASM
-		bin, err = os.ReadFile(spec.WASM)
+		read = func() ([]byte, error) { return os.ReadFile(spec.WASM) }
 	default:
 		p := path.Join(path.Dir(fname), spec.WASM)
 		display = path.Join(src.Name, p)
@@ -36,10 +35,7 @@ func loadModule(host *wasm.Host, src Source, fname, name string, spec *Module, r
 		if !fs.ValidPath(p) {
 			return nil, fmt.Errorf("%s: the path leaves the rule directory (want a path inside it, or an absolute one)", spec.WASM)
 		}
-		bin, err = fs.ReadFile(src.FS, p)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("read module: %w", err)
+		read = func() ([]byte, error) { return fs.ReadFile(src.FS, p) }
 	}
 	limits, err := spec.Limits.limits()
 	if err != nil {
@@ -51,7 +47,7 @@ func loadModule(host *wasm.Host, src Source, fname, name string, spec *Module, r
 			return nil, fmt.Errorf("config: %v (want a mapping of plain values)", err)
 		}
 	}
-	return host.Load(context.Background(), bin, wasm.Options{Name: name, File: display, Role: role,
+	return host.LoadFrom(context.Background(), read, wasm.Options{Name: name, File: display, Role: role,
 		Limits: limits, SHA256: spec.SHA256, Config: config})
 }
 

@@ -183,22 +183,38 @@ rules:
 // callCount reads kapkan_wasm_calls_total for a module and result.
 func callCount(t *testing.T, reg *prometheus.Registry, module, result string) float64 {
 	t.Helper()
+	return counter(t, reg, "kapkan_wasm_calls_total", map[string]string{"module": module, "result": result})
+}
+
+// loadFailures reads kapkan_wasm_load_failures_total for a reason.
+func loadFailures(t *testing.T, reg *prometheus.Registry, reason string) float64 {
+	t.Helper()
+	return counter(t, reg, "kapkan_wasm_load_failures_total", map[string]string{"reason": reason})
+}
+
+// counter reads the counter of a family whose labels include want.
+func counter(t *testing.T, reg *prometheus.Registry, family string, want map[string]string) float64 {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() != "kapkan_wasm_calls_total" {
+		if mf.GetName() != family {
 			continue
 		}
+	metrics:
 		for _, m := range mf.GetMetric() {
 			labels := map[string]string{}
 			for _, l := range m.GetLabel() {
 				labels[l.GetName()] = l.GetValue()
 			}
-			if labels["module"] == module && labels["result"] == result {
-				return m.GetCounter().GetValue()
+			for k, v := range want {
+				if labels[k] != v {
+					continue metrics
+				}
 			}
+			return m.GetCounter().GetValue()
 		}
 	}
 	return 0
@@ -288,7 +304,7 @@ func TestWASMRuleFileErrors(t *testing.T) {
 		name, body, want string
 	}{
 		{"both", "  - name: x\n    match: udp_share > 1\n    wasm: conformance.wasm\n", `ops.yaml:4:12: rule "x": a rule has a match expression or a wasm module, not both`},
-		{"no file", "  - name: x\n    wasm: nosuch.wasm\n", `ops.yaml:4:11: rule "x": wasm: read module: open nosuch.wasm`},
+		{"no file", "  - name: x\n    wasm: nosuch.wasm\n", `ops.yaml:4:11: rule "x": wasm: ` + filepath.Join(dir, "nosuch.wasm") + `: read module: open nosuch.wasm`},
 		{"escape", "  - name: x\n    wasm: ../x.wasm\n", `the path leaves the rule directory`},
 		{"not wasm", "  - name: x\n    wasm: not.wasm\n", `not.wasm: not a WebAssembly module: starts with "hell", want "\x00asm"`},
 		{"suffix", "  - name: x\n    wasm: conformance\n", `wasm "conformance" (want a path to a .wasm file`},
@@ -313,6 +329,17 @@ func TestWASMRuleFileErrors(t *testing.T) {
 				t.Errorf("error %v\nwant it to contain %q", err, tc.want)
 			}
 		})
+	}
+	// A module that cannot be read is counted like any load failure.
+	host := wasm.NewHost(nil)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(host.Collectors()...)
+	writeFile(t, filepath.Join(dir, "ops.yaml"), "kapkan_rules: 1\nrules:\n  - name: x\n    wasm: nosuch.wasm\n")
+	if _, err := compileDir(t, host, dir); err == nil {
+		t.Error("a missing module loaded")
+	}
+	if n := loadFailures(t, reg, wasm.ReasonRead); n != 1 {
+		t.Errorf("%v read failures counted, want 1", n)
 	}
 	// The right pin loads.
 	writeFile(t, filepath.Join(dir, "ops.yaml"), "kapkan_rules: 1\nrules:\n  - name: x\n    wasm: conformance.wasm\n    sha256: "+strings.ToUpper(hex.EncodeToString(sum[:]))+"\n")

@@ -237,6 +237,17 @@ func (h *Host) Load(ctx context.Context, bin []byte, o Options) (*Module, error)
 	return m, nil
 }
 
+// LoadFrom is Load of the bytes read returns; a read that fails is a
+// load failure of reason read, counted like the others.
+func (h *Host) LoadFrom(ctx context.Context, read func() ([]byte, error), o Options) (*Module, error) {
+	bin, err := read()
+	if err != nil {
+		h.loads.WithLabelValues(ReasonRead).Inc()
+		return nil, &LoadError{File: o.File, Reason: ReasonRead, Msg: fmt.Sprintf("read module: %v", err)}
+	}
+	return h.Load(ctx, bin, o)
+}
+
 func (h *Host) load(ctx context.Context, bin []byte, o Options) (*Module, error) {
 	fail := func(reason, format string, a ...any) error {
 		return &LoadError{File: o.File, Reason: reason, Msg: fmt.Sprintf(format, a...)}
