@@ -33,19 +33,29 @@ func (s *shard) check(ei uint32, now int64) {
 	e := &s.entries[ei]
 	limits, hotAt := s.e.table.Load().limitsFor(e)
 	W := uint64(s.window)
-	sums := s.windowSums(ei) // per-protocol sums are zero unless hot
+	t := s.totals(ei)
 	cur := s.current(ei)
 	// Hot from half the smallest threshold over the window, or from the
 	// smallest threshold within the newest second (so that a flood that
 	// trips fast already has a flow sample).
 	if e.hot < 0 {
 		for i := range numTotals {
-			if hotAt[i] > 0 && (sums[i] >= hotAt[i] || cur[i] >= hotAt[i]*2/W) {
+			if hotAt[i] > 0 && (t[i] >= hotAt[i] || cur[i] >= hotAt[i]*2/W) {
 				s.makeHot(ei)
 				e = &s.entries[ei]
 				break
 			}
 		}
+	}
+	// Most records are for an entry that is neither hot nor attacked: its
+	// per-protocol sums are zero, so the totals decide alone.
+	var sums [NumMetrics]uint64
+	n := Metric(numTotals)
+	if e.hot >= 0 || e.attack >= 0 {
+		sums = s.windowSums(ei, t)
+		n = NumMetrics
+	} else {
+		copy(sums[:numTotals], t[:])
 	}
 	if e.attack >= 0 {
 		a := s.attacks[e.attack]
@@ -68,7 +78,7 @@ func (s *shard) check(ei uint32, now int64) {
 		}
 	}
 	// The window: totals, and per-protocol when detail is kept.
-	for m := range NumMetrics {
+	for m := range n {
 		if l := limits[m]; l > 0 && sums[m] >= l*W {
 			s.startAttack(ei, now, m, sums[m]/W, l, &sums)
 			return
@@ -130,7 +140,7 @@ func (s *shard) candidate(a *attackState, kind CandidateKind, sec int64, withSam
 		addr := netip.AddrFrom16(e.addr).Unmap()
 		c.Target = netip.PrefixFrom(addr, addr.BitLen())
 	}
-	sums := s.windowSums(a.entry)
+	sums := s.windowSums(a.entry, s.totals(a.entry))
 	for m := range NumMetrics {
 		c.Rates[m] = sums[m] / uint64(s.window)
 	}
@@ -157,7 +167,7 @@ func (s *shard) tick(now int64) {
 		s.advance(a.entry, now)
 		e := &s.entries[a.entry]
 		limits, _ := t.limitsFor(e)
-		sums := s.windowSums(a.entry)
+		sums := s.windowSums(a.entry, s.totals(a.entry))
 		above, below := false, true
 		for m := range NumMetrics {
 			l := limits[m]

@@ -499,7 +499,7 @@ func (e *Engine) WindowRates(a netip.Addr, d Direction) (Rates, bool) {
 		}
 		if s.entries[slot-1].is(&k) {
 			s.advance(slot-1, s.now)
-			sums := s.windowSums(slot - 1)
+			sums := s.windowSums(slot-1, s.totals(slot-1))
 			var r Rates
 			for m := range NumMetrics {
 				r[m] = sums[m] / uint64(s.window)

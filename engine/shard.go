@@ -266,9 +266,9 @@ func satAdd32(a uint32, b uint64) uint32 {
 	return 1<<32 - 1
 }
 
-// windowSums returns the window sums of every metric of entry ei.
-func (s *shard) windowSums(ei uint32) (v [NumMetrics]uint64) {
-	t := s.totals(ei)
+// windowSums returns the window sums of every metric of entry ei, given
+// its totals t.
+func (s *shard) windowSums(ei uint32, t [numTotals]uint64) (v [NumMetrics]uint64) {
 	v[MetricPPS], v[MetricBPS], v[MetricFPS] = t[0], t[1], t[2]
 	e := &s.entries[ei]
 	if e.hot >= 0 {
