@@ -70,8 +70,8 @@ type Decoder struct {
 	exporters map[netip.Addr]*exporterState
 	full      bool // maxExporters reached (logged once)
 
-	// noFastPath sends every sFlow datagram through goflow2 (tests compare
-	// the two paths).
+	// noFastPath sends every sFlow, NetFlow v9 and IPFIX datagram through
+	// goflow2 (tests compare the two paths).
 	noFastPath bool
 }
 

@@ -72,53 +72,47 @@ func (d *Decoder) expirePending(st *exporterState, now int64) {
 func (d *Decoder) drainPending(st *exporterState, out *Batcher, now int64, options bool) (records, optionRecords int) {
 	d.expirePending(st, now)
 	p := &st.pending
-	pass := 1
-	if options {
-		pass = 0
-	}
-	{
-		kept := p.sets[:0]
-		for _, ps := range p.sets {
-			tpl, err := st.templates.GetTemplate(ps.ctx.version, ps.ctx.domain, ps.template)
-			if err != nil {
-				kept = append(kept, ps)
-				continue
-			}
-			var scopes, opts, fields []netflow.Field
-			isOptions := false
-			switch t := tpl.(type) {
-			case netflow.TemplateRecord:
-				fields = t.Fields
-			case netflow.NFv9OptionsTemplateRecord:
-				scopes, opts, isOptions = t.Scopes, t.Options, true
-			case netflow.IPFIXOptionsTemplateRecord:
-				scopes, opts, isOptions = t.Scopes, t.Options, true
-			}
-			if isOptions != (pass == 0) {
-				kept = append(kept, ps)
-				continue
-			}
-			ctx := ps.ctx
-			if isOptions {
-				recs, _ := netflow.DecodeOptionsDataSet(ctx.version, bytes.NewBuffer(ps.data), scopes, opts)
-				for i := range recs {
-					d.applyOptions(st, &ctx, &recs[i])
-				}
-				optionRecords += len(recs)
-			} else {
-				recs, _ := netflow.DecodeDataSet(ctx.version, bytes.NewBuffer(ps.data), fields)
-				for i := range recs {
-					d.emitDataRecord(st, &ctx, recs[i].Values, out)
-				}
-				records += len(recs)
-			}
-			p.bytes -= len(ps.data)
-			d.metrics.pending(st.label, ctx.format, "decoded", 1)
+	kept := p.sets[:0]
+	for _, ps := range p.sets {
+		tpl, err := st.templates.GetTemplate(ps.ctx.version, ps.ctx.domain, ps.template)
+		if err != nil {
+			kept = append(kept, ps)
+			continue
 		}
-		for i := len(kept); i < len(p.sets); i++ {
-			p.sets[i] = pendingSet{}
+		var scopes, opts, fields []netflow.Field
+		isOptions := false
+		switch t := tpl.(type) {
+		case netflow.TemplateRecord:
+			fields = t.Fields
+		case netflow.NFv9OptionsTemplateRecord:
+			scopes, opts, isOptions = t.Scopes, t.Options, true
+		case netflow.IPFIXOptionsTemplateRecord:
+			scopes, opts, isOptions = t.Scopes, t.Options, true
 		}
-		p.sets = kept
+		if isOptions != options {
+			kept = append(kept, ps)
+			continue
+		}
+		ctx := ps.ctx
+		if isOptions {
+			recs, _ := netflow.DecodeOptionsDataSet(ctx.version, bytes.NewBuffer(ps.data), scopes, opts)
+			for i := range recs {
+				d.applyOptions(st, &ctx, &recs[i])
+			}
+			optionRecords += len(recs)
+		} else {
+			recs, _ := netflow.DecodeDataSet(ctx.version, bytes.NewBuffer(ps.data), fields)
+			for i := range recs {
+				d.emitDataRecord(st, &ctx, recs[i].Values, out)
+			}
+			records += len(recs)
+		}
+		p.bytes -= len(ps.data)
+		d.metrics.pending(st.label, ctx.format, "decoded", 1)
 	}
+	for i := len(kept); i < len(p.sets); i++ {
+		p.sets[i] = pendingSet{}
+	}
+	p.sets = kept
 	return records, optionRecords
 }

@@ -28,7 +28,6 @@ func (d *Decoder) decodeSFlow(st *exporterState, data []byte, now int64, out *Ba
 	if a, ok := addr16(pkt.AgentIP); ok {
 		agent = a
 	}
-	seqGapChecked := false
 	for _, s := range pkt.Samples {
 		var (
 			hdr     sflow.SampleHeader
@@ -45,7 +44,6 @@ func (d *Decoder) decodeSFlow(st *exporterState, data []byte, now int64, out *Ba
 		}
 		d.sequence(st, seqKey{format: flow.FormatSFlow5, agent: agent, a: pkt.SubAgentId,
 			b: hdr.SourceIdType<<24 | hdr.SourceIdValue&0xffffff}, hdr.SampleSequenceNumber, 1)
-		seqGapChecked = true
 
 		var r flow.Record
 		r.Received = now
@@ -57,7 +55,6 @@ func (d *Decoder) decodeSFlow(st *exporterState, data []byte, now int64, out *Ba
 		out.Add(&r)
 		res.Records++
 	}
-	_ = seqGapChecked
 	if derr != nil {
 		reason := reasonMalformed
 		if errors.Is(derr, errShort) || isShortRead(derr) {
