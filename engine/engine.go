@@ -196,7 +196,7 @@ func (e *Engine) Consume(b *flow.Batch) {
 		for i := range b.N {
 			// A hash of the position, not the position itself: records
 			// arriving in a pattern (exporters taking turns) are kept alike.
-			if mix64(seq+uint64(i))%shed == 0 {
+			if mix64(seq+uint64(i))&(shed-1) == 0 { // shed is a power of two
 				e.route(r, t, &b.Records[i], uint32(shed))
 				kept++
 			}
