@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
 
 	"github.com/kapkan-io/kapkan/flow"
@@ -185,14 +184,15 @@ func (l *Listener) Run(ctx context.Context) error {
 }
 
 func (l *Listener) worker(ctx context.Context, c *net.UDPConn) {
-	pc := ipv4.NewPacketConn(c)
-	msgs := make([]ipv4.Message, l.cfg.ReadBatch)
-	for i := range msgs {
-		msgs[i].Buffers = [][]byte{make([]byte, maxDatagram)}
+	rc, err := c.SyscallConn()
+	if err != nil {
+		l.log.Error("socket cannot be read", "err", err)
+		return
 	}
+	r := newBatchReader(rc, l.cfg.ReadBatch, maxDatagram)
 	batcher := NewBatcher(l.pool, l.sink)
 	for {
-		n, err := pc.ReadBatch(msgs, 0)
+		n, err := r.read()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				batcher.Flush()
@@ -204,16 +204,14 @@ func (l *Listener) worker(ctx context.Context, c *net.UDPConn) {
 		}
 		now := time.Now() // one clock read per batch of datagrams
 		for i := range n {
-			m := &msgs[i]
-			if m.Flags&unix.MSG_TRUNC != 0 {
+			payload, truncated, src := r.datagram(i)
+			if truncated {
 				l.truncated.Inc()
 			}
-			ua, ok := m.Addr.(*net.UDPAddr)
-			if !ok {
+			if !src.IsValid() {
 				continue
 			}
-			src, _ := netip.AddrFromSlice(ua.IP)
-			if _, err := l.dec.Decode(m.Buffers[0][:m.N], src, now, batcher); err != nil {
+			if _, err := l.dec.Decode(payload, src, now, batcher); err != nil {
 				l.errLog.warn(l.log, "decode failed", "err", err)
 			}
 		}
