@@ -30,7 +30,7 @@ const (
 // added by a record received at now (Unix ns), starting an attack or keeping
 // one alive.
 func (s *shard) check(ei uint32, now int64) {
-	e := &s.entries[ei]
+	e := s.entry(ei)
 	limits, hotAt := s.e.table.Load().limitsFor(e)
 	W := uint64(s.window)
 	t := s.totals(ei)
@@ -42,7 +42,7 @@ func (s *shard) check(ei uint32, now int64) {
 		for i := range numTotals {
 			if hotAt[i] > 0 && (t[i] >= hotAt[i] || cur[i] >= hotAt[i]*2/W) {
 				s.makeHot(ei)
-				e = &s.entries[ei]
+				e = s.entry(ei)
 				break
 			}
 		}
@@ -110,7 +110,7 @@ func (s *shard) startAttack(ei uint32, now int64, m Metric, rate, limit uint64, 
 		ai = int32(len(s.attacks))
 		s.attacks = append(s.attacks, a)
 	}
-	s.entries[ei].attack = ai
+	s.entry(ei).attack = ai
 	s.attackCount++
 	c := s.candidate(a, AttackStarted, sec, true)
 	c.At = c.Started
@@ -119,7 +119,7 @@ func (s *shard) startAttack(ei uint32, now int64, m Metric, rate, limit uint64, 
 
 // candidate builds the Candidate for attack a at second sec.
 func (s *shard) candidate(a *attackState, kind CandidateKind, sec int64, withSample bool) Candidate {
-	e := &s.entries[a.entry]
+	e := s.entry(a.entry)
 	t := s.e.table.Load()
 	p := t.prefixes[e.prefix]
 	c := Candidate{
@@ -165,7 +165,7 @@ func (s *shard) tick(now int64) {
 			continue
 		}
 		s.advance(a.entry, now)
-		e := &s.entries[a.entry]
+		e := s.entry(a.entry)
 		limits, _ := t.limitsFor(e)
 		sums := s.windowSums(a.entry, s.totals(a.entry))
 		above, below := false, true
@@ -213,8 +213,8 @@ func (s *shard) tick(now int64) {
 // (and follow no attack), and detail of addresses that cooled down.
 func (s *shard) evict(now int64) {
 	t := s.e.table.Load()
-	for i := range s.entries {
-		e := &s.entries[i]
+	for i := range s.n {
+		e := s.entry(i)
 		if e.free() || e.attack >= 0 {
 			continue // a free slot, or an attack's window
 		}

@@ -334,12 +334,11 @@ func (s *shard) prefetch(sb *subBatch) {
 		slots[i] = ix[hashKey(&sb.items[i].key)&mask]
 	}
 	for i := range sb.n {
-		if e := slots[i]; e != 0 && int(e) <= len(s.entries) {
+		if e := slots[i]; e != 0 && e <= s.n {
 			sec := sb.items[i].rec.Received / int64(time.Second)
-			b := int64(e-1)*s.window + sec%s.window
-			sink += uint64(s.entries[e-1].last)
-			if b >= 0 && b < int64(len(s.buckets)) {
-				sink += s.buckets[b].bytes
+			sink += uint64(s.entry(e - 1).last)
+			if sec >= 0 {
+				sink += s.bucket(e-1, sec).bytes
 			}
 		}
 	}
@@ -388,7 +387,7 @@ func (s *shard) addItem(it *item) {
 		// The last second takes its share plus the rounding remainder.
 		s.add(ei, sec, pkts-sp*uint64(span-1), bytes-sb*uint64(span-1), flows-sf*uint64(span-1), cls)
 	}
-	e := &s.entries[ei]
+	e := s.entry(ei)
 	if int64(e.last) == sec && e.samples < 1<<16-1 {
 		e.samples++
 	}
@@ -497,7 +496,7 @@ func (e *Engine) WindowRates(a netip.Addr, d Direction) (Rates, bool) {
 		if slot == 0 {
 			return Rates{}, false
 		}
-		if s.entries[slot-1].is(&k) {
+		if s.entry(slot - 1).is(&k) {
 			s.advance(slot-1, s.now)
 			sums := s.windowSums(slot-1, s.totals(slot-1))
 			var r Rates

@@ -572,3 +572,61 @@ func TestLoadSheddingKeepsRatesTrue(t *testing.T) {
 		t.Errorf("corrected packets %d, want %d ± 5%%", scaledPackets, want)
 	}
 }
+
+// TestTablesAcrossChunks fills the shards' tables past several index
+// doublings and entry chunks, empties them by eviction and fills them again
+// from the free entries, checking every address's window each time.
+func TestTablesAcrossChunks(t *testing.T) {
+	cfg := cfgWith(hostgroup(Thresholds{PPS: 1 << 40}, Thresholds{}, "10.0.0.0/12"))
+	f := newFeeder(t, cfg)
+	addr := func(i int) string { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String() }
+	fill := func(from, to int, sec float64) {
+		for i := from; i < to; i++ {
+			// 5·(1 + i%7) packets in one second of a 5-second window: a
+			// rate of 1 + i%7 packets/s.
+			f.add(rec("198.51.100.1", addr(i), 17, 0, uint64(5*(1+i%7)), 1000, 1, sec))
+		}
+		f.flush()
+	}
+	check := func(from, to int) {
+		t.Helper()
+		for i := from; i < to; i++ {
+			r, ok := f.e.WindowRates(netip.MustParseAddr(addr(i)), In)
+			if !ok || r[MetricPPS] != uint64(1+i%7) {
+				t.Fatalf("%s: rates %v (found %v), want %d pps", addr(i), r[MetricPPS], ok, 1+i%7)
+			}
+		}
+	}
+	const first = 3*chunkLen + 1000 // over three chunks in each of the two shards
+	fill(0, first, 0.5)
+	if st := f.e.Stats(); st.Tracked != first {
+		t.Fatalf("tracked %d, want %d", st.Tracked, first)
+	}
+	check(0, first)
+	// Idle past the window: every window is evicted and its entry freed.
+	f.idle(8)
+	if st := f.e.Stats(); st.Tracked != 0 {
+		t.Fatalf("after eviction: tracked %d", st.Tracked)
+	}
+	if _, ok := f.e.WindowRates(netip.MustParseAddr(addr(5)), In); ok {
+		t.Fatal("an evicted address still has a window")
+	}
+	// New addresses take the freed entries; the chunks do not grow.
+	var chunks int
+	for _, s := range f.e.shards {
+		chunks += len(s.chunks)
+	}
+	const second = 2 * chunkLen
+	fill(first, first+second, float64(f.sec-t0.Unix())+0.5)
+	check(first, first+second)
+	if st := f.e.Stats(); st.Tracked != second {
+		t.Fatalf("tracked %d, want %d", st.Tracked, second)
+	}
+	after := 0
+	for _, s := range f.e.shards {
+		after += len(s.chunks)
+	}
+	if after != chunks {
+		t.Fatalf("chunks grew from %d to %d although free entries were available", chunks, after)
+	}
+}

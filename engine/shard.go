@@ -13,7 +13,7 @@ type bucket struct {
 
 // entry is the window of one address (or prefix total) and direction. It
 // is kept small (36 bytes) because there is one per active address; its
-// buckets live in shard.buckets and its sums are computed from them.
+// buckets live in its chunk and its sums are computed from them.
 type entry struct {
 	addr   [16]byte
 	last   uint32 // Unix second of the newest bucket; 0 for a free entry
@@ -21,7 +21,7 @@ type entry struct {
 	hot    int32  // index into shard.hot, -1 when none
 	attack int32  // index into shard.attacks, -1 when none
 	meta   uint8  // direction | kindTotal
-	_      uint8
+	listed bool   // in the index (a live entry)
 	// samples counts the records added in the second `last`, for the fast
 	// trip (saturating).
 	samples uint16
@@ -55,10 +55,10 @@ type shard struct {
 	window int64 // seconds
 	in     chan *subBatch
 
-	ix      index
-	entries []entry
-	buckets []bucket // len(entries) × window
-	free    []uint32
+	ix     index
+	chunks []*chunk // entry ei lives in chunks[ei>>chunkBits]
+	n      uint32   // entries handed out so far (live or in free)
+	free   []uint32
 
 	hot     []hotDetail
 	hotFree []int32
@@ -92,6 +92,41 @@ func newShard(e *Engine, id int, window int64, queue int) *shard {
 	}
 }
 
+// chunkBits sets how many entries a chunk holds (16 Ki: 576 KiB of entries
+// and, with a 5-second window, 1.25 MiB of buckets).
+const (
+	chunkBits = 14
+	chunkLen  = 1 << chunkBits
+	chunkMask = chunkLen - 1
+)
+
+// chunk holds chunkLen entries and their buckets. The shard's tables grow a
+// chunk at a time and never move: a million new addresses arriving at
+// once cost 62 allocations and no copying, where doubling slices copied
+// every entry and bucket about twice and left as much garbage to collect
+// (the cold-start losses in docs/performance.md).
+type chunk struct {
+	entries [chunkLen]entry
+	buckets []bucket // chunkLen × window
+}
+
+// entry returns entry ei.
+func (s *shard) entry(ei uint32) *entry {
+	return &s.chunks[ei>>chunkBits].entries[ei&chunkMask]
+}
+
+// bucketsOf returns entry ei's window, one bucket per second (second t in
+// t % window).
+func (s *shard) bucketsOf(ei uint32) []bucket {
+	off := int64(ei&chunkMask) * s.window
+	return s.chunks[ei>>chunkBits].buckets[off : off+s.window : off+s.window]
+}
+
+// bucket returns entry ei's bucket for second sec.
+func (s *shard) bucket(ei uint32, sec int64) *bucket {
+	return &s.chunks[ei>>chunkBits].buckets[int64(ei&chunkMask)*s.window+sec%s.window]
+}
+
 // lookup returns the entry for k, creating it when absent.
 func (s *shard) lookup(k *tableKey, prefix uint32) uint32 {
 	h := hashKey(k)
@@ -100,7 +135,7 @@ func (s *shard) lookup(k *tableKey, prefix uint32) uint32 {
 		if slot == 0 {
 			break
 		}
-		if s.entries[slot-1].is(k) {
+		if s.entry(slot - 1).is(k) {
 			return slot - 1
 		}
 	}
@@ -112,26 +147,31 @@ func (s *shard) lookup(k *tableKey, prefix uint32) uint32 {
 		ei = s.free[n-1]
 		s.free = s.free[:n-1]
 	} else {
-		ei = uint32(len(s.entries))
-		s.entries = append(s.entries, entry{})
-		for range s.window {
-			s.buckets = append(s.buckets, bucket{})
+		ei = s.n
+		if ei>>chunkBits == uint32(len(s.chunks)) {
+			s.chunks = append(s.chunks, &chunk{buckets: make([]bucket, chunkLen*s.window)})
 		}
+		s.n++
 	}
-	s.entries[ei] = entry{addr: k.addr, meta: k.meta, prefix: prefix, hot: -1, attack: -1}
-	clear(s.buckets[int64(ei)*s.window : int64(ei+1)*s.window])
+	*s.entry(ei) = entry{addr: k.addr, meta: k.meta, prefix: prefix, hot: -1, attack: -1, listed: true}
+	clear(s.bucketsOf(ei))
 	s.ix.insert(h, ei)
 	return ei
 }
 
-// grow doubles the index and reinserts every live entry.
+// grow doubles the index and reinserts every live entry, reading the
+// entries in memory order rather than in the old index's (random) order.
 func (s *shard) grow() {
-	old := s.ix.slots
-	s.ix = index{slots: make([]uint32, len(old)*2), mask: uint64(len(old)*2 - 1)}
-	for _, slot := range old {
-		if slot != 0 {
-			e := &s.entries[slot-1]
-			s.ix.insert(hashKey(&tableKey{e.addr, e.meta}), slot-1)
+	s.ix = index{slots: make([]uint32, len(s.ix.slots)*2), mask: uint64(len(s.ix.slots)*2 - 1)}
+	for ci, c := range s.chunks {
+		for i := range c.entries {
+			ei := uint32(ci)<<chunkBits | uint32(i)
+			if ei >= s.n {
+				return
+			}
+			if e := &c.entries[i]; e.listed {
+				s.ix.insert(hashKey(&tableKey{e.addr, e.meta}), ei)
+			}
 		}
 	}
 }
@@ -165,7 +205,7 @@ func (s *shard) remove(ei uint32) {
 			i = j
 		}
 	}
-	e := &s.entries[ei]
+	e := s.entry(ei)
 	if e.hot >= 0 {
 		s.releaseHot(e)
 	}
@@ -174,22 +214,22 @@ func (s *shard) remove(ei uint32) {
 }
 
 func (s *shard) entryHash(ei uint32) uint64 {
-	e := &s.entries[ei]
+	e := s.entry(ei)
 	return hashKey(&tableKey{e.addr, e.meta})
 }
 
 // advance moves entry ei's window forward to second sec, dropping the
 // seconds that leave it.
 func (s *shard) advance(ei uint32, sec int64) {
-	e := &s.entries[ei]
+	e := s.entry(ei)
 	last := int64(e.last)
 	if sec <= last {
 		return
 	}
 	W := s.window
-	base := int64(ei) * W
+	win := s.bucketsOf(ei)
 	if sec-last >= W {
-		clear(s.buckets[base : base+W])
+		clear(win)
 		if e.hot >= 0 {
 			h := &s.hot[e.hot]
 			clear(h.buckets)
@@ -197,7 +237,7 @@ func (s *shard) advance(ei uint32, sec int64) {
 		}
 	} else {
 		for t := last + 1; t <= sec; t++ {
-			s.buckets[base+t%W] = bucket{}
+			win[t%W] = bucket{}
 			if e.hot >= 0 {
 				h := &s.hot[e.hot]
 				pb := h.buckets[(t%W)*numClasses : (t%W+1)*numClasses]
@@ -215,14 +255,14 @@ func (s *shard) advance(ei uint32, sec int64) {
 
 // add counts traffic in second sec of entry ei.
 func (s *shard) add(ei uint32, sec int64, pkts, bytes, flows uint64, cls uint8) {
-	e := &s.entries[ei]
+	e := s.entry(ei)
 	if sec > int64(e.last) {
 		s.advance(ei, sec)
 	} else if sec <= int64(e.last)-s.window {
 		s.stats.late++
 		return
 	}
-	b := &s.buckets[int64(ei)*s.window+sec%s.window]
+	b := s.bucket(ei, sec)
 	b.pkts = satAdd32(b.pkts, pkts)
 	b.flows = satAdd32(b.flows, flows)
 	b.bytes += bytes
@@ -243,8 +283,7 @@ func (s *shard) add(ei uint32, sec int64, pkts, bytes, flows uint64, cls uint8) 
 // totals sums entry ei's buckets: packets, bytes and flows in the window.
 // The caller has advanced the window to the current second.
 func (s *shard) totals(ei uint32) (t [numTotals]uint64) {
-	base := int64(ei) * s.window
-	for _, b := range s.buckets[base : base+s.window] {
+	for _, b := range s.bucketsOf(ei) {
 		t[0] += uint64(b.pkts)
 		t[1] += b.bytes
 		t[2] += uint64(b.flows)
@@ -254,8 +293,7 @@ func (s *shard) totals(ei uint32) (t [numTotals]uint64) {
 
 // current returns the packets, bytes and flows of the newest second.
 func (s *shard) current(ei uint32) (t [numTotals]uint64) {
-	e := &s.entries[ei]
-	b := &s.buckets[int64(ei)*s.window+int64(e.last)%s.window]
+	b := s.bucket(ei, int64(s.entry(ei).last))
 	return [numTotals]uint64{uint64(b.pkts), b.bytes, uint64(b.flows)}
 }
 
@@ -270,7 +308,7 @@ func satAdd32(a uint32, b uint64) uint32 {
 // its totals t.
 func (s *shard) windowSums(ei uint32, t [numTotals]uint64) (v [NumMetrics]uint64) {
 	v[MetricPPS], v[MetricBPS], v[MetricFPS] = t[0], t[1], t[2]
-	e := &s.entries[ei]
+	e := s.entry(ei)
 	if e.hot >= 0 {
 		h := &s.hot[e.hot]
 		for c := range numClasses {
@@ -303,7 +341,7 @@ func (s *shard) makeHot(ei uint32) {
 	clear(h.buckets)
 	h.sums = [numClasses]protoBucket{}
 	h.next, h.full = 0, false
-	s.entries[ei].hot = hi
+	s.entry(ei).hot = hi
 	s.hotUsed++
 }
 
