@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -573,18 +574,41 @@ func TestLoadSheddingKeepsRatesTrue(t *testing.T) {
 	}
 }
 
+// TestChunkShift checks the entries per chunk for short and long windows.
+func TestChunkShift(t *testing.T) {
+	for _, tc := range []struct {
+		window int64
+		want   uint32
+	}{{1, 14}, {5, 14}, {8, 14}, {9, 13}, {60, 11}, {300, 8}, {3600, 8}} {
+		if got := chunkShift(tc.window); got != tc.want {
+			t.Errorf("chunkShift(%d) = %d, want %d", tc.window, got, tc.want)
+		}
+		if n := int64(1) << chunkShift(tc.window); n > minChunkEntries && n*tc.window > maxChunkBuckets {
+			t.Errorf("window %d: %d entries per chunk hold %d buckets", tc.window, n, n*tc.window)
+		}
+	}
+}
+
 // TestTablesAcrossChunks fills the shards' tables past several index
 // doublings and entry chunks, empties them by eviction and fills them again
-// from the free entries, checking every address's window each time.
+// from the free entries, checking every address's window each time, for
+// the default window and a long one (smaller chunks).
 func TestTablesAcrossChunks(t *testing.T) {
+	for _, window := range []int{5, 60} {
+		t.Run(fmt.Sprintf("window=%ds", window), func(t *testing.T) { testTablesAcrossChunks(t, window) })
+	}
+}
+
+func testTablesAcrossChunks(t *testing.T, window int) {
 	cfg := cfgWith(hostgroup(Thresholds{PPS: 1 << 40}, Thresholds{}, "10.0.0.0/12"))
+	cfg.Window = time.Duration(window) * time.Second
 	f := newFeeder(t, cfg)
 	addr := func(i int) string { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String() }
 	fill := func(from, to int, sec float64) {
 		for i := from; i < to; i++ {
-			// 5·(1 + i%7) packets in one second of a 5-second window: a
-			// rate of 1 + i%7 packets/s.
-			f.add(rec("198.51.100.1", addr(i), 17, 0, uint64(5*(1+i%7)), 1000, 1, sec))
+			// window·(1 + i%7) packets in one second: a rate of 1 + i%7
+			// packets/s over the window.
+			f.add(rec("198.51.100.1", addr(i), 17, 0, uint64(window*(1+i%7)), 1000, 1, sec))
 		}
 		f.flush()
 	}
@@ -597,14 +621,14 @@ func TestTablesAcrossChunks(t *testing.T) {
 			}
 		}
 	}
-	const first = 3*chunkLen + 1000 // over three chunks in each of the two shards
+	const first = 3*maxChunkEntries + 1000 // over three chunks in each of the two shards
 	fill(0, first, 0.5)
 	if st := f.e.Stats(); st.Tracked != first {
 		t.Fatalf("tracked %d, want %d", st.Tracked, first)
 	}
 	check(0, first)
 	// Idle past the window: every window is evicted and its entry freed.
-	f.idle(8)
+	f.idle(window + 3)
 	if st := f.e.Stats(); st.Tracked != 0 {
 		t.Fatalf("after eviction: tracked %d", st.Tracked)
 	}
@@ -616,7 +640,7 @@ func TestTablesAcrossChunks(t *testing.T) {
 	for _, s := range f.e.shards {
 		chunks += len(s.chunks)
 	}
-	const second = 2 * chunkLen
+	const second = 2 * maxChunkEntries
 	fill(first, first+second, float64(f.sec-t0.Unix())+0.5)
 	check(first, first+second)
 	if st := f.e.Stats(); st.Tracked != second {

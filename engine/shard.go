@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"math/bits"
+
 	"github.com/kapkan-io/kapkan/flow"
 )
 
@@ -56,8 +58,10 @@ type shard struct {
 	in     chan *subBatch
 
 	ix     index
-	chunks []*chunk // entry ei lives in chunks[ei>>chunkBits]
-	n      uint32   // entries handed out so far (live or in free)
+	chunks []chunk // entry ei is chunks[ei>>shift].entries[ei&cmask]
+	shift  uint32
+	cmask  uint32
+	n      uint32 // entries handed out so far (live or in free)
 	free   []uint32
 
 	hot     []hotDetail
@@ -85,46 +89,60 @@ type shardStats struct {
 }
 
 func newShard(e *Engine, id int, window int64, queue int) *shard {
-	return &shard{
+	s := &shard{
 		e: e, id: id, window: window,
 		in: make(chan *subBatch, queue),
 		ix: newIndex(1024),
 	}
+	s.shift = chunkShift(window)
+	s.cmask = 1<<s.shift - 1
+	return s
 }
 
-// chunkBits sets how many entries a chunk holds (16 Ki: 576 KiB of entries
-// and, with a 5-second window, 1.25 MiB of buckets).
+// A chunk holds up to maxChunkEntries entries (576 KiB) and their buckets,
+// fewer for long windows so that its buckets stay within maxChunkBuckets
+// (2 MiB): with the default 5-second window, 16 Ki entries; with a
+// 300-second window, 256.
 const (
-	chunkBits = 14
-	chunkLen  = 1 << chunkBits
-	chunkMask = chunkLen - 1
+	maxChunkEntries = 1 << 14
+	minChunkEntries = 1 << 8
+	maxChunkBuckets = 1 << 17
 )
 
-// chunk holds chunkLen entries and their buckets. The shard's tables grow a
-// chunk at a time and never move: a million new addresses arriving at
-// once cost 62 allocations and no copying, where doubling slices copied
-// every entry and bucket about twice and left as much garbage to collect
-// (the cold-start losses in docs/performance.md).
+// chunkShift returns log2 of the entries per chunk for a window.
+func chunkShift(window int64) uint32 {
+	shift := uint32(bits.TrailingZeros(maxChunkEntries))
+	for int64(1)<<shift > minChunkEntries && (int64(1)<<shift)*window > maxChunkBuckets {
+		shift--
+	}
+	return shift
+}
+
+// chunk holds a fixed number of entries and their buckets. The shard's
+// tables grow a chunk at a time and never move: a million new addresses
+// arriving at once cost 62 allocations and no copying, where doubling
+// slices copied every entry and bucket about twice and left as much garbage
+// to collect (the cold-start losses in docs/performance.md).
 type chunk struct {
-	entries [chunkLen]entry
-	buckets []bucket // chunkLen × window
+	entries []entry
+	buckets []bucket // len(entries) × window
 }
 
 // entry returns entry ei.
 func (s *shard) entry(ei uint32) *entry {
-	return &s.chunks[ei>>chunkBits].entries[ei&chunkMask]
+	return &s.chunks[ei>>s.shift].entries[ei&s.cmask]
 }
 
 // bucketsOf returns entry ei's window, one bucket per second (second t in
 // t % window).
 func (s *shard) bucketsOf(ei uint32) []bucket {
-	off := int64(ei&chunkMask) * s.window
-	return s.chunks[ei>>chunkBits].buckets[off : off+s.window : off+s.window]
+	off := int64(ei&s.cmask) * s.window
+	return s.chunks[ei>>s.shift].buckets[off : off+s.window : off+s.window]
 }
 
 // bucket returns entry ei's bucket for second sec.
 func (s *shard) bucket(ei uint32, sec int64) *bucket {
-	return &s.chunks[ei>>chunkBits].buckets[int64(ei&chunkMask)*s.window+sec%s.window]
+	return &s.chunks[ei>>s.shift].buckets[int64(ei&s.cmask)*s.window+sec%s.window]
 }
 
 // lookup returns the entry for k, creating it when absent.
@@ -148,8 +166,9 @@ func (s *shard) lookup(k *tableKey, prefix uint32) uint32 {
 		s.free = s.free[:n-1]
 	} else {
 		ei = s.n
-		if ei>>chunkBits == uint32(len(s.chunks)) {
-			s.chunks = append(s.chunks, &chunk{buckets: make([]bucket, chunkLen*s.window)})
+		if ei>>s.shift == uint32(len(s.chunks)) {
+			n := int64(s.cmask) + 1
+			s.chunks = append(s.chunks, chunk{entries: make([]entry, n), buckets: make([]bucket, n*s.window)})
 		}
 		s.n++
 	}
@@ -165,7 +184,7 @@ func (s *shard) grow() {
 	s.ix = index{slots: make([]uint32, len(s.ix.slots)*2), mask: uint64(len(s.ix.slots)*2 - 1)}
 	for ci, c := range s.chunks {
 		for i := range c.entries {
-			ei := uint32(ci)<<chunkBits | uint32(i)
+			ei := uint32(ci)<<s.shift | uint32(i)
 			if ei >= s.n {
 				return
 			}
