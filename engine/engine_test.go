@@ -654,3 +654,34 @@ func testTablesAcrossChunks(t *testing.T, window int) {
 		t.Fatalf("chunks grew from %d to %d although free entries were available", chunks, after)
 	}
 }
+
+// TestPrefetchLargeShard fills one shard past the index size from which
+// prefetch runs and checks that windows are counted as without it: every
+// address gets its records, spread over two seconds, and prefetch read
+// something.
+func TestPrefetchLargeShard(t *testing.T) {
+	cfg := cfgWith(hostgroup(Thresholds{PPS: 1 << 40}, Thresholds{}, "10.0.0.0/12"))
+	cfg.Shards = 1
+	f := newFeeder(t, cfg)
+	const n = 120_000 // over 98 000 entries: an index of 256 Ki slots
+	addr := func(i int) string { return netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}).String() }
+	for _, sec := range []float64{0.5, 1.5} {
+		for i := range n {
+			f.add(rec("198.51.100.1", addr(i), 17, 0, uint64(5*(1+i%7)), 1000, 1, sec))
+		}
+		f.flush()
+	}
+	s := f.e.shards[0]
+	if len(s.ix.slots) < prefetchSlots {
+		t.Fatalf("index of %d slots: prefetch never ran", len(s.ix.slots))
+	}
+	if s.touched == 0 {
+		t.Fatal("prefetch read nothing")
+	}
+	for i := range n {
+		r, ok := f.e.WindowRates(netip.MustParseAddr(addr(i)), In)
+		if !ok || r[MetricPPS] != uint64(2*(1+i%7)) {
+			t.Fatalf("%s: %d pps (found %v), want %d", addr(i), r[MetricPPS], ok, 2*(1+i%7))
+		}
+	}
+}
