@@ -46,6 +46,35 @@ type Deps struct {
 	Pool *flow.Pool
 }
 
+// presizeAddrs bounds the number of addresses the shards' indexes are
+// sized for at start: 1 Mi addresses, 8 MiB of index in all. Without it, a
+// daemon started in front of a busy /12 doubles each index ten times within
+// its first second of traffic, while every record is a first sighting; that
+// is when datagrams were lost at the edge of what the machine takes
+// (docs/performance.md). Entries and buckets still grow with the active
+// addresses.
+const presizeAddrs = 1 << 20
+
+// protectedAddrs returns how many addresses the hostgroups' prefixes hold,
+// up to limit (a prefix inside another is counted twice, which the limit
+// makes harmless).
+func protectedAddrs(hgs []Hostgroup, limit uint64) uint64 {
+	var n uint64
+	for _, hg := range hgs {
+		for _, p := range hg.Prefixes {
+			hostBits := p.Addr().BitLen() - p.Bits()
+			if hostBits >= 63 {
+				return limit
+			}
+			n += 1 << hostBits
+			if n >= limit {
+				return limit
+			}
+		}
+	}
+	return n
+}
+
 // Engine implements flow.Sink.
 type Engine struct {
 	cfg   Config
@@ -133,8 +162,9 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	}
 	e.table.Store(t)
 	e.maxHotPerShard = (cfg.MaxHot + cfg.Shards - 1) / cfg.Shards
+	expect := int(protectedAddrs(cfg.Hostgroups, presizeAddrs)) / cfg.Shards
 	for i := range cfg.Shards {
-		e.shards = append(e.shards, newShard(e, i, e.window, cfg.QueueSize))
+		e.shards = append(e.shards, newShard(e, i, e.window, cfg.QueueSize, expect))
 	}
 	e.shed.Store(1)
 	e.routers.New = func() any { return &router{subs: make([]*subBatch, len(e.shards))} }

@@ -692,3 +692,39 @@ func TestPrefetchLargeShard(t *testing.T) {
 		}
 	}
 }
+
+// TestIndexPresized checks that a shard's index starts sized for its share
+// of the protected addresses, up to presizeAddrs, so that a daemon started
+// in front of busy prefixes does not double it again and again.
+func TestIndexPresized(t *testing.T) {
+	for _, tc := range []struct {
+		prefixes []string
+		want     uint64
+	}{
+		{[]string{"203.0.113.0/24"}, 256},
+		{[]string{"203.0.113.0/24", "198.51.100.0/25", "192.0.2.1/32"}, 256 + 128 + 1},
+		{[]string{"10.0.0.0/12"}, 1 << 20},
+		{[]string{"10.0.0.0/8"}, presizeAddrs},
+		{[]string{"2001:db8::/120"}, 256},
+		{[]string{"2001:db8::/64"}, presizeAddrs},
+		{[]string{"2001:db8::/32", "203.0.113.0/24"}, presizeAddrs},
+	} {
+		cfg := cfgWith(hostgroup(Thresholds{PPS: 1000}, Thresholds{}, tc.prefixes...))
+		if got := protectedAddrs(cfg.Hostgroups, presizeAddrs); got != tc.want {
+			t.Errorf("%v: %d protected addresses, want %d", tc.prefixes, got, tc.want)
+		}
+		e, err := NewSync(cfg, Deps{Logger: quiet()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range e.shards {
+			share := int(tc.want) / len(e.shards)
+			if fits := len(s.ix.slots) * 3 / 4; fits < share || fits < 1024 {
+				t.Errorf("%v: an index of %d slots holds %d entries, want room for %d", tc.prefixes, len(s.ix.slots), fits, max(share, 1024))
+			}
+			if len(s.ix.slots) > 4*max(share, 1024) {
+				t.Errorf("%v: an index of %d slots for %d entries", tc.prefixes, len(s.ix.slots), share)
+			}
+		}
+	}
+}

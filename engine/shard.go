@@ -88,11 +88,13 @@ type shardStats struct {
 	records, late, hotRefused uint64
 }
 
-func newShard(e *Engine, id int, window int64, queue int) *shard {
+// newShard builds a shard whose index is sized for expect entries (at
+// least 1024).
+func newShard(e *Engine, id int, window int64, queue, expect int) *shard {
 	s := &shard{
 		e: e, id: id, window: window,
 		in: make(chan *subBatch, queue),
-		ix: newIndex(1024),
+		ix: newIndex(max(expect, 1024)),
 	}
 	s.shift = chunkShift(window)
 	s.cmask = 1<<s.shift - 1
