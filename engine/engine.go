@@ -377,7 +377,11 @@ func (s *shard) prefetch(sb *subBatch) {
 
 // prefetchSlots is the index size from which prefetch pays: 128 Ki slots
 // index about 98 000 entries, whose index, entries and buckets (about 12 MB
-// with a 5-second window) no longer stay in a core's cache.
+// with a 5-second window) no longer stay in a core's cache. It counts
+// slots, not entries: an index presized for a large protected space misses
+// the cache with few entries too, and prefetching its slots paid there
+// (10 000 addresses of a /8: 135.8 ns/record when gated on entries, 129.1
+// on slots; n=6, p=0.013).
 const prefetchSlots = 1 << 17
 
 // addItem counts one record, sampling-corrected, in its window. A record

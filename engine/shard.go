@@ -89,7 +89,9 @@ type shardStats struct {
 }
 
 // newShard builds a shard whose index is sized for expect entries (at
-// least 1024).
+// least 1024). The engine passes its share of the protected addresses:
+// one entry each for incoming traffic; outgoing windows and prefix totals
+// come on top and grow the index as needed.
 func newShard(e *Engine, id int, window int64, queue, expect int) *shard {
 	s := &shard{
 		e: e, id: id, window: window,

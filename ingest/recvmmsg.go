@@ -100,6 +100,9 @@ func (r *batchReader) datagram(i int) (payload []byte, truncated bool, src netip
 	h := &r.hdrs[i]
 	payload = r.bufs[i][:h.n]
 	truncated = h.hdr.Flags&unix.MSG_TRUNC != 0
+	if h.hdr.Namelen == 0 {
+		return payload, truncated, netip.Addr{} // no source: the caller skips it
+	}
 	sa := &r.names[i]
 	switch sa.Family {
 	case unix.AF_INET:
