@@ -17,6 +17,7 @@ import (
 	"github.com/kapkan-io/kapkan/builtin"
 	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/flow"
+	"github.com/kapkan-io/kapkan/internal/testutil"
 	"github.com/kapkan-io/kapkan/rules"
 	"github.com/kapkan-io/kapkan/rules/wasm"
 	"github.com/kapkan-io/kapkan/rules/wasm/wasmtest"
@@ -183,41 +184,13 @@ rules:
 // callCount reads kapkan_wasm_calls_total for a module and result.
 func callCount(t *testing.T, reg *prometheus.Registry, module, result string) float64 {
 	t.Helper()
-	return counter(t, reg, "kapkan_wasm_calls_total", map[string]string{"module": module, "result": result})
+	return testutil.MetricValue(t, reg, "kapkan_wasm_calls_total", map[string]string{"module": module, "result": result})
 }
 
 // loadFailures reads kapkan_wasm_load_failures_total for a reason.
 func loadFailures(t *testing.T, reg *prometheus.Registry, reason string) float64 {
 	t.Helper()
-	return counter(t, reg, "kapkan_wasm_load_failures_total", map[string]string{"reason": reason})
-}
-
-// counter reads the counter of a family whose labels include want.
-func counter(t *testing.T, reg *prometheus.Registry, family string, want map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != family {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			for k, v := range want {
-				if labels[k] != v {
-					continue metrics
-				}
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	return 0
+	return testutil.MetricValue(t, reg, "kapkan_wasm_load_failures_total", map[string]string{"reason": reason})
 }
 
 // TestWASMOrder: WASM rules take their place among expr rules; the first

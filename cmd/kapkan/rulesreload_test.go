@@ -84,36 +84,6 @@ func TestRulesHotReload(t *testing.T) {
 	}
 }
 
-// gathered is the value of the metric name with these labels in reg
-// (0 when absent).
-func gathered(t *testing.T, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
-	t.Helper()
-	for _, mf := range mustGather(t, reg) {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue next
-				}
-			}
-			switch {
-			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				return m.GetGauge().GetValue()
-			}
-		}
-	}
-	return 0
-}
-
 // wsdFeatures are the features of a WS-Discovery reflection with n sample
 // records.
 func wsdFeatures(n int) rules.Features {
@@ -171,8 +141,8 @@ func TestRulesReloadBadModules(t *testing.T) {
 				copyBad(tc.file)
 			}
 			write("bad.yaml", "kapkan_rules: 1\nrules:\n  - name: bad-module\n    wasm: bad.wasm\n")
-			failures := gathered(t, reg, "kapkan_rules_reloads_total", map[string]string{"result": "failure"})
-			loads := gathered(t, reg, "kapkan_wasm_load_failures_total", map[string]string{"reason": tc.reason})
+			failures := kt.MetricValue(t, reg, "kapkan_rules_reloads_total", map[string]string{"result": "failure"})
+			loads := kt.MetricValue(t, reg, "kapkan_wasm_load_failures_total", map[string]string{"reason": tc.reason})
 			err := r.Reload("test")
 			if err == nil || !strings.Contains(err.Error(), "bad.yaml:4:") || !strings.Contains(err.Error(), filepath.Join(dir, "bad.wasm")+": ") ||
 				!strings.Contains(err.Error(), tc.want) {
@@ -181,10 +151,10 @@ func TestRulesReloadBadModules(t *testing.T) {
 			if r.Set() != good {
 				t.Error("a broken module replaced the running rules")
 			}
-			if got := gathered(t, reg, "kapkan_rules_reloads_total", map[string]string{"result": "failure"}); got != failures+1 {
+			if got := kt.MetricValue(t, reg, "kapkan_rules_reloads_total", map[string]string{"result": "failure"}); got != failures+1 {
 				t.Errorf("kapkan_rules_reloads_total{result=failure} = %v, want %v", got, failures+1)
 			}
-			if got := gathered(t, reg, "kapkan_wasm_load_failures_total", map[string]string{"reason": tc.reason}); got != loads+1 {
+			if got := kt.MetricValue(t, reg, "kapkan_wasm_load_failures_total", map[string]string{"reason": tc.reason}); got != loads+1 {
 				t.Errorf("kapkan_wasm_load_failures_total{reason=%s} = %v, want %v", tc.reason, got, loads+1)
 			}
 			if v, err := r.Set().Classify(&f); err != nil || !slices.Equal(v.Labels, []string{"ops-udp"}) {
@@ -216,7 +186,7 @@ func TestRulesReloadBadModules(t *testing.T) {
 					t.Errorf("verdict %+v %v, want the expr rule's alone", v, err)
 				}
 			}
-			if got := gathered(t, reg, "kapkan_wasm_calls_total", map[string]string{"module": "bad-module", "result": tc.result}); got < 1 {
+			if got := kt.MetricValue(t, reg, "kapkan_wasm_calls_total", map[string]string{"module": "bad-module", "result": tc.result}); got < 1 {
 				t.Errorf("kapkan_wasm_calls_total{module=bad-module,result=%s} = %v, want at least 1", tc.result, got)
 			}
 		})
@@ -309,12 +279,12 @@ func TestRulesHotSwapWASM(t *testing.T) {
 	}
 	for _, m := range []string{"module-a", "module-b"} {
 		for _, result := range []string{"timeout", "memory", "trap", "guest_error", "bad_output", "busy", "closed"} {
-			if got := gathered(t, reg, "kapkan_wasm_calls_total", map[string]string{"module": m, "result": result}); got != 0 {
+			if got := kt.MetricValue(t, reg, "kapkan_wasm_calls_total", map[string]string{"module": m, "result": result}); got != 0 {
 				t.Errorf("%s: %v calls with result %s", m, got, result)
 			}
 		}
 	}
-	if got := gathered(t, reg, "kapkan_rules_reloads_total", map[string]string{"result": "success"}); got != swaps {
+	if got := kt.MetricValue(t, reg, "kapkan_rules_reloads_total", map[string]string{"result": "success"}); got != swaps {
 		t.Errorf("successful reloads %v, want %d", got, swaps)
 	}
 	// The replaced sets are unreachable now: their modules are released,
@@ -327,7 +297,7 @@ func TestRulesHotSwapWASM(t *testing.T) {
 		runtime.GC()
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := gathered(t, reg, "kapkan_wasm_modules_open", nil); got != 1 {
+	if got := kt.MetricValue(t, reg, "kapkan_wasm_modules_open", nil); got != 1 {
 		t.Errorf("kapkan_wasm_modules_open = %v", got)
 	}
 	// And the running set still works.
