@@ -48,7 +48,9 @@ func (s *shard) check(ei uint32, now int64) {
 		}
 	}
 	// Most records are for an entry that is neither hot nor attacked: its
-	// per-protocol sums are zero, so the totals decide alone.
+	// per-protocol sums are zero, so the totals decide alone. (Calling
+	// windowSums for them too reads simpler but cost 5 % per record at
+	// 10 000 addresses: 128.7 → 135.5 ns, n=6.)
 	var sums [NumMetrics]uint64
 	n := Metric(numTotals)
 	if e.hot >= 0 || e.attack >= 0 {
