@@ -42,7 +42,7 @@ func BenchmarkCompile(b *testing.B) {
 	ctx := context.Background()
 	b.SetBytes(int64(len(bin)))
 	for b.Loop() {
-		rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(true))
+		rt := wazero.NewRuntimeWithConfig(ctx, wasm.CompileConfig(nil))
 		if _, err := rt.CompileModule(ctx, bin); err != nil {
 			b.Fatal(err)
 		}

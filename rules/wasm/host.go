@@ -57,6 +57,19 @@ const (
 	ReasonInstantiate   = "instantiate"
 )
 
+// CompileConfig is the runtime configuration modules are compiled with,
+// cached in cache (nil for none): the settings that change compiled code
+// (CloseOnContextDone adds termination checks), so that a cache filled
+// elsewhere (wasmtest/warmcache) serves the host. Limits are added per
+// module.
+func CompileConfig(cache wazero.CompilationCache) wazero.RuntimeConfig {
+	c := wazero.NewRuntimeConfig().WithCloseOnContextDone(true)
+	if cache != nil {
+		c = c.WithCompilationCache(cache)
+	}
+	return c
+}
+
 var callResults = [...]string{ResultOK, ResultTimeout, ResultMemory, ResultTrap, ResultGuestError, ResultBadOutput, ResultBusy, ResultClosed}
 
 var loadReasons = []string{ReasonRead, ReasonLimits, ReasonSHA256, ReasonNotWasm, ReasonImports, ReasonMissingExport, ReasonABI, ReasonInstantiate}
@@ -266,10 +279,7 @@ func (h *Host) load(ctx context.Context, bin []byte, o Options) (*Module, error)
 		start := bin[:min(len(bin), 4)]
 		return nil, fail(ReasonNotWasm, "not a WebAssembly module: starts with %q, want \"\\x00asm\" (build with GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared)", start)
 	}
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().
-		WithMemoryLimitPages(o.Limits.pages()).
-		WithCloseOnContextDone(true).
-		WithCompilationCache(h.cache))
+	rt := wazero.NewRuntimeWithConfig(ctx, CompileConfig(h.cache).WithMemoryLimitPages(o.Limits.pages()))
 	ok := false
 	defer func() {
 		if !ok {

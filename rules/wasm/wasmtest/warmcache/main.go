@@ -13,6 +13,8 @@ import (
 	"os"
 
 	"github.com/tetratelabs/wazero"
+
+	"github.com/kapkan-io/kapkan/rules/wasm"
 )
 
 func main() {
@@ -28,9 +30,9 @@ func main() {
 		os.Exit(1)
 	}
 	ctx := context.Background()
-	// The same runtime settings as the host's that change compiled code
-	// (CloseOnContextDone adds termination checks).
-	rt := wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfig().WithCloseOnContextDone(true).WithCompilationCache(cache))
+	// The host's compile settings, so that the host finds what this
+	// compiles.
+	rt := wazero.NewRuntimeWithConfig(ctx, wasm.CompileConfig(cache))
 	defer rt.Close(ctx)
 	for _, f := range flag.Args() {
 		bin, err := os.ReadFile(f)
