@@ -10,24 +10,24 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/kapkan-io/kapkan/rules"
+	"github.com/kapkan-io/kapkan/flowspec"
 )
 
 // ActiveAction is an action in force as the API shows it and the state
 // file keeps it.
 type ActiveAction struct {
-	Kind     Kind          `json:"-"`
-	KindName string        `json:"kind"`
-	Target   netip.Prefix  `json:"target"`
-	Match    *rules.Vector `json:"match,omitempty"`
-	RateMbps float64       `json:"rate_mbps,omitempty"`
-	TTL      string        `json:"ttl"`
-	Expires  time.Time     `json:"expires"`
-	Reason   string        `json:"reason"`
-	Ladder   string        `json:"ladder,omitempty"`
-	Step     int           `json:"step,omitempty"`
-	Attacks  []uint64      `json:"attacks,omitempty"`
-	DryRun   bool          `json:"dry_run"`
+	Kind     flowspec.Action `json:"-"`
+	KindName string          `json:"kind"`
+	Target   netip.Prefix    `json:"target"`
+	Match    *flowspec.Match `json:"match,omitempty"`
+	RateMbps float64         `json:"rate_mbps,omitempty"`
+	TTL      string          `json:"ttl"`
+	Expires  time.Time       `json:"expires"`
+	Reason   string          `json:"reason"`
+	Ladder   string          `json:"ladder,omitempty"`
+	Step     int             `json:"step,omitempty"`
+	Attacks  []uint64        `json:"attacks,omitempty"`
+	DryRun   bool            `json:"dry_run"`
 }
 
 func (e *entry) view() ActiveAction {
@@ -121,7 +121,7 @@ func (m *Manager) Restore(now time.Time) (restored int, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, v := range st.Actions {
-		kind, err := KindOf(v.KindName)
+		kind, err := flowspec.ParseAction(v.KindName)
 		if err != nil {
 			return restored, fmt.Errorf("mitigation state %s: %w", m.file, err)
 		}

@@ -3,20 +3,19 @@ package mitigate
 import (
 	"net/netip"
 	"strconv"
-	"strings"
 
-	"github.com/kapkan-io/kapkan/rules"
+	"github.com/kapkan-io/kapkan/flowspec"
 )
 
 // Route is what a speaker announces for an action: a blackhole of one
 // address, or a FlowSpec rule on the target with the vector's match and a
 // discard or rate-limit action.
 type Route struct {
-	Kind   Kind
+	Kind   flowspec.Action
 	Target netip.Prefix
 	// Match is the FlowSpec match besides the destination (FlowSpec only).
-	Match rules.Vector
-	// RateMbps is the rate limit (FlowSpecRateLimit only).
+	Match flowspec.Match
+	// RateMbps is the rate limit (flowspec.RateLimit only).
 	RateMbps float64
 }
 
@@ -24,10 +23,10 @@ type Route struct {
 // announcement.
 func (r Route) Key() string {
 	k := r.Kind.String() + " " + r.Target.String()
-	if r.Kind != Blackhole {
-		k += " " + MatchString(r.Match)
+	if r.Kind != flowspec.Blackhole {
+		k += " " + r.Match.String()
 	}
-	if r.Kind == FlowSpecRateLimit {
+	if r.Kind == flowspec.RateLimit {
 		k += " rate " + formatRate(r.RateMbps)
 	}
 	return k
@@ -38,34 +37,6 @@ func (r Route) Key() string {
 type Announcer interface {
 	Announce(Route) error
 	Withdraw(Route) error
-}
-
-// MatchString writes a FlowSpec match the way logs and keys show it:
-// "proto udp src-port 53 len >=512".
-func MatchString(v rules.Vector) string {
-	var parts []string
-	if v.Protocol != "" {
-		parts = append(parts, "proto "+v.Protocol)
-	}
-	if len(v.SrcPorts) > 0 {
-		parts = append(parts, "src-port "+strings.Join(v.SrcPorts, ","))
-	}
-	if len(v.DstPorts) > 0 {
-		parts = append(parts, "dst-port "+strings.Join(v.DstPorts, ","))
-	}
-	if v.PacketLength != "" {
-		parts = append(parts, "len "+v.PacketLength)
-	}
-	if v.TCPFlags != "" {
-		parts = append(parts, "tcp-flags "+v.TCPFlags)
-	}
-	if v.Fragment != "" {
-		parts = append(parts, "fragment "+v.Fragment)
-	}
-	if len(parts) == 0 {
-		return "any"
-	}
-	return strings.Join(parts, " ")
 }
 
 func formatRate(mbps float64) string { return strconv.FormatFloat(mbps, 'f', -1, 64) + "Mbps" }

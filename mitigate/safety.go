@@ -14,29 +14,9 @@ import (
 	"time"
 
 	"github.com/gaissmai/bart"
+
+	"github.com/kapkan-io/kapkan/flowspec"
 )
-
-// Kind is what a mitigation does.
-type Kind uint8
-
-// Kinds of mitigation.
-const (
-	Blackhole Kind = iota // RTBH of one address
-	FlowSpecDiscard
-	FlowSpecRateLimit
-)
-
-func (k Kind) String() string {
-	switch k {
-	case Blackhole:
-		return "blackhole"
-	case FlowSpecDiscard:
-		return "flowspec-discard"
-	case FlowSpecRateLimit:
-		return "flowspec-ratelimit"
-	}
-	return "unknown"
-}
 
 // Refusals: every action the guard will not let through says why.
 var (
@@ -75,7 +55,7 @@ type Config struct {
 
 // Request is what a policy asks for.
 type Request struct {
-	Kind     Kind
+	Kind     flowspec.Action
 	Target   netip.Prefix
 	RateMbps float64
 	TTL      time.Duration // 0: the configured TTL
@@ -102,7 +82,7 @@ type Guard struct {
 }
 
 type key struct {
-	kind   Kind
+	kind   flowspec.Action
 	target netip.Prefix
 }
 
@@ -142,7 +122,7 @@ func (g *Guard) Check(r Request, now time.Time) (Action, error) {
 	if err := g.allowed(r.Kind, t); err != nil {
 		return Action{}, err
 	}
-	if r.Kind == FlowSpecRateLimit && r.RateMbps <= 0 {
+	if r.Kind == flowspec.RateLimit && r.RateMbps <= 0 {
 		return Action{}, fmt.Errorf("%w: a rate limit needs a rate", ErrInvalid)
 	}
 	k := key{r.Kind, t}
@@ -180,7 +160,7 @@ func (g *Guard) Check(r Request, now time.Time) (Action, error) {
 
 // Release ends an action before its TTL (the attack ended and stayed
 // below its thresholds through the cool-down).
-func (g *Guard) Release(kind Kind, target netip.Prefix, now time.Time) bool {
+func (g *Guard) Release(kind flowspec.Action, target netip.Prefix, now time.Time) bool {
 	k := key{kind, target.Masked()}
 	if _, ok := g.active[k]; !ok {
 		return false
@@ -193,7 +173,7 @@ func (g *Guard) Release(kind Kind, target netip.Prefix, now time.Time) bool {
 // Drop ends an action that the next step of its ladder replaced: unlike
 // Release it does not count as the target's mitigation ending, so flap
 // damping does not lengthen the next step.
-func (g *Guard) Drop(kind Kind, target netip.Prefix) {
+func (g *Guard) Drop(kind flowspec.Action, target netip.Prefix) {
 	delete(g.active, key{kind, target.Masked()})
 }
 
@@ -243,7 +223,7 @@ func (g *Guard) Due(now time.Time) []Action {
 
 // Renew starts a new TTL for an active action at now (its attack is still
 // running when the old one ran out).
-func (g *Guard) Renew(kind Kind, target netip.Prefix, now time.Time) (Action, bool) {
+func (g *Guard) Renew(kind flowspec.Action, target netip.Prefix, now time.Time) (Action, bool) {
 	k := key{kind, target.Masked()}
 	a, ok := g.active[k]
 	if !ok {
@@ -291,34 +271,34 @@ func (g *Guard) Restore(a Action, now time.Time) (Action, error) {
 // allowed checks a (masked) target for a kind: all of it protected, none
 // of it allow-listed, one address for a blackhole. Check and Restore both
 // go through it, so the rules live in one place.
-func (g *Guard) allowed(kind Kind, t netip.Prefix) error {
+func (g *Guard) allowed(kind flowspec.Action, t netip.Prefix) error {
 	if !g.protected.Contains(t.Addr()) || !g.covered(t) {
 		return fmt.Errorf("%s: %w", t, ErrNotProtected)
 	}
 	if g.allow.Contains(t.Addr()) || g.allowOverlaps(t) {
 		return fmt.Errorf("%s: %w", t, ErrAllowlisted)
 	}
-	if kind == Blackhole && t.Bits() != t.Addr().BitLen() {
+	if kind == flowspec.Blackhole && t.Bits() != t.Addr().BitLen() {
 		return fmt.Errorf("%s: %w", t, ErrPrefixTooShort)
 	}
 	return nil
 }
 
 // capped reports whether one more action of kind would exceed its cap.
-func (g *Guard) capped(kind Kind, t netip.Prefix) error {
-	if kind == Blackhole {
-		if g.count(Blackhole) >= g.cfg.MaxBlackholes {
+func (g *Guard) capped(kind flowspec.Action, t netip.Prefix) error {
+	if kind == flowspec.Blackhole {
+		if g.count(flowspec.Blackhole) >= g.cfg.MaxBlackholes {
 			return fmt.Errorf("%s: %w (%d)", t, ErrBlackholeCap, g.cfg.MaxBlackholes)
 		}
 		return nil
 	}
-	if g.count(FlowSpecDiscard)+g.count(FlowSpecRateLimit) >= g.cfg.MaxFlowSpec {
+	if g.count(flowspec.Discard)+g.count(flowspec.RateLimit) >= g.cfg.MaxFlowSpec {
 		return fmt.Errorf("%s: %w (%d)", t, ErrFlowSpecCap, g.cfg.MaxFlowSpec)
 	}
 	return nil
 }
 
-func (g *Guard) count(k Kind) int {
+func (g *Guard) count(k flowspec.Action) int {
 	n := 0
 	for key := range g.active {
 		if key.kind == k {

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"testing"
 	"time"
+
+	"github.com/kapkan-io/kapkan/flowspec"
 )
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -29,7 +31,7 @@ func guard(t *testing.T, mod func(*Config)) *Guard {
 	return g
 }
 
-func bh(s string) Request { return Request{Kind: Blackhole, Target: netip.MustParsePrefix(s)} }
+func bh(s string) Request { return Request{Kind: flowspec.Blackhole, Target: netip.MustParsePrefix(s)} }
 
 func TestSafetyRules(t *testing.T) {
 	tests := []struct {
@@ -44,10 +46,10 @@ func TestSafetyRules(t *testing.T) {
 		{"next to a protected prefix", bh("203.0.114.0/32"), ErrNotProtected},
 		{"a blackhole of a whole prefix", bh("203.0.113.0/25"), ErrPrefixTooShort},
 		{"a blackhole wider than protected", bh("203.0.112.0/23"), ErrNotProtected},
-		{"FlowSpec on a prefix holding an allow-listed address", Request{Kind: FlowSpecDiscard, Target: netip.MustParsePrefix("203.0.113.0/24")}, ErrAllowlisted},
-		{"FlowSpec on a protected prefix", Request{Kind: FlowSpecDiscard, Target: netip.MustParsePrefix("203.0.113.0/25")}, nil},
-		{"a rate limit without a rate", Request{Kind: FlowSpecRateLimit, Target: netip.MustParsePrefix("203.0.113.9/32")}, ErrInvalid},
-		{"no target", Request{Kind: Blackhole}, ErrInvalid},
+		{"FlowSpec on a prefix holding an allow-listed address", Request{Kind: flowspec.Discard, Target: netip.MustParsePrefix("203.0.113.0/24")}, ErrAllowlisted},
+		{"FlowSpec on a protected prefix", Request{Kind: flowspec.Discard, Target: netip.MustParsePrefix("203.0.113.0/25")}, nil},
+		{"a rate limit without a rate", Request{Kind: flowspec.RateLimit, Target: netip.MustParsePrefix("203.0.113.9/32")}, ErrInvalid},
+		{"no target", Request{Kind: flowspec.Blackhole}, ErrInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -79,7 +81,7 @@ func TestCarpetBombHitsTheCaps(t *testing.T) {
 	}
 	// FlowSpec has its own cap.
 	for i := 1; i <= 4; i++ {
-		_, err := g.Check(Request{Kind: FlowSpecDiscard, Target: netip.MustParsePrefix(fmt.Sprintf("203.0.113.%d/32", 100+i))}, t0)
+		_, err := g.Check(Request{Kind: flowspec.Discard, Target: netip.MustParsePrefix(fmt.Sprintf("203.0.113.%d/32", 100+i))}, t0)
 		if (i <= 3) != (err == nil) {
 			t.Fatalf("flowspec %d: %v", i, err)
 		}
@@ -115,11 +117,11 @@ func TestNeverTwiceAndTTL(t *testing.T) {
 		t.Fatalf("due at the TTL: %+v", due)
 	}
 	// Renewed while its attack runs on: a new TTL from now.
-	if r, ok := g.Renew(Blackhole, netip.MustParsePrefix("203.0.113.10/32"), t0.Add(10*time.Minute)); !ok || !r.Expires.Equal(t0.Add(20*time.Minute)) {
+	if r, ok := g.Renew(flowspec.Blackhole, netip.MustParsePrefix("203.0.113.10/32"), t0.Add(10*time.Minute)); !ok || !r.Expires.Equal(t0.Add(20*time.Minute)) {
 		t.Fatalf("renew: %+v %v", r, ok)
 	}
 	// A requested TTL is clamped to MaxTTL.
-	a, _ := g.Check(Request{Kind: Blackhole, Target: netip.MustParsePrefix("203.0.113.11/32"), TTL: 24 * time.Hour}, t0)
+	a, _ := g.Check(Request{Kind: flowspec.Blackhole, Target: netip.MustParsePrefix("203.0.113.11/32"), TTL: 24 * time.Hour}, t0)
 	if a.TTL != time.Hour {
 		t.Fatalf("TTL %s, want the 1h maximum", a.TTL)
 	}
@@ -139,7 +141,7 @@ func TestFlapDamping(t *testing.T) {
 		}
 		ttls = append(ttls, a.TTL)
 		now = now.Add(a.TTL)
-		g.Release(Blackhole, a.Target, now) // ran out, the attack is over
+		g.Release(flowspec.Blackhole, a.Target, now) // ran out, the attack is over
 		now = now.Add(time.Minute)
 	}
 	want := []time.Duration{10 * time.Minute, 20 * time.Minute, 40 * time.Minute, time.Hour}
@@ -158,10 +160,10 @@ func TestReleaseAndDryRunOff(t *testing.T) {
 	if a.DryRun {
 		t.Fatal("dry-run set although the configuration turned it off")
 	}
-	if !g.Release(Blackhole, netip.MustParsePrefix("203.0.113.10/32"), t0.Add(time.Minute)) || len(g.Active(t0.Add(time.Minute))) != 0 {
+	if !g.Release(flowspec.Blackhole, netip.MustParsePrefix("203.0.113.10/32"), t0.Add(time.Minute)) || len(g.Active(t0.Add(time.Minute))) != 0 {
 		t.Fatal("release")
 	}
-	if g.Release(Blackhole, netip.MustParsePrefix("203.0.113.10/32"), t0) {
+	if g.Release(flowspec.Blackhole, netip.MustParsePrefix("203.0.113.10/32"), t0) {
 		t.Fatal("released twice")
 	}
 	if _, err := NewGuard(Config{TTL: time.Hour, MaxTTL: time.Minute}); !errors.Is(err, ErrInvalid) {

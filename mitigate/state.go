@@ -11,8 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/kapkan-io/kapkan/policy"
-	"github.com/kapkan-io/kapkan/rules"
+	"github.com/kapkan-io/kapkan/flowspec"
 )
 
 // Event is a change of the mitigations in force, or a refusal.
@@ -43,7 +42,7 @@ const (
 // entry is an action in force with what it needs beyond the guard's view.
 type entry struct {
 	Action
-	Match  rules.Vector
+	Match  flowspec.Match
 	Ladder string
 	Step   int
 	// attack is the attack that asked for the action first (0: manual).
@@ -113,7 +112,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 			Help: "Mitigations in force by kind; dry_run=\"true\" ones are not announced.",
 		}, []string{"kind", "dry_run"}),
 	}
-	for _, k := range []Kind{Blackhole, FlowSpecDiscard, FlowSpecRateLimit} {
+	for _, k := range []flowspec.Action{flowspec.Blackhole, flowspec.Discard, flowspec.RateLimit} {
 		for _, d := range []string{"true", "false"} {
 			m.active.WithLabelValues(k.String(), d)
 		}
@@ -132,23 +131,12 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	return m, nil
 }
 
-// KindOf reads a kind from its name, which is also the ladder action that
-// asks for it (rules.ActionBlackhole, ActionDiscard, ActionRateLimit).
-func KindOf(name string) (Kind, error) {
-	for _, k := range []Kind{Blackhole, FlowSpecDiscard, FlowSpecRateLimit} {
-		if k.String() == name {
-			return k, nil
-		}
-	}
-	return 0, fmt.Errorf("%w: action %q (want blackhole, flowspec-discard or flowspec-ratelimit)", ErrInvalid, name)
-}
-
 // Apply carries out a policy decision. An announcement the guard refuses
 // is reported as a refused event and returned as an error.
-func (m *Manager) Apply(d policy.Decision) error {
-	kind, err := KindOf(d.Action)
-	if err != nil {
-		return err
+func (m *Manager) Apply(d flowspec.Decision) error {
+	kind := d.Action
+	if kind == flowspec.None {
+		return fmt.Errorf("%w: a decision without an action", ErrInvalid)
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -173,7 +161,7 @@ func (m *Manager) Apply(d policy.Decision) error {
 
 // Ban is a manual action (API or `kapkan ban`), with the same checks as
 // any other. It is withdrawn when its TTL runs out, or by Unban.
-func (m *Manager) Ban(req Request, match rules.Vector, now time.Time) (Action, error) {
+func (m *Manager) Ban(req Request, match flowspec.Match, now time.Time) (Action, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if req.Reason == "" {
@@ -202,7 +190,7 @@ func (m *Manager) Unban(target netip.Prefix, now time.Time, reason string) int {
 }
 
 // admit runs a request through the guard; m.mu is held.
-func (m *Manager) admit(req Request, match rules.Vector, attack uint64, ladder string, step int, now time.Time) error {
+func (m *Manager) admit(req Request, match flowspec.Match, attack uint64, ladder string, step int, now time.Time) error {
 	k := key{req.Kind, req.Target.Masked()}
 	if e, ok := m.entries[k]; ok {
 		if attack != 0 {
@@ -210,8 +198,8 @@ func (m *Manager) admit(req Request, match rules.Vector, attack uint64, ladder s
 		}
 		return nil
 	}
-	if req.Kind == Blackhole {
-		match = rules.Vector{}
+	if req.Kind == flowspec.Blackhole {
+		match = flowspec.Match{}
 	}
 	a, err := m.guard.Check(req, now)
 	if err != nil {

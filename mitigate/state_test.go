@@ -14,8 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/kapkan-io/kapkan/policy"
-	"github.com/kapkan-io/kapkan/rules"
+	"github.com/kapkan-io/kapkan/flowspec"
 )
 
 // recorder is an Announcer that writes down what it was asked.
@@ -68,21 +67,21 @@ func newFixture(t *testing.T, file string, mod func(*Config)) *fixture {
 	return f
 }
 
-var udp53 = rules.Vector{Protocol: "udp", SrcPorts: []string{"53"}}
+var udp53 = flowspec.Match{Protocol: "udp", SrcPorts: []string{"53"}}
 
-func decision(id uint64, action string, at time.Time, withdraw, replaced bool) policy.Decision {
-	d := policy.Decision{AttackID: id, Target: netip.MustParsePrefix("203.0.113.5/32"), Ladder: "l", Action: action,
+func decision(id uint64, action flowspec.Action, at time.Time, withdraw, replaced bool) flowspec.Decision {
+	d := flowspec.Decision{AttackID: id, Target: netip.MustParsePrefix("203.0.113.5/32"), Ladder: "l", Action: action,
 		Withdraw: withdraw, Replaced: replaced, At: at, Reason: "test"}
-	if action == rules.ActionRateLimit {
+	if action == flowspec.RateLimit {
 		d.RateMbps = 100
 	}
-	if action != rules.ActionBlackhole {
+	if action != flowspec.Blackhole {
 		d.Vector = udp53
 	}
 	return d
 }
 
-func (f *fixture) apply(t *testing.T, ds ...policy.Decision) {
+func (f *fixture) apply(t *testing.T, ds ...flowspec.Decision) {
 	t.Helper()
 	for _, d := range ds {
 		if err := f.m.Apply(d); err != nil {
@@ -109,13 +108,13 @@ const (
 // is withdrawn; the last one stays after the attack ends until its TTL.
 func TestLadderThroughManager(t *testing.T) {
 	f := newFixture(t, "", nil)
-	f.apply(t, decision(1, rules.ActionRateLimit, t0, false, false))
-	f.apply(t, decision(1, rules.ActionDiscard, t0.Add(30*time.Second), false, false),
-		decision(1, rules.ActionRateLimit, t0.Add(30*time.Second), true, true))
-	f.apply(t, decision(1, rules.ActionBlackhole, t0.Add(time.Minute), false, false),
-		decision(1, rules.ActionDiscard, t0.Add(time.Minute), true, true))
+	f.apply(t, decision(1, flowspec.RateLimit, t0, false, false))
+	f.apply(t, decision(1, flowspec.Discard, t0.Add(30*time.Second), false, false),
+		decision(1, flowspec.RateLimit, t0.Add(30*time.Second), true, true))
+	f.apply(t, decision(1, flowspec.Blackhole, t0.Add(time.Minute), false, false),
+		decision(1, flowspec.Discard, t0.Add(time.Minute), true, true))
 	// The attack ends two minutes in: the blackhole stays for its TTL.
-	f.apply(t, decision(1, rules.ActionBlackhole, t0.Add(2*time.Minute), true, false))
+	f.apply(t, decision(1, flowspec.Blackhole, t0.Add(2*time.Minute), true, false))
 	want(t, f.ann.list(), "announce "+rl, "announce "+fd, "withdraw "+rl, "announce "+bhKey, "withdraw "+fd)
 	f.m.Tick(t0.Add(10*time.Minute + 59*time.Second))
 	f.m.Flush()
@@ -136,7 +135,7 @@ func TestLadderThroughManager(t *testing.T) {
 // renewed, not withdrawn.
 func TestRunningAttackRenews(t *testing.T) {
 	f := newFixture(t, "", nil)
-	f.apply(t, decision(1, rules.ActionBlackhole, t0, false, false))
+	f.apply(t, decision(1, flowspec.Blackhole, t0, false, false))
 	f.m.Tick(t0.Add(10 * time.Minute))
 	f.m.Flush()
 	want(t, f.ann.list(), "announce "+bhKey)
@@ -147,8 +146,8 @@ func TestRunningAttackRenews(t *testing.T) {
 
 func TestDryRunSendsNothing(t *testing.T) {
 	f := newFixture(t, "", func(c *Config) { c.DryRun = true })
-	f.apply(t, decision(1, rules.ActionBlackhole, t0, false, false))
-	f.apply(t, decision(1, rules.ActionBlackhole, t0.Add(time.Minute), true, false))
+	f.apply(t, decision(1, flowspec.Blackhole, t0, false, false))
+	f.apply(t, decision(1, flowspec.Blackhole, t0.Add(time.Minute), true, false))
 	f.m.Tick(t0.Add(time.Hour))
 	f.m.Flush()
 	want(t, f.ann.list())
@@ -164,7 +163,7 @@ func TestRefusalsAreReported(t *testing.T) {
 	for _, tc := range []struct{ target, reason string }{
 		{"203.0.113.250/32", "allowlisted"}, {"198.51.100.7/32", "not_protected"},
 	} {
-		d := decision(1, rules.ActionBlackhole, t0, false, false)
+		d := decision(1, flowspec.Blackhole, t0, false, false)
 		d.Target = netip.MustParsePrefix(tc.target)
 		if err := f.m.Apply(d); err == nil {
 			t.Fatalf("%s accepted", tc.target)
@@ -185,7 +184,7 @@ func TestCarpetBombOverTheCap(t *testing.T) {
 	f := newFixture(t, "", nil)
 	refused := 0
 	for i := range 30 {
-		d := decision(uint64(i+1), rules.ActionBlackhole, t0, false, false)
+		d := decision(uint64(i+1), flowspec.Blackhole, t0, false, false)
 		d.Target = netip.MustParsePrefix(fmt.Sprintf("203.0.113.%d/32", i+1))
 		if err := f.m.Apply(d); err != nil {
 			refused++
@@ -207,10 +206,10 @@ func TestFlappingTrafficNoStorm(t *testing.T) {
 	now := t0
 	for i := range 120 {
 		id := uint64(i + 1)
-		f.apply(t, decision(id, rules.ActionBlackhole, now, false, false))
+		f.apply(t, decision(id, flowspec.Blackhole, now, false, false))
 		now = now.Add(30 * time.Second)
 		f.m.Tick(now)
-		f.apply(t, decision(id, rules.ActionBlackhole, now, true, false))
+		f.apply(t, decision(id, flowspec.Blackhole, now, true, false))
 		now = now.Add(30 * time.Second)
 		f.m.Tick(now)
 	}
@@ -229,11 +228,11 @@ func TestFlappingTrafficNoStorm(t *testing.T) {
 func TestRestartMidTTL(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "state", "mitigations.json")
 	f1 := newFixture(t, file, nil)
-	f1.apply(t, decision(1, rules.ActionDiscard, t0, false, false))
-	d := decision(2, rules.ActionBlackhole, t0, false, false)
+	f1.apply(t, decision(1, flowspec.Discard, t0, false, false))
+	d := decision(2, flowspec.Blackhole, t0, false, false)
 	d.Target = netip.MustParsePrefix("2001:db8:1::9/128")
 	f1.apply(t, d)
-	if _, err := f1.m.Ban(Request{Kind: Blackhole, Target: netip.MustParsePrefix("203.0.113.77/32"), TTL: 2 * time.Minute}, rules.Vector{}, t0); err != nil {
+	if _, err := f1.m.Ban(Request{Kind: flowspec.Blackhole, Target: netip.MustParsePrefix("203.0.113.77/32"), TTL: 2 * time.Minute}, flowspec.Match{}, t0); err != nil {
 		t.Fatal(err)
 	}
 	f1.m.Close()
@@ -252,7 +251,7 @@ func TestRestartMidTTL(t *testing.T) {
 		}
 	}
 	// The attack is detected again after the restart: already in force.
-	f2.apply(t, decision(3, rules.ActionDiscard, t0.Add(5*time.Minute), false, false))
+	f2.apply(t, decision(3, flowspec.Discard, t0.Add(5*time.Minute), false, false))
 	if len(f2.ann.list()) != 2 {
 		t.Fatalf("announced twice: %v", f2.ann.list())
 	}
@@ -277,7 +276,7 @@ func TestRestartMidTTL(t *testing.T) {
 func TestDryRunStateStaysDryRun(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "m.json")
 	f1 := newFixture(t, file, func(c *Config) { c.DryRun = true })
-	f1.apply(t, decision(1, rules.ActionBlackhole, t0, false, false))
+	f1.apply(t, decision(1, flowspec.Blackhole, t0, false, false))
 	f2 := newFixture(t, file, nil)
 	if n, err := f2.m.Restore(t0.Add(time.Minute)); err != nil || n != 0 {
 		t.Fatalf("restored %d: %v", n, err)
@@ -288,10 +287,10 @@ func TestDryRunStateStaysDryRun(t *testing.T) {
 
 func TestManualBanUnban(t *testing.T) {
 	f := newFixture(t, "", nil)
-	if _, err := f.m.Ban(Request{Kind: Blackhole, Target: netip.MustParsePrefix("203.0.113.250/32")}, rules.Vector{}, t0); !errors.Is(err, ErrAllowlisted) {
+	if _, err := f.m.Ban(Request{Kind: flowspec.Blackhole, Target: netip.MustParsePrefix("203.0.113.250/32")}, flowspec.Match{}, t0); !errors.Is(err, ErrAllowlisted) {
 		t.Fatalf("manual ban of an allow-listed address: %v", err)
 	}
-	a, err := f.m.Ban(Request{Kind: Blackhole, Target: netip.MustParsePrefix("203.0.113.9/32"), TTL: time.Minute}, rules.Vector{}, t0)
+	a, err := f.m.Ban(Request{Kind: flowspec.Blackhole, Target: netip.MustParsePrefix("203.0.113.9/32"), TTL: time.Minute}, flowspec.Match{}, t0)
 	if err != nil || a.TTL != time.Minute || a.Reason != "manual" {
 		t.Fatalf("%+v %v", a, err)
 	}

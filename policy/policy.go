@@ -10,29 +10,9 @@ import (
 	"time"
 
 	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/rules"
 )
-
-// Decision is one change of mitigation an attack's ladder asks for.
-type Decision struct {
-	AttackID uint64
-	Target   netip.Prefix
-	Ladder   string
-	// Step is the 1-based ladder step.
-	Step     int
-	Action   string // rules.ActionRateLimit, ActionDiscard or ActionBlackhole
-	RateMbps float64
-	// Vector is the FlowSpec match (FlowSpec actions only).
-	Vector rules.Vector
-	// Withdraw is true when the step's action is being removed.
-	Withdraw bool
-	// Replaced is true for the withdrawal of a step the next one replaced:
-	// it goes at once. Other withdrawals (the attack ended) wait for the
-	// action's TTL in mitigate.
-	Replaced bool
-	At       time.Time
-	Reason   string
-}
 
 type state struct {
 	ladder *rules.Ladder
@@ -40,12 +20,12 @@ type state struct {
 	step   int // index into ladder.Steps; -1 before the first (ladders of steps)
 	// What a code policy (ladder.Policy) put in force, and how many
 	// changes it made.
-	action   string
+	action   flowspec.Action
 	rate     float64
 	changes  int
 	since    time.Time
 	target   netip.Prefix
-	vector   rules.Vector
+	vector   flowspec.Match
 	features rules.Features
 }
 
@@ -62,14 +42,14 @@ func New() *Tracker { return &Tracker{attacks: map[uint64]*state{}} }
 // vector to match.
 func (s *state) usable(i int) bool {
 	a := s.ladder.Steps[i].Action
-	return a == rules.ActionBlackhole || !s.vector.IsZero()
+	return a == flowspec.Blackhole || !s.vector.IsZero()
 }
 
-func (s *state) decision(id uint64, withdraw bool, at time.Time, reason string) Decision {
+func (s *state) decision(id uint64, withdraw bool, at time.Time, reason string) flowspec.Decision {
 	st := s.ladder.Steps[s.step]
-	d := Decision{AttackID: id, Target: s.target, Ladder: s.ladder.Name, Step: s.step + 1, Action: st.Action,
+	d := flowspec.Decision{AttackID: id, Target: s.target, Ladder: s.ladder.Name, Step: s.step + 1, Action: st.Action,
 		RateMbps: st.RateMbps, Withdraw: withdraw, At: at, Reason: reason}
-	if st.Action != rules.ActionBlackhole {
+	if st.Action != flowspec.Blackhole {
 		d.Vector = s.vector
 	}
 	return d
@@ -77,7 +57,7 @@ func (s *state) decision(id uint64, withdraw bool, at time.Time, reason string) 
 
 // Start begins following an attack on its ladder: the first step that can
 // act and whose condition holds is announced.
-func (t *Tracker) Start(c *engine.Candidate, v rules.Verdict, l *rules.Ladder, f rules.Features) ([]Decision, error) {
+func (t *Tracker) Start(c *engine.Candidate, v rules.Verdict, l *rules.Ladder, f rules.Features) ([]flowspec.Decision, error) {
 	if l == nil {
 		return nil, nil
 	}
@@ -91,7 +71,7 @@ func (t *Tracker) Start(c *engine.Candidate, v rules.Verdict, l *rules.Ladder, f
 
 // stepUp moves to the next step that can act and whose condition holds,
 // announcing it before withdrawing the previous one so there is no gap.
-func (t *Tracker) stepUp(id uint64, s *state, at time.Time, reason string) ([]Decision, error) {
+func (t *Tracker) stepUp(id uint64, s *state, at time.Time, reason string) ([]flowspec.Decision, error) {
 	for next := s.step + 1; next < len(s.ladder.Steps); next++ {
 		if !s.usable(next) {
 			continue
@@ -103,7 +83,7 @@ func (t *Tracker) stepUp(id uint64, s *state, at time.Time, reason string) ([]De
 		if !ok {
 			return nil, nil // wait: its condition may hold later
 		}
-		var out []Decision
+		var out []flowspec.Decision
 		prev := s.step
 		s.step, s.since = next, at
 		out = append(out, s.decision(id, false, at, reason))
@@ -122,7 +102,7 @@ func (t *Tracker) stepUp(id uint64, s *state, at time.Time, reason string) ([]De
 
 // Update feeds the live rates of an attack: once the current step's hold
 // time has passed, the next step follows if its condition holds.
-func (t *Tracker) Update(c *engine.Candidate) ([]Decision, error) {
+func (t *Tracker) Update(c *engine.Candidate) ([]flowspec.Decision, error) {
 	s := t.attacks[c.ID]
 	if s == nil {
 		return nil, nil
@@ -143,28 +123,28 @@ func (t *Tracker) Update(c *engine.Candidate) ([]Decision, error) {
 }
 
 // End withdraws whatever step an attack is on.
-func (t *Tracker) End(c *engine.Candidate) []Decision {
+func (t *Tracker) End(c *engine.Candidate) []flowspec.Decision {
 	s := t.attacks[c.ID]
 	delete(t.attacks, c.ID)
 	if s == nil {
 		return nil
 	}
 	if s.ladder.Policy != nil {
-		if s.action == "" {
+		if s.action == flowspec.None {
 			return nil
 		}
-		return []Decision{s.policyDecision(c.ID, s.action, s.rate, true, c.At, "attack ended")}
+		return []flowspec.Decision{s.policyDecision(c.ID, s.action, s.rate, true, c.At, "attack ended")}
 	}
 	if s.step < 0 {
 		return nil
 	}
-	return []Decision{s.decision(c.ID, true, c.At, "attack ended")}
+	return []flowspec.Decision{s.decision(c.ID, true, c.At, "attack ended")}
 }
 
 // decide asks a code policy which action the attack should be under and
 // turns a change into decisions: the new action announced before the old
 // one is withdrawn. An error leaves the attack as it is.
-func (t *Tracker) decide(id uint64, s *state, at time.Time) ([]Decision, error) {
+func (t *Tracker) decide(id uint64, s *state, at time.Time) ([]flowspec.Decision, error) {
 	in := rules.PolicyInput{Features: &s.features, Labels: s.labels, Vector: s.vector,
 		Current: s.action, RateMbps: s.rate, Since: at.Sub(s.since)}
 	d, err := s.ladder.Policy.Decide(in)
@@ -184,13 +164,13 @@ func (t *Tracker) decide(id uint64, s *state, at time.Time) ([]Decision, error) 
 	if reason == "" {
 		reason = "policy " + s.ladder.Name
 	}
-	var out []Decision
+	var out []flowspec.Decision
 	prevAction, prevRate := s.action, s.rate
 	s.changes++
-	if d.Action != "" {
+	if d.Action != flowspec.None {
 		out = append(out, s.policyDecision(id, d.Action, d.RateMbps, false, at, reason))
 	}
-	if prevAction != "" {
+	if prevAction != flowspec.None {
 		w := s.policyDecision(id, prevAction, prevRate, true, at, reason)
 		w.Replaced = true
 		out = append(out, w)
@@ -199,10 +179,10 @@ func (t *Tracker) decide(id uint64, s *state, at time.Time) ([]Decision, error) 
 	return out, nil
 }
 
-func (s *state) policyDecision(id uint64, action string, rate float64, withdraw bool, at time.Time, reason string) Decision {
-	d := Decision{AttackID: id, Target: s.target, Ladder: s.ladder.Name, Step: s.changes, Action: action,
+func (s *state) policyDecision(id uint64, action flowspec.Action, rate float64, withdraw bool, at time.Time, reason string) flowspec.Decision {
+	d := flowspec.Decision{AttackID: id, Target: s.target, Ladder: s.ladder.Name, Step: s.changes, Action: action,
 		RateMbps: rate, Withdraw: withdraw, At: at, Reason: reason}
-	if action != rules.ActionBlackhole {
+	if action != flowspec.Blackhole {
 		d.Vector = s.vector
 	}
 	return d

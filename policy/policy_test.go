@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/policy"
 	"github.com/kapkan-io/kapkan/rules"
 )
@@ -44,9 +45,9 @@ func TestLadderEscalation(t *testing.T) {
 	}
 	tr := policy.New()
 	t0 := time.Unix(1_800_000_000, 0)
-	v := rules.Verdict{Vector: rules.Vector{Protocol: "udp", SrcPorts: []string{"53"}}}
+	v := rules.Verdict{Vector: flowspec.Match{Protocol: "udp", SrcPorts: []string{"53"}}}
 	ds, err := tr.Start(cand(engine.AttackStarted, t0, 100_000), v, l, rules.Features{PPS: 100_000})
-	if err != nil || len(ds) != 1 || ds[0].Action != rules.ActionRateLimit || ds[0].RateMbps != 100 || ds[0].Withdraw || ds[0].Vector.Protocol != "udp" {
+	if err != nil || len(ds) != 1 || ds[0].Action != flowspec.RateLimit || ds[0].RateMbps != 100 || ds[0].Withdraw || ds[0].Vector.Protocol != "udp" {
 		t.Fatalf("start: %+v %v", ds, err)
 	}
 	// Within the hold time nothing changes.
@@ -60,18 +61,18 @@ func TestLadderEscalation(t *testing.T) {
 	// Hold passed and the condition holds: discard announced, then the rate
 	// limit withdrawn, in that order.
 	ds, _ = tr.Update(cand(engine.AttackUpdated, t0.Add(12*time.Second), 80_000))
-	if len(ds) != 2 || ds[0].Action != rules.ActionDiscard || ds[0].Withdraw || ds[1].Action != rules.ActionRateLimit || !ds[1].Withdraw || !ds[1].Replaced {
+	if len(ds) != 2 || ds[0].Action != flowspec.Discard || ds[0].Withdraw || ds[1].Action != flowspec.RateLimit || !ds[1].Withdraw || !ds[1].Replaced {
 		t.Fatalf("escalation: %+v", ds)
 	}
 	ds, _ = tr.Update(cand(engine.AttackUpdated, t0.Add(23*time.Second), 80_000))
-	if len(ds) != 2 || ds[0].Action != rules.ActionBlackhole || !ds[0].Vector.IsZero() || ds[0].Step != 3 {
+	if len(ds) != 2 || ds[0].Action != flowspec.Blackhole || !ds[0].Vector.IsZero() || ds[0].Step != 3 {
 		t.Fatalf("blackhole: %+v", ds)
 	}
 	if ds, _ := tr.Update(cand(engine.AttackUpdated, t0.Add(60*time.Second), 80_000)); len(ds) != 0 {
 		t.Fatalf("past the last step: %+v", ds)
 	}
 	ds = tr.End(cand(engine.AttackEnded, t0.Add(90*time.Second), 0))
-	if len(ds) != 1 || ds[0].Action != rules.ActionBlackhole || !ds[0].Withdraw || ds[0].Replaced {
+	if len(ds) != 1 || ds[0].Action != flowspec.Blackhole || !ds[0].Withdraw || ds[0].Replaced {
 		t.Fatalf("end: %+v", ds)
 	}
 }
@@ -82,7 +83,7 @@ func TestFlowSpecStepsNeedAVector(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	// No vector: both FlowSpec steps are skipped, the blackhole applies.
 	ds, err := tr.Start(cand(engine.AttackStarted, t0, 100_000), rules.Verdict{}, s.Ladder("any", nil), rules.Features{PPS: 100_000})
-	if err != nil || len(ds) != 1 || ds[0].Action != rules.ActionBlackhole {
+	if err != nil || len(ds) != 1 || ds[0].Action != flowspec.Blackhole {
 		t.Fatalf("%+v %v", ds, err)
 	}
 }
@@ -115,9 +116,9 @@ func (p *bigGoesBlackhole) Decide(in rules.PolicyInput) (rules.PolicyDecision, e
 		return rules.PolicyDecision{}, errors.New("trap")
 	}
 	if in.Features.Mbps > 1000 {
-		return rules.PolicyDecision{Action: rules.ActionBlackhole, Reason: "above 1 Gbps"}, nil
+		return rules.PolicyDecision{Action: flowspec.Blackhole, Reason: "above 1 Gbps"}, nil
 	}
-	return rules.PolicyDecision{Action: rules.ActionRateLimit, RateMbps: 50}, nil
+	return rules.PolicyDecision{Action: flowspec.RateLimit, RateMbps: 50}, nil
 }
 
 func TestCodePolicy(t *testing.T) {
@@ -125,9 +126,9 @@ func TestCodePolicy(t *testing.T) {
 	l := &rules.Ladder{Name: "code", Policy: pol}
 	tr := policy.New()
 	t0 := time.Unix(1_800_000_000, 0)
-	v := rules.Verdict{Vector: rules.Vector{Protocol: "udp"}}
+	v := rules.Verdict{Vector: flowspec.Match{Protocol: "udp"}}
 	ds, err := tr.Start(cand(engine.AttackStarted, t0, 100_000), v, l, rules.Features{Mbps: 200})
-	if err != nil || len(ds) != 1 || ds[0].Action != rules.ActionRateLimit || ds[0].RateMbps != 50 || ds[0].Vector.Protocol != "udp" {
+	if err != nil || len(ds) != 1 || ds[0].Action != flowspec.RateLimit || ds[0].RateMbps != 50 || ds[0].Vector.Protocol != "udp" {
 		t.Fatalf("start: %+v %v", ds, err)
 	}
 	// Same answer: nothing changes.
@@ -143,12 +144,12 @@ func TestCodePolicy(t *testing.T) {
 	c := cand(engine.AttackUpdated, t0.Add(3*time.Second), 100_000)
 	c.Rates[engine.MetricBPS] = 250_000_000 // bytes per second: 2 Gbps
 	ds, err = tr.Update(c)
-	if err != nil || len(ds) != 2 || ds[0].Action != rules.ActionBlackhole || ds[0].Withdraw || !ds[0].Vector.IsZero() ||
-		ds[1].Action != rules.ActionRateLimit || !ds[1].Withdraw || !ds[1].Replaced || ds[0].Reason != "above 1 Gbps" {
+	if err != nil || len(ds) != 2 || ds[0].Action != flowspec.Blackhole || ds[0].Withdraw || !ds[0].Vector.IsZero() ||
+		ds[1].Action != flowspec.RateLimit || !ds[1].Withdraw || !ds[1].Replaced || ds[0].Reason != "above 1 Gbps" {
 		t.Fatalf("escalation: %+v %v", ds, err)
 	}
 	ds = tr.End(cand(engine.AttackEnded, t0.Add(9*time.Second), 0))
-	if len(ds) != 1 || ds[0].Action != rules.ActionBlackhole || !ds[0].Withdraw || ds[0].Replaced {
+	if len(ds) != 1 || ds[0].Action != flowspec.Blackhole || !ds[0].Withdraw || ds[0].Replaced {
 		t.Fatalf("end: %+v", ds)
 	}
 	// Without a vector a policy's FlowSpec rule matches all traffic to the
@@ -156,7 +157,7 @@ func TestCodePolicy(t *testing.T) {
 	c = cand(engine.AttackStarted, t0, 100_000)
 	c.ID = 8
 	ds, err = tr.Start(c, rules.Verdict{}, l, rules.Features{Mbps: 200})
-	if err != nil || len(ds) != 1 || ds[0].Action != rules.ActionRateLimit || !ds[0].Vector.IsZero() {
+	if err != nil || len(ds) != 1 || ds[0].Action != flowspec.RateLimit || !ds[0].Vector.IsZero() {
 		t.Fatalf("no vector: %+v %v", ds, err)
 	}
 }
@@ -170,7 +171,7 @@ func (f policyFunc) Decide(in rules.PolicyInput) (rules.PolicyDecision, error) {
 func TestCodePolicyDecisionsChecked(t *testing.T) {
 	t0 := time.Unix(1_800_000_000, 0)
 	for i, bad := range []rules.PolicyDecision{
-		{Action: "nuke"}, {Action: rules.ActionRateLimit}, {Action: rules.ActionBlackhole, RateMbps: 5}, {RateMbps: 5},
+		{Action: flowspec.Action(99)}, {Action: flowspec.RateLimit}, {Action: flowspec.Blackhole, RateMbps: 5}, {RateMbps: 5},
 	} {
 		l := &rules.Ladder{Name: "bad", Policy: policyFunc(func(rules.PolicyInput) (rules.PolicyDecision, error) { return bad, nil })}
 		c := cand(engine.AttackStarted, t0, 100_000)

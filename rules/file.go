@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/rules/wasm"
 )
 
@@ -59,20 +59,13 @@ type StepSpec struct {
 	When string `yaml:"when,omitempty"`
 }
 
-// Actions a ladder step may take.
-const (
-	ActionRateLimit = "flowspec-ratelimit"
-	ActionDiscard   = "flowspec-discard"
-	ActionBlackhole = "blackhole"
-)
-
 // Rule is one classifier: an expr condition (Match) or a WASM module.
 type Rule struct {
-	Name        string   `yaml:"name"`
-	Description string   `yaml:"description"`
-	Match       string   `yaml:"match"`
-	Labels      []string `yaml:"labels"`
-	Vector      Vector   `yaml:"vector"`
+	Name        string         `yaml:"name"`
+	Description string         `yaml:"description"`
+	Match       string         `yaml:"match"`
+	Labels      []string       `yaml:"labels"`
+	Vector      flowspec.Match `yaml:"vector"`
 	Module      `yaml:",inline"`
 }
 
@@ -95,31 +88,6 @@ type LimitsSpec struct {
 	MemoryMB  int    `yaml:"memory_mb,omitempty"`
 	Timeout   string `yaml:"timeout,omitempty"`
 	Instances int    `yaml:"instances,omitempty"`
-}
-
-// Vector is the traffic a rule proposes to act on: what a FlowSpec rule can
-// express (RFC 8955/8956), besides the destination, which is the target.
-type Vector struct {
-	// Protocol is tcp, udp, icmp, icmpv6, or an IP protocol number.
-	Protocol string `yaml:"protocol,omitempty" json:"protocol,omitempty"`
-	// SrcPorts and DstPorts are ports or ranges ("53", "1024-65535"), or
-	// "top": the sample's most used port, when it carries most packets.
-	SrcPorts []string `yaml:"src_ports,omitempty" json:"src_ports,omitempty"`
-	DstPorts []string `yaml:"dst_ports,omitempty" json:"dst_ports,omitempty"`
-	// PacketLength is a length or range of IP packet lengths: "512-65535",
-	// ">=512", "<=128", "60".
-	PacketLength string `yaml:"packet_length,omitempty" json:"packet_length,omitempty"`
-	// TCPFlags is a FlowSpec flag match: flags joined by & and |, ! for
-	// not-set: "syn&!ack", "rst", "ack&!syn&!rst&!fin".
-	TCPFlags string `yaml:"tcp_flags,omitempty" json:"tcp_flags,omitempty"`
-	// Fragment is is-fragment, first-fragment, last-fragment or
-	// dont-fragment.
-	Fragment string `yaml:"fragment,omitempty" json:"fragment,omitempty"`
-}
-
-// IsZero reports whether the vector matches everything.
-func (v Vector) IsZero() bool {
-	return v.Protocol == "" && len(v.SrcPorts) == 0 && len(v.DstPorts) == 0 && v.PacketLength == "" && v.TCPFlags == "" && v.Fragment == ""
 }
 
 // Error is a problem in a rule file, with its position.
@@ -268,9 +236,9 @@ func parseFile(name string, data []byte) (*parsedFile, Errors) {
 			if stepsNode != nil && j < len(stepsNode.Content) {
 				sn = stepsNode.Content[j]
 			}
-			if err := CheckAction(st.Action, st.RateMbps, false); err != nil {
+			if _, err := parseAction(st.Action, st.RateMbps, false); err != nil {
 				at := mapValue(sn, "rate_mbps") // a rate problem, unless the action is the problem
-				if at == nil || !slices.Contains([]string{ActionRateLimit, ActionDiscard, ActionBlackhole}, st.Action) {
+				if _, badName := err.(*errActionName); at == nil || badName {
 					at = mapValue(sn, "action")
 				}
 				add(or(at, sn), l.Name, "step %d: %v", j+1, err)
@@ -328,7 +296,7 @@ func (l LimitsSpec) limits() (wasm.Limits, error) {
 }
 
 // checkVector returns what is wrong with a vector.
-func checkVector(v *Vector) []string {
+func checkVector(v *flowspec.Match) []string {
 	var out []string
 	switch v.Protocol {
 	case "", "tcp", "udp", "icmp", "icmpv6":

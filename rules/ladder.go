@@ -8,6 +8,8 @@ import (
 
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/vm"
+
+	"github.com/kapkan-io/kapkan/flowspec"
 )
 
 // Ladder is a compiled escalation ladder.
@@ -35,28 +37,28 @@ type PolicyInput struct {
 	Features *Features
 	// Labels and Vector are the attack's verdict.
 	Labels []string
-	Vector Vector
-	// Current is the action in force ("" for none) with its rate, and how
+	Vector flowspec.Match
+	// Current is the action in force (None for none) with its rate, and how
 	// long it has been in force.
-	Current  string
+	Current  flowspec.Action
 	RateMbps float64
 	Since    time.Duration
 }
 
 // CheckAction checks an action and its rate as a ladder step or a policy
 // may give them: flowspec-ratelimit needs a rate, the others take none;
-// "" (no action) is accepted only when allowNone is set (policies).
-func CheckAction(action string, rateMbps float64, allowNone bool) error {
+// None is accepted only when allowNone is set (policies).
+func CheckAction(action flowspec.Action, rateMbps float64, allowNone bool) error {
 	switch action {
-	case ActionRateLimit:
+	case flowspec.RateLimit:
 		if rateMbps <= 0 {
 			return fmt.Errorf("flowspec-ratelimit needs rate_mbps > 0, got %v", rateMbps)
 		}
-	case ActionDiscard, ActionBlackhole:
+	case flowspec.Discard, flowspec.Blackhole:
 		if rateMbps != 0 {
 			return fmt.Errorf("rate_mbps applies to flowspec-ratelimit only, got %v with %s", rateMbps, action)
 		}
-	case "":
+	case flowspec.None:
 		if !allowNone {
 			return fmt.Errorf(`no action (want flowspec-ratelimit, flowspec-discard or blackhole)`)
 		}
@@ -64,26 +66,40 @@ func CheckAction(action string, rateMbps float64, allowNone bool) error {
 			return fmt.Errorf("rate_mbps %v without an action", rateMbps)
 		}
 	default:
-		want := "flowspec-ratelimit, flowspec-discard or blackhole"
-		if allowNone {
-			want = `"", ` + want
-		}
-		return fmt.Errorf("action %q (want %s)", action, want)
+		return fmt.Errorf("unknown %v", action)
 	}
 	return nil
 }
 
-// PolicyDecision is the action a policy wants in force: "" for none, or
-// one of ActionRateLimit, ActionDiscard, ActionBlackhole.
+// errActionName is a wrong action name (as opposed to a wrong rate).
+type errActionName struct{ msg string }
+
+func (e *errActionName) Error() string { return e.msg }
+
+// parseAction reads an action as a rule file or a module writes it and
+// checks it with its rate.
+func parseAction(name string, rateMbps float64, allowNone bool) (flowspec.Action, error) {
+	a, err := flowspec.ParseAction(name)
+	if err != nil || (a == flowspec.None && !allowNone && name != "") {
+		want := "flowspec-ratelimit, flowspec-discard or blackhole"
+		if allowNone {
+			want = `"", ` + want
+		}
+		return flowspec.None, &errActionName{fmt.Sprintf("action %q (want %s)", name, want)}
+	}
+	return a, CheckAction(a, rateMbps, allowNone)
+}
+
+// PolicyDecision is the action a policy wants in force (None for none).
 type PolicyDecision struct {
-	Action   string
+	Action   flowspec.Action
 	RateMbps float64
 	Reason   string
 }
 
 // Step is one compiled ladder step.
 type Step struct {
-	Action   string
+	Action   flowspec.Action
 	RateMbps float64
 	Hold     time.Duration
 	When     string
@@ -142,7 +158,8 @@ func compileLadder(fileName string, spec LadderSpec) (Ladder, Errors) {
 	l := Ladder{Name: spec.Name, File: fileName, Hostgroups: spec.Hostgroups, Labels: spec.Labels}
 	var errs Errors
 	for j, st := range spec.Steps {
-		step := Step{Action: st.Action, RateMbps: st.RateMbps, When: st.When}
+		action, _ := flowspec.ParseAction(st.Action) // checked by parseFile
+		step := Step{Action: action, RateMbps: st.RateMbps, When: st.When}
 		if st.Hold != "" {
 			step.Hold, _ = time.ParseDuration(st.Hold) // checked by parseFile
 		}

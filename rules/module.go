@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/rules/wasm"
 )
 
@@ -60,8 +61,8 @@ func newPayload(f *Features) *wasm.Payload {
 
 // classifyModule calls a classifier module and checks what it says as a
 // rule file would be checked: kebab-case labels and a valid vector.
-func classifyModule(m *wasm.Module, p *wasm.Payload) (wasm.ClassifyResult, *Vector, error) {
-	var vec *Vector
+func classifyModule(m *wasm.Module, p *wasm.Payload) (wasm.ClassifyResult, *flowspec.Match, error) {
+	var vec *flowspec.Match
 	res, err := m.Classify(p, func(r *wasm.ClassifyResult) error {
 		var msgs []string
 		for _, l := range r.Labels {
@@ -70,7 +71,7 @@ func classifyModule(m *wasm.Module, p *wasm.Payload) (wasm.ClassifyResult, *Vect
 			}
 		}
 		if len(r.Vector) > 0 && string(r.Vector) != "null" {
-			var v Vector
+			var v flowspec.Match
 			dec := json.NewDecoder(bytes.NewReader(r.Vector))
 			dec.DisallowUnknownFields()
 			if err := dec.Decode(&v); err != nil {
@@ -104,8 +105,8 @@ func (p *modulePolicy) Decide(in PolicyInput) (PolicyDecision, error) {
 	}
 	payload := newPayload(&f)
 	verdict := struct {
-		Labels []string `json:"labels"`
-		Vector *Vector  `json:"vector,omitempty"`
+		Labels []string        `json:"labels"`
+		Vector *flowspec.Match `json:"vector,omitempty"`
 	}{Labels: in.Labels}
 	if verdict.Labels == nil {
 		verdict.Labels = []string{}
@@ -114,16 +115,20 @@ func (p *modulePolicy) Decide(in PolicyInput) (PolicyDecision, error) {
 		verdict.Vector = &in.Vector
 	}
 	payload.Verdict, _ = json.Marshal(verdict)
-	payload.Current = &wasm.Current{Action: in.Current, RateMbps: in.RateMbps, SinceSeconds: in.Since.Seconds()}
+	payload.Current = &wasm.Current{Action: in.Current.String(), RateMbps: in.RateMbps, SinceSeconds: in.Since.Seconds()}
 	res, err := p.m.Decide(payload, checkDecision)
 	if err != nil {
 		return PolicyDecision{}, err
 	}
-	return PolicyDecision{Action: res.Action, RateMbps: res.RateMbps, Reason: res.Reason}, nil
+	action, _ := flowspec.ParseAction(res.Action) // checked by checkDecision
+	return PolicyDecision{Action: action, RateMbps: res.RateMbps, Reason: res.Reason}, nil
 }
 
 // checkDecision accepts what a ladder step could say, or no action.
-func checkDecision(r *wasm.DecideResult) error { return CheckAction(r.Action, r.RateMbps, true) }
+func checkDecision(r *wasm.DecideResult) error {
+	_, err := parseAction(r.Action, r.RateMbps, true)
+	return err
+}
 
 // Modules returns the names of the rules and ladders that run a WASM
 // module.

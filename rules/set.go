@@ -15,6 +15,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 	"gopkg.in/yaml.v3"
 
+	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/rules/wasm"
 )
 
@@ -267,7 +268,7 @@ type Verdict struct {
 	// Labels are the labels of every rule that matched, sorted.
 	Labels []string `json:"labels"`
 	// Vector is the first matching rule's vector, "top" ports resolved.
-	Vector Vector `json:"vector"`
+	Vector flowspec.Match `json:"vector"`
 	// Rules are the names of the rules that matched, in evaluation order.
 	Rules []string `json:"rules"`
 }
@@ -326,7 +327,7 @@ func (s *Set) Classify(f *Features) (Verdict, error) {
 
 // resolveVector replaces "top" ports with the sample's most used port when
 // it carries most packets, and drops them otherwise.
-func resolveVector(v Vector, f *Features) Vector {
+func resolveVector(v flowspec.Match, f *Features) flowspec.Match {
 	resolve := func(ports []string, top []PortShare) []string {
 		var out []string
 		for _, p := range ports {

@@ -17,6 +17,7 @@ import (
 	"github.com/kapkan-io/kapkan/builtin"
 	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/flow"
+	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/internal/testutil"
 	"github.com/kapkan-io/kapkan/rules"
 	"github.com/kapkan-io/kapkan/rules/wasm"
@@ -115,14 +116,14 @@ ladders:
 	}
 	for _, tc := range []struct {
 		mbps    float64
-		current string
+		current flowspec.Action
 		vector  bool
 		want    rules.PolicyDecision
 	}{
-		{6000, "", true, rules.PolicyDecision{Action: rules.ActionBlackhole, Reason: "6000 Mbps, above 5000 Mbps"}},
-		{3000, rules.ActionBlackhole, true, rules.PolicyDecision{Action: rules.ActionBlackhole, Reason: "3000 Mbps, still above half of 5000 Mbps"}},
-		{1000, rules.ActionBlackhole, true, rules.PolicyDecision{Action: rules.ActionDiscard, Reason: "drop the attack's vector"}},
-		{1000, "", false, rules.PolicyDecision{Action: rules.ActionRateLimit, RateMbps: 100, Reason: "no vector: rate-limit the target"}},
+		{6000, flowspec.None, true, rules.PolicyDecision{Action: flowspec.Blackhole, Reason: "6000 Mbps, above 5000 Mbps"}},
+		{3000, flowspec.Blackhole, true, rules.PolicyDecision{Action: flowspec.Blackhole, Reason: "3000 Mbps, still above half of 5000 Mbps"}},
+		{1000, flowspec.Blackhole, true, rules.PolicyDecision{Action: flowspec.Discard, Reason: "drop the attack's vector"}},
+		{1000, flowspec.None, false, rules.PolicyDecision{Action: flowspec.RateLimit, RateMbps: 100, Reason: "no vector: rate-limit the target"}},
 	} {
 		f := rules.Compute(wsdCandidate(50, tc.mbps))
 		in := rules.PolicyInput{Features: &f, Labels: v.Labels, Current: tc.current, Since: time.Minute}
@@ -255,7 +256,7 @@ ladders:
 		switch {
 		case want == "" && err != nil:
 			t.Errorf("%s: %v", hg, err)
-		case want == "" && d.Action != "":
+		case want == "" && d.Action != flowspec.None:
 			t.Errorf("%s: decision %+v", hg, d)
 		case want != "" && (!errors.As(err, &ce) || ce.Result != wasm.ResultBadOutput || !strings.Contains(err.Error(), want)):
 			t.Errorf("%s: %v, want a bad_output with %q", hg, err, want)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/rules"
 )
 
@@ -27,7 +28,7 @@ type attackJSON struct {
 	Peak       map[string]float64 `json:"peak,omitempty"`
 	Sample     int                `json:"sample_records"`
 	Labels     []string           `json:"labels,omitempty"`
-	Vector     *rules.Vector      `json:"vector,omitempty"`
+	Vector     *flowspec.Match    `json:"vector,omitempty"`
 	Rules      []string           `json:"rules,omitempty"`
 }
 

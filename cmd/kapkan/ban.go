@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kapkan-io/kapkan/rules"
+	"github.com/kapkan-io/kapkan/flowspec"
 )
 
 // cmdBan asks the running daemon, through its API, to mitigate a target.
@@ -40,7 +40,7 @@ func cmdBan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	b := banRequest{Target: target, Action: *action, RateMbps: *rate, TTL: *ttl, Reason: *reason}
 	if *proto != "" || *srcPort != "" || *dstPort != "" {
-		v := rules.Vector{Protocol: *proto}
+		v := flowspec.Match{Protocol: *proto}
 		if *srcPort != "" {
 			v.SrcPorts = []string{*srcPort}
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/kapkan-io/kapkan/config"
 	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/mitigate"
 	"github.com/kapkan-io/kapkan/mitigate/bgp"
 	"github.com/kapkan-io/kapkan/policy"
@@ -52,7 +53,7 @@ func newMitigation(ctx context.Context, cfg *config.Config, stateFile string, lo
 		log.Warn("dry_run is false but mitigation.bgp has no peer: mitigations are decided and logged, and reach no router")
 	}
 	if len(cfg.Mitigation.BGP.Peers) > 0 {
-		bc, err := bgp.FromConfig(cfg.Mitigation.BGP)
+		bc, err := bgpConfigFrom(cfg.Mitigation.BGP)
 		if err != nil {
 			return nil, err
 		}
@@ -85,7 +86,7 @@ func (m *mitigation) close() {
 
 // apply hands ladder decisions to the manager. Refusals are reported by the
 // manager itself (event, counter, log).
-func (m *mitigation) apply(ds []policy.Decision, err error) error {
+func (m *mitigation) apply(ds []flowspec.Decision, err error) error {
 	for _, d := range ds {
 		_ = m.mgr.Apply(d)
 	}
@@ -139,20 +140,20 @@ func (m *mitigation) expireIdle() {
 // mitigationJSON is how replay prints a mitigation event, and what the API
 // returns for one.
 type mitigationJSON struct {
-	Type     string        `json:"type"`
-	ID       uint64        `json:"id,omitempty"`
-	Event    string        `json:"event"` // announce, withdraw, renew or refused
-	Target   string        `json:"target"`
-	Ladder   string        `json:"ladder,omitempty"`
-	Step     int           `json:"step,omitempty"`
-	Action   string        `json:"action"`
-	RateMbps float64       `json:"rate_mbps,omitempty"`
-	Match    *rules.Vector `json:"match,omitempty"`
-	At       string        `json:"at"`
-	Expires  string        `json:"expires,omitempty"`
-	Reason   string        `json:"reason"`
-	Error    string        `json:"error,omitempty"`
-	DryRun   bool          `json:"dry_run"`
+	Type     string          `json:"type"`
+	ID       uint64          `json:"id,omitempty"`
+	Event    string          `json:"event"` // announce, withdraw, renew or refused
+	Target   string          `json:"target"`
+	Ladder   string          `json:"ladder,omitempty"`
+	Step     int             `json:"step,omitempty"`
+	Action   string          `json:"action"`
+	RateMbps float64         `json:"rate_mbps,omitempty"`
+	Match    *flowspec.Match `json:"match,omitempty"`
+	At       string          `json:"at"`
+	Expires  string          `json:"expires,omitempty"`
+	Reason   string          `json:"reason"`
+	Error    string          `json:"error,omitempty"`
+	DryRun   bool            `json:"dry_run"`
 }
 
 func newMitigationJSON(e *mitigate.Event) mitigationJSON {
@@ -174,12 +175,12 @@ func newMitigationJSON(e *mitigate.Event) mitigationJSON {
 
 // banRequest is the body of a manual ban (POST /api/v1/mitigations).
 type banRequest struct {
-	Target   string        `json:"target"`
-	Action   string        `json:"action"` // blackhole (default), flowspec-discard, flowspec-ratelimit
-	RateMbps float64       `json:"rate_mbps,omitempty"`
-	Match    *rules.Vector `json:"match,omitempty"`
-	TTL      string        `json:"ttl,omitempty"`
-	Reason   string        `json:"reason,omitempty"`
+	Target   string          `json:"target"`
+	Action   string          `json:"action"` // blackhole (default), flowspec-discard, flowspec-ratelimit
+	RateMbps float64         `json:"rate_mbps,omitempty"`
+	Match    *flowspec.Match `json:"match,omitempty"`
+	TTL      string          `json:"ttl,omitempty"`
+	Reason   string          `json:"reason,omitempty"`
 }
 
 // parseTarget reads an address (a /32 or /128) or a prefix.
@@ -195,24 +196,22 @@ func parseTarget(s string) (netip.Prefix, error) {
 }
 
 // request checks a ban request and turns it into the manager's form.
-func (b *banRequest) request() (mitigate.Request, rules.Vector, error) {
+func (b *banRequest) request() (mitigate.Request, flowspec.Match, error) {
 	var r mitigate.Request
-	var match rules.Vector
+	var match flowspec.Match
 	t, err := parseTarget(b.Target)
 	if err != nil {
 		return r, match, err
 	}
-	action := b.Action
-	if action == "" {
-		action = rules.ActionBlackhole
-	}
-	kind, err := mitigate.KindOf(action)
-	if err != nil {
-		return r, match, err
+	kind := flowspec.Blackhole
+	if b.Action != "" {
+		if kind, err = flowspec.ParseAction(b.Action); err != nil || kind == flowspec.None {
+			return r, match, fmt.Errorf("%w: action %q (want blackhole, flowspec-discard or flowspec-ratelimit)", mitigate.ErrInvalid, b.Action)
+		}
 	}
 	if b.Match != nil {
 		match = *b.Match
-		if kind == mitigate.Blackhole && !match.IsZero() {
+		if kind == flowspec.Blackhole && !match.IsZero() {
 			return r, match, fmt.Errorf("a blackhole takes no match (use a FlowSpec action)")
 		}
 		if _, err := bgp.FlowSpecComponents(t, match); err != nil {
@@ -230,4 +229,40 @@ func (b *banRequest) request() (mitigate.Request, rules.Vector, error) {
 		reason = "manual"
 	}
 	return mitigate.Request{Kind: kind, Target: t, RateMbps: b.RateMbps, TTL: ttl, Reason: reason}, match, nil
+}
+
+// bgpConfigFrom converts the configuration file's BGP section into the
+// speaker's settings.
+func bgpConfigFrom(c config.BGP) (bgp.Config, error) {
+	out := bgp.Config{ASN: c.ASN, RouterID: c.RouterID, ListenPort: c.ListenPort, NextHopIPv4: c.NextHopIPv4,
+		NextHopIPv6: c.NextHopIPv6, LocalPref: c.LocalPref}
+	var err error
+	if out.Communities, err = communities(c.Communities); err != nil {
+		return out, err
+	}
+	for _, p := range c.Peers {
+		cs, err := communities(p.Communities)
+		if err != nil {
+			return out, err
+		}
+		fams := p.Families
+		if len(fams) == 0 {
+			fams = []string{"ipv4-unicast", "ipv6-unicast"}
+		}
+		out.Peers = append(out.Peers, bgp.Peer{Address: p.Address, Port: p.Port, ASN: p.ASN, Families: fams,
+			Communities: cs, NextHopIPv4: p.NextHopIPv4, NextHopIPv6: p.NextHopIPv6, LocalPref: p.LocalPref})
+	}
+	return out, nil
+}
+
+func communities(list []string) ([]uint32, error) {
+	var out []uint32
+	for _, s := range list {
+		c, err := config.ParseCommunity(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }

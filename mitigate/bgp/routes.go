@@ -9,8 +9,8 @@ import (
 
 	"github.com/osrg/gobgp/v3/pkg/packet/bgp"
 
+	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/mitigate"
-	"github.com/kapkan-io/kapkan/rules"
 )
 
 // Extended-community AS of the traffic-rate action: RFC 8955 lets it be 0.
@@ -25,7 +25,7 @@ func (s *Speaker) nlriAndAttrs(r mitigate.Route) (bgp.AddrPrefixInterface, []bgp
 	v4 := t.Addr().Is4()
 	origin := bgp.NewPathAttributeOrigin(bgp.BGP_ORIGIN_ATTR_TYPE_IGP)
 	switch r.Kind {
-	case mitigate.Blackhole:
+	case flowspec.Blackhole:
 		attrs := []bgp.PathAttributeInterface{origin}
 		var nlri bgp.AddrPrefixInterface
 		if v4 {
@@ -42,13 +42,13 @@ func (s *Speaker) nlriAndAttrs(r mitigate.Route) (bgp.AddrPrefixInterface, []bgp
 			attrs = append(attrs, bgp.NewPathAttributeLocalPref(s.cfg.LocalPref))
 		}
 		return nlri, attrs, nil
-	case mitigate.FlowSpecDiscard, mitigate.FlowSpecRateLimit:
+	case flowspec.Discard, flowspec.RateLimit:
 		comps, err := FlowSpecComponents(t, r.Match)
 		if err != nil {
 			return nil, nil, err
 		}
 		rate := float32(0) // discard
-		if r.Kind == mitigate.FlowSpecRateLimit {
+		if r.Kind == flowspec.RateLimit {
 			rate = rateBytes(r.RateMbps)
 		}
 		ext := bgp.NewPathAttributeExtendedCommunities([]bgp.ExtendedCommunityInterface{bgp.NewTrafficRateExtended(trafficRateAS, rate)})
@@ -79,7 +79,7 @@ var fragmentBits = map[string]uint64{"dont-fragment": 0x01, "is-fragment": 0x02,
 
 // FlowSpecComponents turns a destination and a vector into FlowSpec match
 // components, in the order RFC 8955 requires (by type).
-func FlowSpecComponents(dst netip.Prefix, v rules.Vector) ([]bgp.FlowSpecComponentInterface, error) {
+func FlowSpecComponents(dst netip.Prefix, v flowspec.Match) ([]bgp.FlowSpecComponentInterface, error) {
 	var out []bgp.FlowSpecComponentInterface
 	if dst.Addr().Is4() {
 		out = append(out, bgp.NewFlowSpecDestinationPrefix(bgp.NewIPAddrPrefix(uint8(dst.Bits()), dst.Addr().String())))

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kapkan-io/kapkan/rules"
+	"github.com/kapkan-io/kapkan/flowspec"
 )
 
 // TestFlowSpecComponents checks the text GoBGP gives the components built
@@ -13,15 +13,15 @@ import (
 func TestFlowSpecComponents(t *testing.T) {
 	dst := netip.MustParsePrefix("203.0.113.9/32")
 	for _, tc := range []struct {
-		v    rules.Vector
+		v    flowspec.Match
 		want string
 	}{
-		{rules.Vector{}, "[destination: 203.0.113.9/32]"},
-		{rules.Vector{Protocol: "17", DstPorts: []string{"123", "11211"}}, "[destination: 203.0.113.9/32][protocol: ==udp][destination-port: ==123 ==11211]"},
-		{rules.Vector{Protocol: "tcp", TCPFlags: "syn|rst&!ack"}, "[destination: 203.0.113.9/32][protocol: ==tcp][tcp-flags: =S =R&!A]"},
-		{rules.Vector{PacketLength: "<=128"}, "[destination: 203.0.113.9/32][packet-length: <=128]"},
-		{rules.Vector{PacketLength: "60"}, "[destination: 203.0.113.9/32][packet-length: ==60]"},
-		{rules.Vector{Protocol: "icmp", Fragment: "first-fragment"}, "[destination: 203.0.113.9/32][protocol: ==icmp][fragment: =first-fragment]"},
+		{flowspec.Match{}, "[destination: 203.0.113.9/32]"},
+		{flowspec.Match{Protocol: "17", DstPorts: []string{"123", "11211"}}, "[destination: 203.0.113.9/32][protocol: ==udp][destination-port: ==123 ==11211]"},
+		{flowspec.Match{Protocol: "tcp", TCPFlags: "syn|rst&!ack"}, "[destination: 203.0.113.9/32][protocol: ==tcp][tcp-flags: =S =R&!A]"},
+		{flowspec.Match{PacketLength: "<=128"}, "[destination: 203.0.113.9/32][packet-length: <=128]"},
+		{flowspec.Match{PacketLength: "60"}, "[destination: 203.0.113.9/32][packet-length: ==60]"},
+		{flowspec.Match{Protocol: "icmp", Fragment: "first-fragment"}, "[destination: 203.0.113.9/32][protocol: ==icmp][fragment: =first-fragment]"},
 	} {
 		comps, err := FlowSpecComponents(dst, tc.v)
 		if err != nil {
@@ -35,7 +35,7 @@ func TestFlowSpecComponents(t *testing.T) {
 			t.Errorf("%+v:\n got %s\nwant %s", tc.v, b.String(), tc.want)
 		}
 	}
-	for _, bad := range []rules.Vector{
+	for _, bad := range []flowspec.Match{
 		{Protocol: "sctp"}, {SrcPorts: []string{"70000"}}, {DstPorts: []string{"90-80"}}, {TCPFlags: "syn&nope"},
 		{PacketLength: ">=x"}, {Fragment: "maybe"},
 	} {

@@ -20,7 +20,6 @@ import (
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/server"
 
-	"github.com/kapkan-io/kapkan/config"
 	"github.com/kapkan-io/kapkan/mitigate"
 )
 
@@ -32,7 +31,7 @@ var families = map[string]*api.Family{
 	"ipv6-flowspec": {Afi: api.Family_AFI_IP6, Safi: api.Family_SAFI_FLOW_SPEC_UNICAST},
 }
 
-// Config is the speaker's configuration, from config.BGP.
+// Config is the speaker's configuration.
 type Config struct {
 	ASN                      uint32
 	RouterID                 netip.Addr
@@ -56,41 +55,6 @@ type Peer struct {
 	Communities              []uint32
 	NextHopIPv4, NextHopIPv6 netip.Addr
 	LocalPref                uint32
-}
-
-// FromConfig converts the configuration file's section.
-func FromConfig(c config.BGP) (Config, error) {
-	out := Config{ASN: c.ASN, RouterID: c.RouterID, ListenPort: c.ListenPort, NextHopIPv4: c.NextHopIPv4,
-		NextHopIPv6: c.NextHopIPv6, LocalPref: c.LocalPref}
-	var err error
-	if out.Communities, err = communities(c.Communities); err != nil {
-		return out, err
-	}
-	for _, p := range c.Peers {
-		cs, err := communities(p.Communities)
-		if err != nil {
-			return out, err
-		}
-		fams := p.Families
-		if len(fams) == 0 {
-			fams = []string{"ipv4-unicast", "ipv6-unicast"}
-		}
-		out.Peers = append(out.Peers, Peer{Address: p.Address, Port: p.Port, ASN: p.ASN, Families: fams,
-			Communities: cs, NextHopIPv4: p.NextHopIPv4, NextHopIPv6: p.NextHopIPv6, LocalPref: p.LocalPref})
-	}
-	return out, nil
-}
-
-func communities(list []string) ([]uint32, error) {
-	var out []uint32
-	for _, s := range list {
-		c, err := config.ParseCommunity(s)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, nil
 }
 
 // Speaker is the embedded BGP speaker. It implements mitigate.Announcer.

@@ -9,10 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/internal/testutil"
 	"github.com/kapkan-io/kapkan/mitigate"
-	"github.com/kapkan-io/kapkan/policy"
-	"github.com/kapkan-io/kapkan/rules"
 )
 
 var allFamilies = []string{"ipv4-unicast", "ipv6-unicast", "ipv4-flowspec", "ipv6-flowspec"}
@@ -72,12 +71,12 @@ func startSpeaker(t *testing.T, cfg Config) *Speaker {
 }
 
 var (
-	bh4 = mitigate.Route{Kind: mitigate.Blackhole, Target: netip.MustParsePrefix("203.0.113.5/32")}
-	bh6 = mitigate.Route{Kind: mitigate.Blackhole, Target: netip.MustParsePrefix("2001:db8:1::5/128")}
-	fs4 = mitigate.Route{Kind: mitigate.FlowSpecRateLimit, Target: netip.MustParsePrefix("203.0.113.6/32"), RateMbps: 100,
-		Match: rules.Vector{Protocol: "udp", SrcPorts: []string{"53", "1024-65535"}, DstPorts: []string{"80"}, PacketLength: ">=512", Fragment: "is-fragment"}}
-	fs6 = mitigate.Route{Kind: mitigate.FlowSpecDiscard, Target: netip.MustParsePrefix("2001:db8:1::6/128"),
-		Match: rules.Vector{Protocol: "tcp", DstPorts: []string{"443"}, TCPFlags: "syn&!ack", PacketLength: "40-60"}}
+	bh4 = mitigate.Route{Kind: flowspec.Blackhole, Target: netip.MustParsePrefix("203.0.113.5/32")}
+	bh6 = mitigate.Route{Kind: flowspec.Blackhole, Target: netip.MustParsePrefix("2001:db8:1::5/128")}
+	fs4 = mitigate.Route{Kind: flowspec.RateLimit, Target: netip.MustParsePrefix("203.0.113.6/32"), RateMbps: 100,
+		Match: flowspec.Match{Protocol: "udp", SrcPorts: []string{"53", "1024-65535"}, DstPorts: []string{"80"}, PacketLength: ">=512", Fragment: "is-fragment"}}
+	fs6 = mitigate.Route{Kind: flowspec.Discard, Target: netip.MustParsePrefix("2001:db8:1::6/128"),
+		Match: flowspec.Match{Protocol: "tcp", DstPorts: []string{"443"}, TCPFlags: "syn&!ack", PacketLength: "40-60"}}
 )
 
 // The networks and attributes each router must hold for bh4, bh6, fs4, fs6.
@@ -200,12 +199,12 @@ func managerConfig(r routers, dryRun bool, file string, ann mitigate.Announcer) 
 	}
 }
 
-func decisions(at time.Time) []policy.Decision {
-	return []policy.Decision{
-		{AttackID: 1, Target: bh4.Target, Action: rules.ActionBlackhole, At: at},
-		{AttackID: 2, Target: bh6.Target, Action: rules.ActionBlackhole, At: at},
-		{AttackID: 3, Target: fs4.Target, Action: rules.ActionRateLimit, RateMbps: 100, Vector: fs4.Match, At: at},
-		{AttackID: 4, Target: fs6.Target, Action: rules.ActionDiscard, Vector: fs6.Match, At: at},
+func decisions(at time.Time) []flowspec.Decision {
+	return []flowspec.Decision{
+		{AttackID: 1, Target: bh4.Target, Action: flowspec.Blackhole, At: at},
+		{AttackID: 2, Target: bh6.Target, Action: flowspec.Blackhole, At: at},
+		{AttackID: 3, Target: fs4.Target, Action: flowspec.RateLimit, RateMbps: 100, Vector: fs4.Match, At: at},
+		{AttackID: 4, Target: fs6.Target, Action: flowspec.Discard, Vector: fs6.Match, At: at},
 	}
 }
 

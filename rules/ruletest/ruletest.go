@@ -23,6 +23,7 @@ import (
 
 	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/flow"
+	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/ingest"
 	"github.com/kapkan-io/kapkan/ingest/demo"
 	"github.com/kapkan-io/kapkan/policy"
@@ -83,10 +84,10 @@ type Thresholds struct {
 
 // Expect is what must be said of the attack on one target.
 type Expect struct {
-	Target    string        `yaml:"target"`
-	Labels    []string      `yaml:"labels"`
-	NotLabels []string      `yaml:"not_labels"`
-	Vector    *rules.Vector `yaml:"vector"`
+	Target    string          `yaml:"target"`
+	Labels    []string        `yaml:"labels"`
+	NotLabels []string        `yaml:"not_labels"`
+	Vector    *flowspec.Match `yaml:"vector"`
 	// Action is the first ladder step's action.
 	Action string `yaml:"action"`
 }
@@ -284,7 +285,7 @@ func detect(fsys fs.FS, file string, t *Test, set *rules.Set) ([]engine.Candidat
 			v, _ := set.Classify(&f)
 			ds, _ := tracker.Start(&c, v, set.Ladder(c.Hostgroup, v.Labels), f)
 			if len(ds) > 0 {
-				actions[c.Target.Addr().String()] = ds[0].Action
+				actions[c.Target.Addr().String()] = ds[0].Action.String()
 			}
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/kapkan-io/kapkan/flow"
+	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/rules"
 	"github.com/kapkan-io/kapkan/rules/wasm"
 )
@@ -34,8 +35,8 @@ func TestAttackIsFeatures(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("Attack fields %v\nFeatures fields %v", got, want)
 	}
-	if got, want := jsonNames(reflect.TypeFor[Vector]()), jsonNames(reflect.TypeFor[rules.Vector]()); !slices.Equal(got, want) {
-		t.Errorf("Vector fields %v, rules.Vector %v", got, want)
+	if got, want := jsonNames(reflect.TypeFor[Vector]()), jsonNames(reflect.TypeFor[flowspec.Match]()); !slices.Equal(got, want) {
+		t.Errorf("Vector fields %v, flowspec.Match %v", got, want)
 	}
 }
 
