@@ -61,9 +61,10 @@ func (s *shard) check(ei uint32, now int64) {
 	}
 	if e.attack >= 0 {
 		a := s.attacks[e.attack]
+		r := s.rateNow(ei, now/int64(time.Second))
 		for m := range NumMetrics {
-			if r := sums[m] / W; r > a.peak[m] {
-				a.peak[m] = r
+			if r[m] > a.peak[m] {
+				a.peak[m] = r[m]
 			}
 		}
 		return
@@ -99,10 +100,7 @@ func (s *shard) startAttack(ei uint32, now int64, m Metric, rate, limit uint64, 
 		threshold:  limit,
 		lastUpdate: sec,
 	}
-	W := uint64(s.window)
-	for i := range NumMetrics {
-		a.peak[i] = sums[i] / W
-	}
+	a.peak = s.rateNow(ei, sec)
 	var ai int32
 	if n := len(s.attackFree); n > 0 {
 		ai = s.attackFree[n-1]
@@ -142,10 +140,7 @@ func (s *shard) candidate(a *attackState, kind CandidateKind, sec int64, withSam
 		addr := netip.AddrFrom16(e.addr).Unmap()
 		c.Target = netip.PrefixFrom(addr, addr.BitLen())
 	}
-	sums := s.windowSums(a.entry, s.totals(a.entry))
-	for m := range NumMetrics {
-		c.Rates[m] = sums[m] / uint64(s.window)
-	}
+	c.Rates = s.rateNow(a.entry, sec)
 	if withSample {
 		c.Sample = s.sampleCopy(e)
 	}
@@ -160,23 +155,21 @@ func (s *shard) tick(now int64) {
 		s.now = now
 	}
 	t := s.e.table.Load()
-	W := uint64(s.window)
 	cooldown := int64(s.e.cfg.Cooldown / time.Second)
 	for ai, a := range s.attacks {
 		if a == nil {
 			continue
 		}
-		s.advance(a.entry, now)
 		e := s.entry(a.entry)
 		limits, _ := t.limitsFor(e)
-		sums := s.windowSums(a.entry, s.totals(a.entry))
+		rates := s.rateNow(a.entry, now)
 		above, below := false, true
 		for m := range NumMetrics {
 			l := limits[m]
 			if l == 0 {
 				continue
 			}
-			r := sums[m] / W
+			r := rates[m]
 			if r >= l {
 				above = true
 			}
@@ -191,7 +184,9 @@ func (s *shard) tick(now int64) {
 			}
 			if now > a.lastUpdate {
 				a.lastUpdate = now
-				s.emit(s.candidate(a, AttackUpdated, now, false))
+				// With its sample: the pipeline classifies again while the
+				// verdict stood on few records.
+				s.emit(s.candidate(a, AttackUpdated, now, true))
 			}
 		case below && a.belowSince == 0:
 			a.belowSince = now

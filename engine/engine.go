@@ -516,8 +516,10 @@ func (s *shard) flushOutbox() {
 	}
 }
 
-// WindowRates returns the current window rates of an address (a synchronous
-// engine only: live shards are owned by their goroutines).
+// WindowRates returns an address's window sums over the window length, the
+// second in progress included: the window's plumbing, not the rate now
+// that attacks report (rateNow). A synchronous engine only: live shards
+// are owned by their goroutines.
 func (e *Engine) WindowRates(a netip.Addr, d Direction) (Rates, bool) {
 	if !e.sync {
 		return Rates{}, false

@@ -728,3 +728,38 @@ func TestIndexPresized(t *testing.T) {
 		}
 	}
 }
+
+// TestRateNowIsTheSteadyRate pins "the rate now": a steady 100 000 pps
+// attack, records spread over each second, reports 100 000 pps in every
+// update and in its start (once the window is full), whether the second in
+// progress holds traffic yet or not. Before, updates read (W-1)/W of it
+// (80 000 with a 5 s window), so a ladder step "pps > 90000" never held.
+func TestRateNowIsTheSteadyRate(t *testing.T) {
+	cfg := cfgWith(hostgroup(Thresholds{PPS: 150_000}, Thresholds{}, "203.0.113.0/24"))
+	f := newFeeder(t, cfg)
+	// 10 records a second of 10 000 packets: 100 000 pps, under the
+	// threshold for 8 s, then 200 000 pps.
+	for sec := 0; sec < 20; sec++ {
+		pkts := uint64(10_000)
+		if sec >= 8 {
+			pkts = 20_000
+		}
+		for i := range 10 {
+			f.add(rec("198.51.100.1", "203.0.113.7", 17, 0, pkts, pkts*100, 1, float64(sec)+float64(i)/10))
+		}
+	}
+	f.idle(1)
+	var updates int
+	for _, c := range f.events {
+		if c.Kind != AttackUpdated || c.At.Unix()-t0.Unix() < 8+int64(cfg.Window/time.Second) {
+			continue // the window is not yet full of the new rate
+		}
+		updates++
+		if got := c.Rates[MetricPPS]; got != 200_000 {
+			t.Errorf("update at +%ds: %d pps, want 200000", c.At.Unix()-t0.Unix(), got)
+		}
+	}
+	if updates < 3 {
+		t.Fatalf("%d updates with a full window, want at least 3 (events %d)", updates, len(f.events))
+	}
+}

@@ -342,6 +342,44 @@ func (s *shard) windowSums(ei uint32, t [numTotals]uint64) (v [NumMetrics]uint64
 	return v
 }
 
+// rateNow is "the rate now" of entry ei at second sec: the one definition
+// that attack events, ladder conditions, code policies and the API see. It
+// is the average over the complete seconds of the window; the second in
+// progress is left out, since a partial second reads as a drop (at a tick
+// the new second is still empty, and a steady 100 000 pps read as 80 000
+// with a 5 s window, so a ladder condition "pps > 90000" never held). When
+// the second in progress already holds traffic, the window's other W-1
+// seconds are averaged. Thresholds still trip on the window sum as records
+// arrive (check), which is what makes detection fast.
+func (s *shard) rateNow(ei uint32, sec int64) (r Rates) {
+	if last := int64(s.entry(ei).last); last < sec-1 {
+		s.advance(ei, sec-1) // the seconds since are complete and empty
+	}
+	e := s.entry(ei)
+	sums := s.windowSums(ei, s.totals(ei))
+	n := uint64(s.window)
+	if int64(e.last) >= sec && n > 1 {
+		cur := int64(e.last)
+		b := s.bucket(ei, cur)
+		sums[MetricPPS] -= uint64(b.pkts)
+		sums[MetricBPS] -= b.bytes
+		sums[MetricFPS] -= uint64(b.flows)
+		if e.hot >= 0 {
+			h := &s.hot[e.hot]
+			pb := h.buckets[(cur%s.window)*numClasses : (cur%s.window+1)*numClasses]
+			for c := range numClasses {
+				sums[MetricTCPPPS+Metric(c)] -= pb[c].pkts
+				sums[MetricTCPBPS+Metric(c)] -= pb[c].bytes
+			}
+		}
+		n--
+	}
+	for m := range NumMetrics {
+		r[m] = sums[m] / n
+	}
+	return r
+}
+
 // makeHot gives entry ei per-protocol detail and a sample ring, if the hot
 // budget allows.
 func (s *shard) makeHot(ei uint32) {
