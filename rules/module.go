@@ -61,9 +61,9 @@ func newPayload(f *Features) *wasm.Payload {
 
 // classifyModule calls a classifier module and checks what it says as a
 // rule file would be checked: kebab-case labels and a valid vector.
-func classifyModule(m *wasm.Module, p *wasm.Payload) (wasm.ClassifyResult, *flowspec.Match, error) {
+func classifyModule(ctx context.Context, m *wasm.Module, p *wasm.Payload) (wasm.ClassifyResult, *flowspec.Match, error) {
 	var vec *flowspec.Match
-	res, err := m.Classify(p, func(r *wasm.ClassifyResult) error {
+	res, err := m.ClassifyContext(ctx, p, func(r *wasm.ClassifyResult) error {
 		var msgs []string
 		for _, l := range r.Labels {
 			if !labelName.MatchString(l) {
@@ -96,8 +96,12 @@ type modulePolicy struct {
 	m *wasm.Module
 }
 
-// Decide asks the module what action the attack needs. An invalid
-// decision is an error of that call (counted as bad_output).
+// Decide asks the module what action the attack needs, within the
+// module's timeout. An invalid decision is an error of that call (counted
+// as bad_output). While the module is suspended after repeated failures,
+// Decide returns at once an error wrapping wasm.ErrSuspended without
+// running it; like any error of Decide, the policy tracker then keeps the
+// attack's action as it is.
 func (p *modulePolicy) Decide(in PolicyInput) (PolicyDecision, error) {
 	var f Features
 	if in.Features != nil {

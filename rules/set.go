@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -271,13 +272,44 @@ type Verdict struct {
 	Vector flowspec.Match `json:"vector"`
 	// Rules are the names of the rules that matched, in evaluation order.
 	Rules []string `json:"rules"`
+	// Unanswered are the WASM rules that gave no answer, in evaluation
+	// order: the verdict is what the other rules say.
+	Unanswered []Unanswered `json:"unanswered,omitempty"`
 }
 
-// Classify runs every rule against the features of an attack, in the
-// set's order, expr and WASM rules alike. A WASM rule whose call fails
-// (counted and logged by its host) contributes nothing: the verdict is what
-// the other rules say.
+// Unanswered is a WASM rule that gave no answer, and why.
+type Unanswered struct {
+	Rule string `json:"rule"`
+	// Reason is NoAnswerSuspended, NoAnswerBudget, or the failed call's
+	// result (wasm.ResultTimeout, wasm.ResultTrap, ...).
+	Reason string `json:"reason"`
+}
+
+// Why a WASM rule was not asked (Unanswered.Reason).
+const (
+	// NoAnswerSuspended: the module is suspended after repeated failures.
+	NoAnswerSuspended = wasm.SkipSuspended
+	// NoAnswerBudget: the attack's classification budget was spent.
+	NoAnswerBudget = wasm.SkipBudget
+)
+
+// Classify is ClassifyContext without a budget: each WASM rule is bounded
+// by its module's timeout alone. For tests, replays and tools, where
+// latency does not matter; the daemon's verdict path gives a budget.
 func (s *Set) Classify(f *Features) (Verdict, error) {
+	return s.ClassifyContext(context.Background(), f)
+}
+
+// ClassifyContext runs every rule against the features of an attack, in
+// the set's order, expr and WASM rules alike. ctx's deadline is the
+// attack's classification budget: each WASM call ends at the earlier of
+// its module's timeout and the budget, and once the budget is spent the
+// remaining WASM rules are not asked (counted by the host as skipped,
+// reason budget), while every expr rule is still evaluated, so a verdict
+// always comes back. A WASM rule whose call fails (counted and logged by
+// its host) or whose module is suspended contributes nothing: the verdict
+// is what the other rules say, and Unanswered names it.
+func (s *Set) ClassifyContext(ctx context.Context, f *Features) (Verdict, error) {
 	env := NewEnv(f)
 	var v Verdict
 	labels := map[string]bool{}
@@ -290,8 +322,12 @@ func (s *Set) Classify(f *Features) (Verdict, error) {
 			if payload == nil {
 				payload = newPayload(f)
 			}
-			res, vec, err := classifyModule(r.module, payload)
-			if err != nil || !res.Match {
+			res, vec, err := classifyModule(ctx, r.module, payload)
+			if err != nil {
+				v.Unanswered = append(v.Unanswered, Unanswered{Rule: r.Name, Reason: noAnswer(err)})
+				continue
+			}
+			if !res.Match {
 				continue
 			}
 			for _, l := range res.Labels {
@@ -323,6 +359,20 @@ func (s *Set) Classify(f *Features) (Verdict, error) {
 	}
 	sort.Strings(v.Labels)
 	return v, nil
+}
+
+// noAnswer names why a module call gave no answer.
+func noAnswer(err error) string {
+	var ce *wasm.CallError
+	switch {
+	case errors.Is(err, wasm.ErrSuspended):
+		return NoAnswerSuspended
+	case errors.Is(err, wasm.ErrNoBudget):
+		return NoAnswerBudget
+	case errors.As(err, &ce):
+		return ce.Result
+	}
+	return "error"
 }
 
 // resolveVector replaces "top" ports with the sample's most used port when

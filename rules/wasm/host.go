@@ -103,24 +103,35 @@ func (e *CallError) Unwrap() error { return e.Err }
 // Host loads modules. It holds what they share: the compilation cache, the
 // metrics and the logger. One per process is enough.
 type Host struct {
-	cache wazero.CompilationCache
-	log   *slog.Logger
+	cache   wazero.CompilationCache
+	log     *slog.Logger
+	breaker Breaker
 
 	calls    *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	loads    *prometheus.CounterVec
 	open     prometheus.GaugeFunc
 	openN    atomic.Int64
+
+	suspended   *prometheus.GaugeVec
+	suspensions *prometheus.CounterVec
+	skipped     *prometheus.CounterVec
 }
 
-// NewHost returns a host logging to log (nil: slog.Default()).
-func NewHost(log *slog.Logger) *Host {
+// NewHost returns a host logging to log (nil: slog.Default()), with the
+// default Breaker.
+func NewHost(log *slog.Logger) *Host { return NewHostWith(log, Breaker{}) }
+
+// NewHostWith is NewHost with the breaker settings every module it loads
+// gets (zero fields: defaults).
+func NewHostWith(log *slog.Logger, b Breaker) *Host {
 	if log == nil {
 		log = slog.Default()
 	}
 	h := &Host{
-		cache: compilationCache(),
-		log:   log.With("component", "wasm"),
+		cache:   compilationCache(),
+		log:     log.With("component", "wasm"),
+		breaker: b.WithDefaults(),
 		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kapkan_wasm_calls_total",
 			Help: "Calls into WASM modules, by module (rule or ladder name), role (classify, decide) and result (ok, timeout, memory, trap, guest_error, bad_output, busy, closed).",
@@ -134,6 +145,18 @@ func NewHost(log *slog.Logger) *Host {
 			Name: "kapkan_wasm_load_failures_total",
 			Help: "WASM modules that failed to load, by reason (read, limits, sha256, not_wasm, imports, missing_export, abi, instantiate).",
 		}, []string{"reason"}),
+		suspended: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kapkan_wasm_module_suspended",
+			Help: "1 while a WASM module is suspended after repeated failures (its calls are skipped), 0 otherwise.",
+		}, []string{"module"}),
+		suspensions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kapkan_wasm_suspensions_total",
+			Help: "Times a WASM module was suspended after repeated failures, or suspended again after a failed trial call.",
+		}, []string{"module"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kapkan_wasm_skipped_calls_total",
+			Help: "Calls into WASM modules not made, by module, role and reason (suspended: the module is suspended; budget: the attack's classification budget was spent).",
+		}, []string{"module", "role", "reason"}),
 	}
 	h.open = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "kapkan_wasm_modules_open",
@@ -171,7 +194,7 @@ func Default() *Host { return defaultHost() }
 
 // Collectors are the host's metrics, to register.
 func (h *Host) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{h.calls, h.duration, h.loads, h.open}
+	return []prometheus.Collector{h.calls, h.duration, h.loads, h.open, h.suspended, h.suspensions, h.skipped}
 }
 
 // OpenModules is how many loaded modules have not been released.
@@ -221,6 +244,8 @@ type core struct {
 
 	calls    [len(callResults)]prometheus.Counter // by callResults
 	duration prometheus.Observer
+	brk      *breaker
+	skipped  map[string]prometheus.Counter // by Skip reason
 }
 
 // instance is one instantiated module, used by one call at a time.
@@ -370,6 +395,11 @@ func (h *Host) load(ctx context.Context, bin []byte, o Options) (*Module, error)
 		c.calls[i] = h.calls.WithLabelValues(o.Name, o.Role.String(), r)
 	}
 	c.duration = h.duration.WithLabelValues(o.Name, o.Role.String())
+	c.skipped = map[string]prometheus.Counter{}
+	for _, r := range []string{SkipSuspended, SkipBudget} {
+		c.skipped[r] = h.skipped.WithLabelValues(o.Name, o.Role.String(), r)
+	}
+	c.brk = newBreaker(h.breaker, h.log, o.Name, h.suspended.WithLabelValues(o.Name), h.suspensions.WithLabelValues(o.Name))
 	c.refs.Store(1)
 	h.openN.Add(1)
 	ok = true
@@ -476,8 +506,9 @@ func (in *instance) stderr() string {
 }
 
 // get returns an idle instance, or builds one while fewer than the limit
-// exist, or waits for one until ctx ends.
-func (c *core) get(ctx context.Context) (*instance, error) {
+// exist, or waits for one until ctx ends or off is closed (the module was
+// suspended meanwhile: ErrSuspended).
+func (c *core) get(ctx context.Context, off <-chan struct{}) (*instance, error) {
 	select {
 	case in := <-c.idle:
 		return in, nil
@@ -490,6 +521,8 @@ func (c *core) get(ctx context.Context) (*instance, error) {
 		return c.build()
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-off:
+		return nil, ErrSuspended
 	}
 }
 
@@ -529,11 +562,21 @@ func (c *core) discard(in *instance) {
 	}()
 }
 
-// Classify calls a classifier. check validates the result (labels, vector)
-// beyond its JSON form; its error makes the call a bad_output failure.
+// Classify is ClassifyContext without a deadline of the caller's: the
+// module's timeout alone bounds the call.
 func (m *Module) Classify(p *Payload, check func(*ClassifyResult) error) (ClassifyResult, error) {
+	return m.ClassifyContext(context.Background(), p, check)
+}
+
+// ClassifyContext calls a classifier. check validates the result (labels,
+// vector) beyond its JSON form; its error makes the call a bad_output
+// failure. The call ends at the module's timeout or at ctx's deadline,
+// whichever comes first, waiting for a free instance included. It is not
+// made at all, and returns an error wrapping ErrSuspended or ErrNoBudget,
+// when the module is suspended or ctx is already done.
+func (m *Module) ClassifyContext(ctx context.Context, p *Payload, check func(*ClassifyResult) error) (ClassifyResult, error) {
 	var res ClassifyResult
-	err := m.call(RoleClassify, p, func(out []byte) (string, error) {
+	err := m.call(ctx, RoleClassify, p, func(out []byte) (string, error) {
 		if err := json.Unmarshal(out, &res); err != nil {
 			return ResultBadOutput, fmt.Errorf("result is not a classify document: %v", err)
 		}
@@ -550,10 +593,16 @@ func (m *Module) Classify(p *Payload, check func(*ClassifyResult) error) (Classi
 	return res, err
 }
 
-// Decide calls a policy. check validates the decision.
+// Decide is DecideContext without a deadline of the caller's.
 func (m *Module) Decide(p *Payload, check func(*DecideResult) error) (DecideResult, error) {
+	return m.DecideContext(context.Background(), p, check)
+}
+
+// DecideContext calls a policy. check validates the decision. Deadlines,
+// suspension and ErrNoBudget are as for ClassifyContext.
+func (m *Module) DecideContext(ctx context.Context, p *Payload, check func(*DecideResult) error) (DecideResult, error) {
 	var res DecideResult
-	err := m.call(RoleDecide, p, func(out []byte) (string, error) {
+	err := m.call(ctx, RoleDecide, p, func(out []byte) (string, error) {
 		if err := json.Unmarshal(out, &res); err != nil {
 			return ResultBadOutput, fmt.Errorf("result is not a decide document: %v", err)
 		}
@@ -572,8 +621,9 @@ func (m *Module) Decide(p *Payload, check func(*DecideResult) error) (DecideResu
 
 // call runs one call: take an instance, copy the payload in, call the
 // role's export, read the result back and let parse judge it. Failures are
-// counted and logged here.
-func (m *Module) call(role Role, p *Payload, parse func([]byte) (string, error)) error {
+// counted and logged here, and told to the module's breaker; a call the
+// breaker refuses, or whose caller has no time left, is not made.
+func (m *Module) call(ctx context.Context, role Role, p *Payload, parse func([]byte) (string, error)) error {
 	c := m.c
 	defer runtime.KeepAlive(m)
 	if role != c.opts.Role {
@@ -584,15 +634,35 @@ func (m *Module) call(role Role, p *Payload, parse func([]byte) (string, error))
 		return &CallError{Module: c.opts.Name, Role: role, Result: ResultClosed, Err: ErrClosed}
 	}
 	defer c.release()
+	if err := ctx.Err(); err != nil {
+		c.skipped[SkipBudget].Inc()
+		return fmt.Errorf("wasm %s %s: %w (%v)", c.opts.Name, role, ErrNoBudget, err)
+	}
+	ok, trial := c.brk.allow()
+	if !ok {
+		c.skipped[SkipSuspended].Inc()
+		return fmt.Errorf("wasm %s %s: %w", c.opts.Name, role, ErrSuspended)
+	}
+	var off <-chan struct{}
+	if !trial {
+		off = c.brk.suspendedCh()
+	}
+	failed := true
+	defer func() { c.brk.done(trial, failed) }()
 	start := time.Now()
 	defer func() { c.duration.Observe(time.Since(start).Seconds()) }()
-	ctx, cancel := context.WithTimeout(context.Background(), c.opts.Limits.Timeout)
+	ctx, cancel := context.WithTimeout(ctx, c.opts.Limits.Timeout)
 	defer cancel()
-	in, err := c.get(ctx)
+	in, err := c.get(ctx, off)
 	if err != nil {
+		if errors.Is(err, ErrSuspended) {
+			failed = false // not this call's doing
+			c.skipped[SkipSuspended].Inc()
+			return fmt.Errorf("wasm %s %s: %w", c.opts.Name, role, ErrSuspended)
+		}
 		result := ResultBusy
-		if !errors.Is(err, context.DeadlineExceeded) {
-			result = ResultTrap
+		if ctx.Err() == nil {
+			result = ResultTrap // the instance could not be rebuilt
 		}
 		return c.fail(role, result, err, "")
 	}
@@ -613,6 +683,7 @@ func (m *Module) call(role Role, p *Payload, parse func([]byte) (string, error))
 	if err != nil {
 		return c.fail(role, result, err, "")
 	}
+	failed = false
 	c.count(ResultOK)
 	return nil
 }

@@ -135,7 +135,7 @@ func TestConformance(t *testing.T) {
 
 	t.Run("alloc and free", func(t *testing.T) {
 		m := load(t, h, bin, Options{Name: "conf-mem", Role: RoleClassify})
-		in, err := m.c.get(context.Background())
+		in, err := m.c.get(context.Background(), nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -376,7 +376,7 @@ func TestBusy(t *testing.T) {
 	h, _ := newTestHost(t)
 	m := load(t, h, wasmtest.One(t, "conformance"), Options{Name: "busy", Role: RoleClassify,
 		Limits: Limits{Instances: 1, Timeout: 100 * time.Millisecond}})
-	in, err := m.c.get(context.Background()) // as a call in flight would
+	in, err := m.c.get(context.Background(), nil) // as a call in flight would
 	if err != nil {
 		t.Fatal(err)
 	}
