@@ -15,6 +15,7 @@ const module = "github.com/kapkan-io/kapkan"
 var allowed = map[string][]string{
 	"flow":              {},
 	"flowspec":          {},
+	"events":            {"flowspec"},
 	"config":            {},
 	"ingest":            {"flow"},
 	"ingest/flowgen":    {},

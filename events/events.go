@@ -143,7 +143,7 @@ type Mitigation struct {
 	Step     int             `json:"step,omitempty"`
 	Expires  time.Time       `json:"expires,omitzero"`
 	// Reason says why: the ladder's reason, or the name of the guard's
-	// refusal ("allowlist").
+	// refusal ("allowlisted").
 	Reason string `json:"reason,omitempty"`
 	// Err is the text of the refusal or failure.
 	Err    string `json:"error,omitempty"`

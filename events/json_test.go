@@ -58,8 +58,8 @@ func TestJSON(t *testing.T) {
 		{
 			name: "mitigation refused",
 			e: Event{Seq: 5, Kind: MitigationRefused, At: t0, Mitigation: &Mitigation{AttackID: 7, Target: target,
-				Action: flowspec.Blackhole, Reason: "allowlist", Err: "203.0.113.5/32 is allow-listed"}},
-			want:   []string{`"mitigation":{"attack_id":7,"target":"203.0.113.5/32","action":"blackhole","reason":"allowlist","error":"203.0.113.5/32 is allow-listed","dry_run":false}`},
+				Action: flowspec.Blackhole, Reason: "allowlisted", Err: "203.0.113.5/32 is allow-listed"}},
+			want:   []string{`"mitigation":{"attack_id":7,"target":"203.0.113.5/32","action":"blackhole","reason":"allowlisted","error":"203.0.113.5/32 is allow-listed","dry_run":false}`},
 			absent: []string{`"match"`, `"expires"`, `"attack":`},
 		},
 		{

@@ -89,9 +89,9 @@ func TestLog(t *testing.T) {
 		{
 			name: "mitigation refused",
 			e: Event{Kind: MitigationRefused, Mitigation: &Mitigation{AttackID: 7, Target: target, Action: flowspec.Blackhole,
-				Reason: "allowlist", Err: "203.0.113.5/32 is allow-listed"}},
+				Reason: "allowlisted", Err: "203.0.113.5/32 is allow-listed"}},
 			level: "WARN", msg: "mitigation refused",
-			text: []string{`reason=allowlist err="203.0.113.5/32 is allow-listed"`},
+			text: []string{`reason=allowlisted err="203.0.113.5/32 is allow-listed"`},
 		},
 		{
 			name:  "mitigation failed",

@@ -12,6 +12,7 @@ import (
 
 	"github.com/kapkan-io/kapkan/internal/testutil"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 )
 
 // attackEvent is an event whose attack ID says who wrote it.
@@ -375,5 +376,28 @@ func TestHammer(t *testing.T) {
 	}
 	if got := testutil.MetricValue(t, reg, "kapkan_events_published_total", map[string]string{"kind": string(AttackUpdated)}); got != total {
 		t.Errorf("published metric %v, want %d", got, total)
+	}
+}
+
+// TestMetricsLint runs promlint over the ring's metrics (the daemon's
+// metric test lints them again once the ring is wired in).
+func TestMetricsLint(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	r := NewRing(4, reg)
+	r.NewReader("log", 1)
+	r.Publish(attackEvent(1))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+	if len(mfs) != 2 {
+		t.Errorf("gathered %d metric families, want published and lost", len(mfs))
 	}
 }
