@@ -199,7 +199,10 @@ func (e *Engine) buildTable(cfg *Config, gen uint64) (*prefixTable, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
-	t.gen = gen
+	t.gen, t.layout = gen, gen
+	if prev := e.table.Load(); prev != nil && t.samePrefixes(prev) {
+		t.layout = prev.layout
+	}
 	t.cooldown = int64(cfg.Cooldown / time.Second)
 	t.hysteresis = cfg.Hysteresis
 	return t, nil

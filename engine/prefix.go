@@ -47,6 +47,10 @@ type prefixTable struct {
 	byID map[uint32]uint32
 	// gen counts the tables an engine published: a larger one is newer.
 	gen uint64
+	// layout is shared by consecutive tables with the same prefixes in the
+	// same order: an index into one is the same prefix in the other, and
+	// an address has the same most specific prefix in both.
+	layout uint64
 	// cooldown (seconds) and hysteresis are published with the table so
 	// that they change live, with it.
 	cooldown   int64
@@ -130,6 +134,20 @@ func hotThresholds(l *[NumMetrics]uint64, window uint64) (hot [numTotals]uint64)
 		}
 	}
 	return hot
+}
+
+// samePrefixes reports whether t and o hold the same prefixes at the same
+// indexes.
+func (t *prefixTable) samePrefixes(o *prefixTable) bool {
+	if len(t.prefixes) != len(o.prefixes) {
+		return false
+	}
+	for i := range t.prefixes {
+		if t.prefixes[i].prefix != o.prefixes[i].prefix {
+			return false
+		}
+	}
+	return true
 }
 
 // find returns the index of the most specific protected prefix holding a.

@@ -76,6 +76,12 @@ func (s *shard) migrate(t *prefixTable) {
 	if t.gen < old.gen {
 		return // never back: tables are published in order
 	}
+	if t.layout == old.layout {
+		// Only thresholds, ignore lists or hostgroup names changed: every
+		// index still means the same prefix, nothing to move.
+		s.table = t
+		return
+	}
 	for i := range s.n {
 		e := s.entry(i)
 		if !e.listed {

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
@@ -74,7 +75,15 @@ func (f *feeder) of(kind CandidateKind) []Candidate {
 
 // A threshold lowered below a rate already in the window trips at the next
 // record: the window was kept, so no full window has to pass.
+// Run twice: with the same prefixes (the windows' indexes stay valid) and
+// with a prefix added before (every window moves to a new index).
 func TestReconfigureLowerThreshold(t *testing.T) {
+	for _, added := range []bool{false, true} {
+		t.Run(fmt.Sprintf("prefix added=%v", added), func(t *testing.T) { testLowerThreshold(t, added) })
+	}
+}
+
+func testLowerThreshold(t *testing.T, addPrefix bool) {
 	hg := hostgroup(Thresholds{PPS: 1000}, Thresholds{}, "203.0.113.0/24")
 	f := newFeeder(t, cfgWith(hg))
 	for s := range 5 {
@@ -88,6 +97,9 @@ func TestReconfigureLowerThreshold(t *testing.T) {
 	before := rates(t, f.e, "203.0.113.20")
 
 	hg.Incoming.PPS = 300
+	if addPrefix {
+		hg.Prefixes = []netip.Prefix{netip.MustParsePrefix("198.18.0.0/24"), hg.Prefixes[0]}
+	}
 	if restart := f.reconfigure(cfgWith(hg)); len(restart) != 0 {
 		t.Errorf("restart %v, want none", restart)
 	}
