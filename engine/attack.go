@@ -31,7 +31,7 @@ const (
 // one alive.
 func (s *shard) check(ei uint32, now int64) {
 	e := s.entry(ei)
-	limits, hotAt := s.e.table.Load().limitsFor(e)
+	limits, hotAt := s.table.limitsFor(e)
 	W := uint64(s.window)
 	t := s.totals(ei)
 	cur := s.current(ei)
@@ -120,7 +120,7 @@ func (s *shard) startAttack(ei uint32, now int64, m Metric, rate, limit uint64, 
 // candidate builds the Candidate for attack a at second sec.
 func (s *shard) candidate(a *attackState, kind CandidateKind, sec int64, withSample bool) Candidate {
 	e := s.entry(a.entry)
-	t := s.e.table.Load()
+	t := s.table
 	p := t.prefixes[e.prefix]
 	c := Candidate{
 		Kind:      kind,
@@ -147,6 +147,15 @@ func (s *shard) candidate(a *attackState, kind CandidateKind, sec int64, withSam
 	return c
 }
 
+// freeAttack forgets the attack of entry e, once its end was reported.
+func (s *shard) freeAttack(e *entry) {
+	ai := e.attack
+	e.attack = -1
+	s.attacks[ai] = nil
+	s.attackFree = append(s.attackFree, ai)
+	s.attackCount--
+}
+
 // tick advances time to second now: attacks whose rates stayed below their
 // thresholds for the cool-down end, active ones report their rates once a
 // second, and idle windows are evicted.
@@ -154,9 +163,9 @@ func (s *shard) tick(now int64) {
 	if now > s.now {
 		s.now = now
 	}
-	t := s.e.table.Load()
-	cooldown := int64(s.e.cfg.Cooldown / time.Second)
-	for ai, a := range s.attacks {
+	t := s.table
+	cooldown := t.cooldown
+	for _, a := range s.attacks {
 		if a == nil {
 			continue
 		}
@@ -173,7 +182,7 @@ func (s *shard) tick(now int64) {
 			if r >= l {
 				above = true
 			}
-			if float64(r) >= float64(l)*(1-s.e.cfg.Hysteresis) {
+			if float64(r) >= float64(l)*(1-t.hysteresis) {
 				below = false
 			}
 		}
@@ -193,10 +202,7 @@ func (s *shard) tick(now int64) {
 			s.emit(s.candidate(a, AttackCooling, now, false))
 		case below && now-a.belowSince >= cooldown:
 			s.emit(s.candidate(a, AttackEnded, now, true))
-			e.attack = -1
-			s.attacks[ai] = nil
-			s.attackFree = append(s.attackFree, int32(ai))
-			s.attackCount--
+			s.freeAttack(e)
 		}
 	}
 	if now > s.lastEvict {
@@ -209,7 +215,7 @@ func (s *shard) tick(now int64) {
 // evict drops windows that have seen no traffic for longer than the window
 // (and follow no attack), and detail of addresses that cooled down.
 func (s *shard) evict(now int64) {
-	t := s.e.table.Load()
+	t := s.table
 	for i := range s.n {
 		e := s.entry(i)
 		if e.free() || e.attack >= 0 {

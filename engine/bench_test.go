@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"runtime"
+	"slices"
 	"testing"
 	"time"
 
@@ -126,5 +127,39 @@ func BenchmarkPrefixLookup(b *testing.B) {
 	for b.Loop() {
 		t.find(addrs[i&1023])
 		i++
+	}
+}
+
+// BenchmarkReconfigure measures what a reload costs a shard with 650k
+// windows and a table of 100k prefixes (a synchronous engine, so the shard
+// moves inside Reconfigure): thresholds changed only (the indexes stay
+// valid), and a prefix added (every window is looked up in the new table).
+func BenchmarkReconfigure(b *testing.B) {
+	const n = 1_000_000
+	e := benchEngine(b, 100_000)
+	batches := benchBatches(n, 4096)
+	for range 2*n/(len(batches)*flow.BatchSize) + 1 {
+		for i := range batches {
+			nb := flow.DefaultPool.Get()
+			*nb = batches[i]
+			e.Consume(nb)
+		}
+	}
+	for _, prefixes := range []bool{false, true} {
+		b.Run(fmt.Sprintf("prefixes_changed=%v", prefixes), func(b *testing.B) {
+			cfg := e.cfg
+			cfg.Hostgroups = slices.Clone(cfg.Hostgroups)
+			base := cfg.Hostgroups[0].Prefixes
+			for i := 0; b.Loop(); i++ {
+				cfg.Hostgroups[0].Incoming.PPS = 1<<40 + uint64(i)
+				if prefixes {
+					cfg.Hostgroups[0].Prefixes = append(slices.Clip(base), netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), 32))
+				}
+				if _, err := e.Reconfigure(cfg); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(e.Stats().Tracked), "windows")
+		})
 	}
 }

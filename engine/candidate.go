@@ -82,4 +82,8 @@ type Candidate struct {
 	// Sample is a copy of the target's recent flow records (Started and
 	// Ended only), at most Config.SampleSize.
 	Sample []flow.Record
+	// Unprotected is set on an Ended candidate when the attack ended because
+	// a reconfiguration removed its target from the protected prefixes,
+	// whatever its rates.
+	Unprotected bool
 }

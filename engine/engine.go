@@ -32,7 +32,10 @@ type item struct {
 }
 
 type subBatch struct {
-	n     int
+	n int
+	// table is the prefix table the items were routed with: their prefix
+	// indexes are into it.
+	table *prefixTable
 	items [subBatchSize]item
 }
 
@@ -91,6 +94,12 @@ type Engine struct {
 	routers sync.Pool
 	subs    sync.Pool
 
+	// mu serializes Reconfigure, so tables are published in the order of
+	// their generations; prefixIDs (guarded by it) holds the id of every
+	// prefix the engine has known.
+	mu        sync.Mutex
+	prefixIDs map[netip.Prefix]uint32
+
 	out chan Candidate
 	// sync mode (replay, tests): Consume and Tick run the shards inline.
 	sync    bool
@@ -113,30 +122,8 @@ var ErrConfig = errors.New("engine configuration")
 // New builds an engine. It starts nothing: call Run (live) or use
 // NewSync for deterministic, inline processing.
 func New(cfg Config, deps Deps) (*Engine, error) {
-	def := DefaultConfig()
-	if cfg.Window <= 0 {
-		cfg.Window = def.Window
-	}
-	if cfg.Window%time.Second != 0 {
-		return nil, fmt.Errorf("%w: window %s is not a whole number of seconds", ErrConfig, cfg.Window)
-	}
-	if cfg.Cooldown <= 0 {
-		cfg.Cooldown = def.Cooldown
-	}
-	if cfg.Hysteresis < 0 || cfg.Hysteresis >= 1 {
-		return nil, fmt.Errorf("%w: hysteresis %v must be in [0, 1)", ErrConfig, cfg.Hysteresis)
-	}
-	if cfg.Shards <= 0 {
-		cfg.Shards = runtime.GOMAXPROCS(0)
-	}
-	if cfg.QueueSize <= 0 {
-		cfg.QueueSize = def.QueueSize
-	}
-	if cfg.SampleSize <= 0 {
-		cfg.SampleSize = def.SampleSize
-	}
-	if cfg.MaxHot <= 0 {
-		cfg.MaxHot = def.MaxHot
+	if err := cfg.normalize(); err != nil {
+		return nil, err
 	}
 	e := &Engine{
 		cfg:    cfg,
@@ -145,6 +132,8 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		pool:   deps.Pool,
 		window: int64(cfg.Window / time.Second),
 		out:    make(chan Candidate, 4096),
+
+		prefixIDs: map[netip.Prefix]uint32{},
 	}
 	if e.log == nil {
 		e.log = slog.Default()
@@ -156,9 +145,9 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	if e.pool == nil {
 		e.pool = flow.DefaultPool
 	}
-	t, err := buildPrefixTable(cfg.Hostgroups, uint64(e.window))
+	t, err := e.buildTable(&cfg, 1)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+		return nil, err
 	}
 	e.table.Store(t)
 	e.maxHotPerShard = (cfg.MaxHot + cfg.Shards - 1) / cfg.Shards
@@ -171,6 +160,52 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 	e.subs.New = func() any { return new(subBatch) }
 	e.m = newEngineMetrics(e, deps.Registry)
 	return e, nil
+}
+
+// normalize fills in defaults and checks the values New would refuse.
+func (c *Config) normalize() error {
+	def := DefaultConfig()
+	if c.Window <= 0 {
+		c.Window = def.Window
+	}
+	if c.Window%time.Second != 0 {
+		return fmt.Errorf("%w: window %s is not a whole number of seconds", ErrConfig, c.Window)
+	}
+	if c.Cooldown <= 0 {
+		c.Cooldown = def.Cooldown
+	}
+	if c.Hysteresis < 0 || c.Hysteresis >= 1 {
+		return fmt.Errorf("%w: hysteresis %v must be in [0, 1)", ErrConfig, c.Hysteresis)
+	}
+	if c.Shards <= 0 {
+		c.Shards = runtime.GOMAXPROCS(0)
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = def.QueueSize
+	}
+	if c.SampleSize <= 0 {
+		c.SampleSize = def.SampleSize
+	}
+	if c.MaxHot <= 0 {
+		c.MaxHot = def.MaxHot
+	}
+	return nil
+}
+
+// buildTable compiles cfg's hostgroups and live settings into the table of
+// generation gen. The caller holds e.mu, or is New.
+func (e *Engine) buildTable(cfg *Config, gen uint64) (*prefixTable, error) {
+	t, err := buildPrefixTable(cfg.Hostgroups, uint64(e.window), e.prefixIDs)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
+	}
+	t.gen, t.layout = gen, gen
+	if prev := e.table.Load(); prev != nil && t.samePrefixes(prev) {
+		t.layout = prev.layout
+	}
+	t.cooldown = int64(cfg.Cooldown / time.Second)
+	t.hysteresis = cfg.Hysteresis
+	return t, nil
 }
 
 // NewSync builds an engine that processes every batch inline, in the
@@ -200,6 +235,7 @@ func (e *Engine) Drain() []Candidate {
 // call, so concurrent callers never share one.
 type router struct {
 	subs                 []*subBatch
+	table                *prefixTable
 	unprotected, ignored uint64
 	dropped, routed      uint64
 	noAddress            uint64
@@ -210,6 +246,7 @@ type router struct {
 func (e *Engine) Consume(b *flow.Batch) {
 	r := e.routers.Get().(*router)
 	t := e.table.Load()
+	r.table = t
 	shed := uint64(1)
 	if !e.sync {
 		shed = uint64(e.adjustShedding())
@@ -248,6 +285,7 @@ func (e *Engine) Consume(b *flow.Batch) {
 		e.droppedTotal.Add(r.dropped)
 	}
 	r.unprotected, r.ignored, r.dropped, r.routed, r.noAddress = 0, 0, 0, 0, 0
+	r.table = nil
 	e.routers.Put(r)
 	e.pool.Put(b)
 }
@@ -267,7 +305,7 @@ func (e *Engine) route(r *router, t *prefixTable, rec *flow.Record, scale uint32
 		} else {
 			e.push(r, rec, tableKey{addr: rec.Dst, meta: uint8(In)}, pi, scale)
 			if hg.hasTotal[In] {
-				e.push(r, rec, totalKey(pi, In), pi, scale)
+				e.push(r, rec, totalKey(t.prefixes[pi].id, In), pi, scale)
 			}
 		}
 	}
@@ -279,7 +317,7 @@ func (e *Engine) route(r *router, t *prefixTable, rec *flow.Record, scale uint32
 		} else {
 			e.push(r, rec, tableKey{addr: rec.Src, meta: uint8(Out)}, pi, scale)
 			if hg.hasTotal[Out] {
-				e.push(r, rec, totalKey(pi, Out), pi, scale)
+				e.push(r, rec, totalKey(t.prefixes[pi].id, Out), pi, scale)
 			}
 		}
 	}
@@ -288,11 +326,18 @@ func (e *Engine) route(r *router, t *prefixTable, rec *flow.Record, scale uint32
 	}
 }
 
-func totalKey(prefix uint32, d Direction) tableKey {
+// totalKey is the key of a protected prefix's total window: the prefix's
+// id (not its index, which a new table may change), and the direction.
+func totalKey(id uint32, d Direction) tableKey {
 	var k tableKey
-	k.addr[0], k.addr[1], k.addr[2], k.addr[3] = byte(prefix>>24), byte(prefix>>16), byte(prefix>>8), byte(prefix)
+	k.addr[0], k.addr[1], k.addr[2], k.addr[3] = byte(id>>24), byte(id>>16), byte(id>>8), byte(id)
 	k.meta = uint8(d) | kindTotal
 	return k
+}
+
+// totalID returns the prefix id in a total window's address.
+func totalID(a *[16]byte) uint32 {
+	return uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
 }
 
 func (e *Engine) push(r *router, rec *flow.Record, k tableKey, prefix uint32, scale uint32) {
@@ -301,6 +346,7 @@ func (e *Engine) push(r *router, rec *flow.Record, k tableKey, prefix uint32, sc
 	if sb == nil {
 		sb = e.subs.Get().(*subBatch)
 		sb.n = 0
+		sb.table = r.table
 		r.subs[si] = sb
 	}
 	it := &sb.items[sb.n]
@@ -336,6 +382,15 @@ func (e *Engine) send(r *router, si int, sb *subBatch) {
 
 // process adds a sub-batch to the shard's windows.
 func (s *shard) process(sb *subBatch) {
+	// One compare per sub-batch: has a reconfiguration published a table
+	// this shard has not moved to yet, or were these items routed with an
+	// older one?
+	if t := s.e.table.Load(); t != s.table {
+		s.migrate(t)
+	}
+	if sb.table != s.table {
+		s.remapStale(sb)
+	}
 	s.prefetch(sb)
 	for i := range sb.n {
 		it := &sb.items[i]
@@ -472,6 +527,9 @@ func (s *shard) run(ctx context.Context) {
 			s.process(sb)
 			s.e.subs.Put(sb)
 		case <-t.C:
+			if t := s.e.table.Load(); t != s.table {
+				s.migrate(t)
+			}
 			s.tick(s.e.now().Unix())
 			s.publish()
 		}
@@ -524,7 +582,11 @@ func (e *Engine) WindowRates(a netip.Addr, d Direction) (Rates, bool) {
 	if !e.sync {
 		return Rates{}, false
 	}
-	k := tableKey{addr: a.As16(), meta: uint8(d)}
+	return e.windowRates(tableKey{addr: a.As16(), meta: uint8(d)})
+}
+
+// windowRates returns the window rates of key k (a synchronous engine).
+func (e *Engine) windowRates(k tableKey) (Rates, bool) {
 	s := e.shards[int(hashKey(&k)>>40)%len(e.shards)]
 	h := hashKey(&k)
 	for i := h & s.ix.mask; ; i = (i + 1) & s.ix.mask {

@@ -45,7 +45,7 @@ func newEngineMetrics(e *Engine, reg prometheus.Registerer) *engineMetrics {
 		}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kapkan_engine_dropped_records_total",
-			Help: "Records dropped by the engine, by reason (queue_full: a shard could not keep up; too_late: older than the window).",
+			Help: "Records dropped by the engine, by reason (queue_full: a shard could not keep up; too_late: older than the window; reconfigured: routed just before a reconfiguration to a window it removed).",
 		}, []string{"reason"}),
 		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kapkan_engine_coalesced_updates_total",

@@ -11,6 +11,10 @@ import (
 type protected struct {
 	prefix    netip.Prefix
 	hostgroup int
+	// id names the prefix for as long as the engine runs, whatever its
+	// index in this or a later table: it keys the prefix's total windows,
+	// which therefore stay in the same shard across a reconfiguration.
+	id uint32
 }
 
 // hostgroupRuntime is a hostgroup compiled for the hot path.
@@ -30,15 +34,34 @@ type hostgroupRuntime struct {
 
 // prefixTable maps addresses to their most specific protected prefix. It is
 // immutable once built and shared by every goroutine.
+//
+// Entries and items refer to a prefix by its index in one table; a shard
+// notes the table its entries refer to (shard.table) and moves them to a new
+// one when it is published (shard.migrate).
 type prefixTable struct {
 	lookup     bart.Table[uint32]
 	prefixes   []protected
 	hostgroups []hostgroupRuntime
+	// byID maps a prefix id to its index in prefixes; read off the hot path
+	// only (when entries move to a new table).
+	byID map[uint32]uint32
+	// gen counts the tables an engine published: a larger one is newer.
+	gen uint64
+	// layout is shared by consecutive tables with the same prefixes in the
+	// same order: an index into one is the same prefix in the other, and
+	// an address has the same most specific prefix in both.
+	layout uint64
+	// cooldown (seconds) and hysteresis are published with the table so
+	// that they change live, with it.
+	cooldown   int64
+	hysteresis float64
 }
 
-// buildPrefixTable compiles hostgroups. window is in seconds.
-func buildPrefixTable(hgs []Hostgroup, window uint64) (*prefixTable, error) {
-	t := &prefixTable{}
+// buildPrefixTable compiles hostgroups. window is in seconds. ids holds the
+// id of every prefix the engine has known; a prefix seen for the first time
+// gets a new one, added to it.
+func buildPrefixTable(hgs []Hostgroup, window uint64, ids map[netip.Prefix]uint32) (*prefixTable, error) {
+	t := &prefixTable{byID: map[uint32]uint32{}}
 	seen := map[netip.Prefix]string{}
 	for hi, hg := range hgs {
 		rt := hostgroupRuntime{name: hg.Name}
@@ -69,8 +92,14 @@ func buildPrefixTable(hgs []Hostgroup, window uint64) (*prefixTable, error) {
 				return nil, fmt.Errorf("prefix %s is in hostgroups %q and %q", p, other, hg.Name)
 			}
 			seen[p] = hg.Name
+			id, ok := ids[p]
+			if !ok {
+				id = uint32(len(ids))
+				ids[p] = id
+			}
+			t.byID[id] = uint32(len(t.prefixes))
 			t.lookup.Insert(p, uint32(len(t.prefixes)))
-			t.prefixes = append(t.prefixes, protected{prefix: p, hostgroup: hi})
+			t.prefixes = append(t.prefixes, protected{prefix: p, hostgroup: hi, id: id})
 		}
 	}
 	return t, nil
@@ -105,6 +134,20 @@ func hotThresholds(l *[NumMetrics]uint64, window uint64) (hot [numTotals]uint64)
 		}
 	}
 	return hot
+}
+
+// samePrefixes reports whether t and o hold the same prefixes at the same
+// indexes.
+func (t *prefixTable) samePrefixes(o *prefixTable) bool {
+	if len(t.prefixes) != len(o.prefixes) {
+		return false
+	}
+	for i := range t.prefixes {
+		if t.prefixes[i].prefix != o.prefixes[i].prefix {
+			return false
+		}
+	}
+	return true
 }
 
 // find returns the index of the most specific protected prefix holding a.

@@ -56,6 +56,9 @@ type shard struct {
 	id     int
 	window int64 // seconds
 	in     chan *subBatch
+	// table is the prefix table the entries' prefix indexes refer to; the
+	// shard moves to a newer one itself (migrate).
+	table *prefixTable
 
 	ix     index
 	chunks []chunk // entry ei is chunks[ei>>shift].entries[ei&cmask]
@@ -95,8 +98,9 @@ type shardStats struct {
 func newShard(e *Engine, id int, window int64, queue, expect int) *shard {
 	s := &shard{
 		e: e, id: id, window: window,
-		in: make(chan *subBatch, queue),
-		ix: newIndex(max(expect, 1024)),
+		in:    make(chan *subBatch, queue),
+		ix:    newIndex(max(expect, 1024)),
+		table: e.table.Load(),
 	}
 	s.shift = chunkShift(window)
 	s.cmask = 1<<s.shift - 1
