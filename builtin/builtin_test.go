@@ -5,7 +5,7 @@ import (
 
 	"github.com/kapkan-io/kapkan/builtin"
 	"github.com/kapkan-io/kapkan/rules"
-	"github.com/kapkan-io/kapkan/rules/ruletest"
+	"github.com/kapkan-io/kapkan/ruletest"
 )
 
 // TestBuiltinRuleTests runs the built-in rule set's *_test.yaml files with

@@ -61,7 +61,7 @@ func (s *shard) check(ei uint32, now int64) {
 	}
 	if e.attack >= 0 {
 		a := s.attacks[e.attack]
-		r := s.rateNow(ei, now/int64(time.Second))
+		r := s.rateNow(ei, now)
 		for m := range NumMetrics {
 			if r[m] > a.peak[m] {
 				a.peak[m] = r[m]
@@ -100,7 +100,7 @@ func (s *shard) startAttack(ei uint32, now int64, m Metric, rate, limit uint64, 
 		threshold:  limit,
 		lastUpdate: sec,
 	}
-	a.peak = s.rateNow(ei, sec)
+	a.peak = s.rateNow(ei, now)
 	var ai int32
 	if n := len(s.attackFree); n > 0 {
 		ai = s.attackFree[n-1]
@@ -113,6 +113,7 @@ func (s *shard) startAttack(ei uint32, now int64, m Metric, rate, limit uint64, 
 	s.entry(ei).attack = ai
 	s.attackCount++
 	c := s.candidate(a, AttackStarted, sec, true)
+	c.Rates = a.peak // the rate now, at the record's time
 	c.At = c.Started
 	s.emit(c)
 }
@@ -140,7 +141,7 @@ func (s *shard) candidate(a *attackState, kind CandidateKind, sec int64, withSam
 		addr := netip.AddrFrom16(e.addr).Unmap()
 		c.Target = netip.PrefixFrom(addr, addr.BitLen())
 	}
-	c.Rates = s.rateNow(a.entry, sec)
+	c.Rates = s.rateNow(a.entry, sec*int64(time.Second))
 	if withSample {
 		c.Sample = s.sampleCopy(e)
 	}
@@ -171,7 +172,7 @@ func (s *shard) tick(now int64) {
 		}
 		e := s.entry(a.entry)
 		limits, _ := t.limitsFor(e)
-		rates := s.rateNow(a.entry, now)
+		rates := s.rateNow(a.entry, now*int64(time.Second))
 		above, below := false, true
 		for m := range NumMetrics {
 			l := limits[m]

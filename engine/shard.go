@@ -2,6 +2,7 @@ package engine
 
 import (
 	"math/bits"
+	"time"
 
 	"github.com/kapkan-io/kapkan/flow"
 )
@@ -346,40 +347,29 @@ func (s *shard) windowSums(ei uint32, t [numTotals]uint64) (v [NumMetrics]uint64
 	return v
 }
 
-// rateNow is "the rate now" of entry ei at second sec: the one definition
-// that attack events, ladder conditions, code policies and the API see. It
-// is the average over the complete seconds of the window; the second in
-// progress is left out, since a partial second reads as a drop (at a tick
-// the new second is still empty, and a steady 100 000 pps read as 80 000
-// with a 5 s window, so a ladder condition "pps > 90000" never held). When
-// the second in progress already holds traffic, the window's other W-1
-// seconds are averaged. Thresholds still trip on the window sum as records
-// arrive (check), which is what makes detection fast.
-func (s *shard) rateNow(ei uint32, sec int64) (r Rates) {
+// rateNow is "the rate now" of entry ei at now (Unix ns): the one
+// definition that attack events, ladder conditions, code policies and the
+// API see. It is the window's traffic over the time the window spans: its
+// complete seconds and, when the second in progress already holds traffic,
+// the part of that second that has passed. Dividing by the whole window
+// instead read a steady rate low whenever the newest second was young (at
+// a tick it is empty: a steady 100 000 pps read as 80 000 with a 5 s
+// window, so a ladder condition "pps > 90000" never held). Thresholds
+// still trip on the window sum as records arrive (check), which is what
+// makes detection fast.
+func (s *shard) rateNow(ei uint32, now int64) (r Rates) {
+	sec := now / int64(time.Second)
 	if last := int64(s.entry(ei).last); last < sec-1 {
 		s.advance(ei, sec-1) // the seconds since are complete and empty
 	}
 	e := s.entry(ei)
 	sums := s.windowSums(ei, s.totals(ei))
-	n := uint64(s.window)
-	if int64(e.last) >= sec && n > 1 {
-		cur := int64(e.last)
-		b := s.bucket(ei, cur)
-		sums[MetricPPS] -= uint64(b.pkts)
-		sums[MetricBPS] -= b.bytes
-		sums[MetricFPS] -= uint64(b.flows)
-		if e.hot >= 0 {
-			h := &s.hot[e.hot]
-			pb := h.buckets[(cur%s.window)*numClasses : (cur%s.window+1)*numClasses]
-			for c := range numClasses {
-				sums[MetricTCPPPS+Metric(c)] -= pb[c].pkts
-				sums[MetricTCPBPS+Metric(c)] -= pb[c].bytes
-			}
-		}
-		n--
+	span := float64(s.window)
+	if int64(e.last) >= sec && s.window > 1 {
+		span = float64(s.window-1) + float64(now-sec*int64(time.Second))/float64(time.Second)
 	}
 	for m := range NumMetrics {
-		r[m] = sums[m] / n
+		r[m] = uint64(float64(sums[m]) / span)
 	}
 	return r
 }

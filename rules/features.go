@@ -35,6 +35,12 @@ type Features struct {
 	Mbps float64 `expr:"mbps" json:"mbps"`
 	FPS  float64 `expr:"fps" json:"fps"`
 
+	// Threshold is the threshold of the metric that tripped (Mbps for a
+	// byte metric), and OverThreshold that metric's rate now divided by it:
+	// 2 is twice the threshold.
+	Threshold     float64 `expr:"threshold" json:"threshold"`
+	OverThreshold float64 `expr:"over_threshold" json:"over_threshold"`
+
 	// Samples is the number of records in the flow sample.
 	Samples int `expr:"samples" json:"samples"`
 
@@ -80,9 +86,9 @@ func Compute(c *engine.Candidate) Features {
 	f := Features{
 		Target: c.Target.String(), Direction: c.Direction.String(), Hostgroup: c.Hostgroup,
 		Scope: c.Scope.String(), Trigger: c.Trigger.String(), IPv6: c.Target.Addr().Is6(),
-		PPS: float64(c.Rates[engine.MetricPPS]), Mbps: engine.Mbps(c.Rates[engine.MetricBPS]), FPS: float64(c.Rates[engine.MetricFPS]),
 		Samples: len(c.Sample),
 	}
+	f.SetRates(c.Trigger, c.Threshold, c.Rates)
 	// Rates at detection can be below the trip value (the fast trip uses the
 	// newest second); report the larger.
 	if c.Trigger == engine.MetricPPS && float64(c.Rate) > f.PPS {
@@ -91,9 +97,30 @@ func Compute(c *engine.Candidate) Features {
 	if c.Trigger == engine.MetricBPS && engine.Mbps(c.Rate) > f.Mbps {
 		f.Mbps = engine.Mbps(c.Rate)
 	}
+	f.Threshold = metricValue(c.Trigger, c.Threshold)
+	f.SetRates(c.Trigger, c.Threshold, c.Rates)
 	fill(&f, c.Sample)
 	f.sample = c.Sample
 	return f
+}
+
+// SetRates brings the live rates of a running attack into f: pps, mbps,
+// fps and over_threshold (for the metric that tripped, with its threshold).
+func (f *Features) SetRates(trigger engine.Metric, threshold uint64, r engine.Rates) {
+	f.PPS = float64(r[engine.MetricPPS])
+	f.Mbps = engine.Mbps(r[engine.MetricBPS])
+	f.FPS = float64(r[engine.MetricFPS])
+	if threshold > 0 {
+		f.OverThreshold = float64(r[trigger]) / float64(threshold)
+	}
+}
+
+// metricValue is a rate in the unit thresholds use (Mbps for bytes).
+func metricValue(m engine.Metric, v uint64) float64 {
+	if m.IsBytes() {
+		return engine.Mbps(v)
+	}
+	return float64(v)
 }
 
 type sizeWeight struct {

@@ -275,6 +275,9 @@ type Verdict struct {
 	// Unanswered are the WASM rules that gave no answer, in evaluation
 	// order: the verdict is what the other rules say.
 	Unanswered []Unanswered `json:"unanswered,omitempty"`
+	// Decider is the rule that gave the vector: the first matching rule
+	// with one ("" when none did).
+	Decider string `json:"decider,omitempty"`
 }
 
 // Unanswered is a WASM rule that gave no answer, and why.
@@ -351,6 +354,7 @@ func (s *Set) ClassifyContext(ctx context.Context, f *Features) (Verdict, error)
 		}
 		if !vectorSet && !ruleVector.IsZero() {
 			v.Vector = resolveVector(ruleVector, f)
+			v.Decider = r.Name
 			vectorSet = true
 		}
 	}

@@ -11,9 +11,11 @@ import (
 
 	"github.com/kapkan-io/kapkan/config"
 	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/events"
 	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/mitigate"
 	"github.com/kapkan-io/kapkan/mitigate/bgp"
+	"github.com/kapkan-io/kapkan/pipeline"
 	"github.com/kapkan-io/kapkan/policy"
 	"github.com/kapkan-io/kapkan/rules"
 )
@@ -156,19 +158,23 @@ type mitigationJSON struct {
 	DryRun   bool            `json:"dry_run"`
 }
 
-func newMitigationJSON(e *mitigate.Event) mitigationJSON {
-	j := mitigationJSON{Type: "mitigation", ID: e.AttackID, Event: e.Type, Target: e.Route.Target.String(), Ladder: e.Ladder,
-		Step: e.Step, Action: e.Route.Kind.String(), RateMbps: e.Route.RateMbps, At: e.At.UTC().Format(time.RFC3339Nano),
-		Reason: e.Reason, DryRun: e.DryRun}
-	if !e.Route.Match.IsZero() {
-		v := e.Route.Match
+// mitigationEventNames are replay's words for the mitigation events.
+var mitigationEventNames = map[events.Kind]string{
+	events.MitigationAnnounced: "announce", events.MitigationWithdrawn: "withdraw", events.MitigationRenewed: "renew",
+	events.MitigationRefused: "refused", events.MitigationFailed: "failed", events.MitigationNone: "none",
+}
+
+func newMitigationJSON(ev *events.Event) mitigationJSON {
+	e := ev.Mitigation
+	j := mitigationJSON{Type: "mitigation", ID: e.AttackID, Event: mitigationEventNames[ev.Kind], Target: e.Target.String(),
+		Ladder: e.Ladder, Step: e.Step, Action: e.Action.String(), RateMbps: e.RateMbps,
+		At: ev.At.UTC().Format(time.RFC3339Nano), Reason: e.Reason, Error: e.Err, DryRun: e.DryRun}
+	if !e.Match.IsZero() {
+		v := e.Match
 		j.Match = &v
 	}
-	if !e.Action.Expires.IsZero() {
-		j.Expires = e.Action.Expires.UTC().Format(time.RFC3339Nano)
-	}
-	if e.Err != nil {
-		j.Error = e.Err.Error()
+	if !e.Expires.IsZero() {
+		j.Expires = e.Expires.UTC().Format(time.RFC3339Nano)
 	}
 	return j
 }
@@ -265,4 +271,9 @@ func communities(list []string) ([]uint32, error) {
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// pipelineConfigFrom is the verdict path's part of the configuration.
+func pipelineConfigFrom(cfg *config.Config, workers int) pipeline.Config {
+	return pipeline.Config{Workers: workers}
 }

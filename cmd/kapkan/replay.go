@@ -14,9 +14,11 @@ import (
 
 	"github.com/kapkan-io/kapkan/config"
 	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/events"
 	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/ingest"
 	"github.com/kapkan-io/kapkan/mitigate"
+	"github.com/kapkan-io/kapkan/pipeline"
 	"github.com/kapkan-io/kapkan/rules"
 	"github.com/kapkan-io/kapkan/rules/wasm"
 )
@@ -190,6 +192,43 @@ func diffVerdicts(a, b []attackJSON) []string {
 	return out
 }
 
+// renderReplay renders an event as replay's JSON line, or nil for the events
+// replay does not print (rate updates, escalations: the mitigation lines
+// show those).
+func renderReplay(e *events.Event) any {
+	switch {
+	case e.Attack != nil && (e.Kind == events.AttackStarted || e.Kind == events.AttackEnded):
+		j := newAttackJSON(e.Kind, e.Attack)
+		return &j
+	case e.Mitigation != nil:
+		j := newMitigationJSON(e)
+		return &j
+	}
+	return nil
+}
+
+// countingHandler counts the errors the verdict path logs, for replay's
+// exit status, and passes every record on.
+type countingHandler struct {
+	slog.Handler
+	n *int
+}
+
+func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		*h.n++
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h countingHandler) WithAttrs(a []slog.Attr) slog.Handler {
+	return countingHandler{h.Handler.WithAttrs(a), h.n}
+}
+
+func (h countingHandler) WithGroup(g string) slog.Handler {
+	return countingHandler{h.Handler.WithGroup(g), h.n}
+}
+
 // replayOnce decodes the captures through the engine, classifies every
 // attack with set and hands each output line to emit. It returns the
 // summary (also emitted last) and the exit status.
@@ -208,48 +247,47 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 		return sum, 1
 	}
 	status := 0
-	// The same policy and safety model as the daemon, clocked by the
-	// capture, with no speaker and no state file; its events are the
-	// mitigation lines, so it logs nothing itself.
+	// The daemon's verdict path, clocked by the capture: the same policy and
+	// safety model, with no speaker and no state file. What it decides is
+	// published into an event ring; replay's lines are rendered from it.
+	ring := events.NewRing(1<<14, nil)
+	rd := ring.NewReader("replay", ring.Last()+1)
 	mit, err := newMitigation(ctx, noPeers(cfg), "", slog.New(slog.DiscardHandler), nil, func(e mitigate.Event) {
-		m := newMitigationJSON(&e)
-		emit(&m)
+		ring.Publish(pipeline.MitigationEvent(&e))
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
 		return sum, 1
 	}
 	defer mit.close()
-	ladder := func(err error) {
-		if err != nil {
-			fmt.Fprintf(stderr, "kapkan replay: ladder: %v\n", err)
-			status = 1
+	var nerrs int
+	pl, err := pipeline.New(pipelineConfigFrom(cfg, 1), pipeline.Deps{Rules: func() *rules.Set { return set },
+		Mitigator: mit.mgr, Events: ring, Log: slog.New(countingHandler{log.Handler(), &nerrs})})
+	if err != nil {
+		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
+		return sum, 1
+	}
+	drain := func() {
+		for {
+			e, ok := rd.TryNext()
+			if !ok {
+				return
+			}
+			if line := renderReplay(&e); line != nil {
+				emit(line)
+			}
 		}
 	}
 	printCandidates := func() {
 		for _, c := range eng.Drain() {
-			switch c.Kind {
-			case engine.AttackStarted:
+			if c.Kind == engine.AttackStarted {
 				sum.Attacks++
-				j := newAttackJSON(&c)
-				v, f, err := classifyInto(&j, set, &c)
-				if err != nil {
-					fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
-					status = 1
-				}
-				emit(&j)
-				ladder(mit.candidate(&c, set, v, f))
-			case engine.AttackUpdated:
-				ladder(mit.candidate(&c, set, rules.Verdict{}, rules.Features{}))
-			case engine.AttackEnded:
-				j := newAttackJSON(&c)
-				if _, _, err := classifyInto(&j, set, &c); err != nil {
-					fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
-					status = 1
-				}
-				emit(&j)
-				ladder(mit.candidate(&c, set, rules.Verdict{}, rules.Features{}))
 			}
+			pl.Handle(ctx, &c)
+			drain()
+		}
+		if nerrs > 0 {
+			status = 1
 		}
 	}
 	sink := flow.SinkFunc(func(b *flow.Batch) {
@@ -283,6 +321,7 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 	tick := func(now time.Time) {
 		eng.Tick(now)
 		mit.mgr.Tick(now)
+		drain()
 	}
 	clock := ingest.ReplayClock{Tick: tick, Batcher: batcher,
 		MaxTicks: int64((ecfg.Window+cfg.Detection.Cooldown.Duration)/time.Second) + 2}
@@ -328,6 +367,7 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 	// Show when the actions of ended attacks would be withdrawn: at their
 	// TTL, after the capture.
 	mit.expireIdle()
+	drain()
 	emit(&sum)
 	return sum, status
 }

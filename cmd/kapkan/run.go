@@ -22,9 +22,11 @@ import (
 
 	"github.com/kapkan-io/kapkan/config"
 	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/events"
 	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/ingest"
-	"github.com/kapkan-io/kapkan/rules"
+	"github.com/kapkan-io/kapkan/mitigate"
+	"github.com/kapkan-io/kapkan/pipeline"
 )
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -74,6 +76,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
+// eventRingSize is how many events the daemon keeps for its readers (the
+// log, and later the API, store and notifiers).
+const eventRingSize = 1 << 14
+
 // loadConfig loads path, or the embedded defaults when path is empty.
 func loadConfig(path string) (*config.Config, error) {
 	if path == "" {
@@ -91,6 +97,8 @@ type daemon struct {
 	engine    *engine.Engine
 	rules     *ruleRuntime
 	mit       *mitigation
+	events    *events.Ring
+	pipeline  *pipeline.Pipeline
 	listeners []*ingest.Listener
 	http      *http.Server
 	httpLn    net.Listener
@@ -114,9 +122,17 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	if d.rules, err = newRuleRuntime(cfg.Rules.Dirs, log, d.registry); err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
+	d.events = events.NewRing(eventRingSize, d.registry)
 	// The speaker starts here: in dry-run too, so that sessions come up.
-	if d.mit, err = newMitigation(context.Background(), cfg, cfg.Mitigation.StateFile, log, d.registry, nil); err != nil {
+	if d.mit, err = newMitigation(context.Background(), cfg, cfg.Mitigation.StateFile, log, d.registry, func(e mitigate.Event) {
+		d.events.Publish(pipeline.MitigationEvent(&e))
+	}); err != nil {
 		return nil, fmt.Errorf("mitigation: %w", err)
+	}
+	if d.pipeline, err = pipeline.New(pipelineConfigFrom(cfg, 0), pipeline.Deps{Rules: d.rules.Set, Mitigator: d.mit.mgr,
+		Events: d.events, Log: log, Registerer: d.registry}); err != nil {
+		d.mit.close()
+		return nil, err
 	}
 	if n, err := d.mit.mgr.Restore(time.Now()); err != nil {
 		d.mit.close()
@@ -171,16 +187,9 @@ func (d *daemon) close() {
 func (d *daemon) run(ctx context.Context) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.engine.Run(ctx) })
-	g.Go(func() error {
-		for {
-			select {
-			case <-ctx.Done():
-				return nil
-			case c := <-d.engine.Candidates():
-				d.handleCandidate(&c)
-			}
-		}
-	})
+	g.Go(func() error { return d.pipeline.Run(ctx, d.engine.Candidates()) })
+	logReader := d.events.NewReader("log", d.events.Last()+1)
+	g.Go(func() error { return events.RunLog(ctx, logReader, d.log) })
 	for _, l := range d.listeners {
 		g.Go(func() error { return l.Run(ctx) })
 	}
@@ -208,25 +217,6 @@ func (d *daemon) run(ctx context.Context) error {
 	st := d.engine.Stats()
 	d.log.Info("kapkan stopped", "records", st.Records, "active_attacks", st.Attacks)
 	return err
-}
-
-// handleCandidate classifies an attack with the running rules, logs it,
-// and feeds it to the ladders.
-func (d *daemon) handleCandidate(c *engine.Candidate) {
-	var v rules.Verdict
-	var f rules.Features
-	set := d.rules.Set()
-	if c.Kind == engine.AttackStarted || c.Kind == engine.AttackEnded {
-		f = rules.Compute(c)
-		var err error
-		if v, err = set.Classify(&f); err != nil {
-			d.log.Error("classification failed", "id", c.ID, "err", err)
-		}
-	}
-	logCandidate(d.log, c, &v)
-	if err := d.mit.candidate(c, set, v, f); err != nil {
-		d.log.Error("escalation policy failed; the attack keeps its current mitigation", "id", c.ID, "err", err)
-	}
 }
 
 // handleSignals reloads the rules on SIGHUP (the rest of the configuration

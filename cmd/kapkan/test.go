@@ -13,7 +13,7 @@ import (
 
 	"github.com/kapkan-io/kapkan/builtin"
 	"github.com/kapkan-io/kapkan/rules"
-	"github.com/kapkan-io/kapkan/rules/ruletest"
+	"github.com/kapkan-io/kapkan/ruletest"
 )
 
 // cmdTest runs the rule tests of a directory: `kapkan test DIR`.

@@ -7,10 +7,12 @@ package ruletest
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
+	"log/slog"
 	"net/netip"
 	"path"
 	"slices"
@@ -22,11 +24,12 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/events"
 	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/ingest"
 	"github.com/kapkan-io/kapkan/ingest/demo"
-	"github.com/kapkan-io/kapkan/policy"
+	"github.com/kapkan-io/kapkan/pipeline"
 	"github.com/kapkan-io/kapkan/rules"
 )
 
@@ -204,16 +207,11 @@ func runTest(fsys fs.FS, file string, t *Test, set *rules.Set, opts Options) Res
 		fail("%v", err)
 		return res
 	}
-	for _, c := range started {
-		f := rules.Compute(&c)
-		v, err := set.Classify(&f)
-		if err != nil {
-			fail("classify %s: %v", c.Target, err)
-			continue
-		}
-		res.Verdicts[c.Target.Addr().String()] = v
+	for _, a := range started {
+		res.Verdicts[a.c.Target.Addr().String()] = a.v
 		if opts.Explain {
-			res.Explain = append(res.Explain, explain(set, &f, c.Target.String())...)
+			f := rules.Compute(&a.c)
+			res.Explain = append(res.Explain, explain(set, &f, a.c.Target.String())...)
 		}
 	}
 	if t.NoAttack && len(started) > 0 {
@@ -245,9 +243,50 @@ func runTest(fsys fs.FS, file string, t *Test, set *rules.Set, opts Options) Res
 	return res
 }
 
-// detect replays the test's traffic through ingest and a synchronous engine.
-// It returns the attacks started and, per target, the first ladder action.
-func detect(fsys fs.FS, file string, t *Test, set *rules.Set) ([]engine.Candidate, map[string]string, error) {
+// detected is an attack the test's traffic started, with the verdict the
+// pipeline gave it (the last, when it was classified again).
+type detected struct {
+	c engine.Candidate
+	v rules.Verdict
+}
+
+// recorder keeps what the pipeline decided: the verdicts of the attacks and
+// each target's first ladder action.
+type recorder struct {
+	started []detected
+	index   map[uint64]int
+	actions map[string]string
+	errs    []string
+}
+
+func (r *recorder) Apply(d flowspec.Decision) error {
+	if k := d.Target.Addr().String(); !d.Withdraw && r.actions[k] == "" {
+		r.actions[k] = d.Action.String()
+	}
+	return nil
+}
+
+// Enabled, Handle, WithAttrs and WithGroup make the recorder the
+// pipeline's log: its errors fail the test.
+func (r *recorder) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelError }
+func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
+	msg := rec.Message
+	rec.Attrs(func(a slog.Attr) bool {
+		if a.Key == "err" || a.Key == "target" {
+			msg += " " + a.Key + "=" + a.Value.String()
+		}
+		return true
+	})
+	r.errs = append(r.errs, msg)
+	return nil
+}
+func (r *recorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *recorder) WithGroup(string) slog.Handler      { return r }
+
+// detect replays the test's traffic through ingest, a synchronous engine
+// and the verdict path (pipeline) the daemon runs. It returns the attacks
+// started with their verdicts and, per target, the first ladder action.
+func detect(fsys fs.FS, file string, t *Test, set *rules.Set) ([]detected, map[string]string, error) {
 	prefixes := t.Prefixes
 	if len(prefixes) == 0 {
 		prefixes = []string{"203.0.113.0/24", "2001:db8:1::/48"}
@@ -272,21 +311,28 @@ func detect(fsys fs.FS, file string, t *Test, set *rules.Set) ([]engine.Candidat
 	}
 	dec := ingest.New(ingest.Options{}, ingest.Deps{})
 	b := ingest.NewBatcher(nil, eng)
-	var started []engine.Candidate
-	actions := map[string]string{}
-	tracker := policy.New()
+	rec := &recorder{index: map[uint64]int{}, actions: map[string]string{}}
+	pub := eventsFunc(func(e events.Event) {
+		if e.Attack == nil || (e.Kind != events.AttackStarted && e.Kind != events.AttackUpdated) {
+			return
+		}
+		v := rules.Verdict{Labels: e.Attack.Labels, Vector: e.Attack.Vector, Rules: e.Attack.Rules, Decider: e.Attack.Decider}
+		if i, ok := rec.index[e.Attack.ID]; ok {
+			rec.started[i].v = v
+		}
+	})
+	pl, err := pipeline.New(pipeline.Config{Workers: 1}, pipeline.Deps{Rules: func() *rules.Set { return set },
+		Mitigator: rec, Events: pub, Log: slog.New(rec)})
+	if err != nil {
+		return nil, nil, err
+	}
 	collect := func() {
 		for _, c := range eng.Drain() {
-			if c.Kind != engine.AttackStarted {
-				continue
+			if c.Kind == engine.AttackStarted {
+				rec.index[c.ID] = len(rec.started)
+				rec.started = append(rec.started, detected{c: c})
 			}
-			started = append(started, c)
-			f := rules.Compute(&c)
-			v, _ := set.Classify(&f)
-			ds, _ := tracker.Start(&c, v, set.Ladder(c.Hostgroup, v.Labels), f)
-			if len(ds) > 0 {
-				actions[c.Target.Addr().String()] = ds[0].Action.String()
-			}
+			pl.Handle(context.Background(), &c)
 		}
 	}
 	clock := ingest.ReplayClock{Tick: eng.Tick, Batcher: b}
@@ -329,7 +375,18 @@ func detect(fsys fs.FS, file string, t *Test, set *rules.Set) ([]engine.Candidat
 	}
 	b.Flush()
 	collect()
-	return started, actions, nil
+	if len(rec.errs) > 0 {
+		return rec.started, rec.actions, errors.New(strings.Join(rec.errs, "; "))
+	}
+	return rec.started, rec.actions, nil
+}
+
+// eventsFunc is a pipeline.Publisher that calls a function.
+type eventsFunc func(events.Event)
+
+func (f eventsFunc) Publish(e events.Event) uint64 {
+	f(e)
+	return 0
 }
 
 func scenario(t *Traffic, prefixes []netip.Prefix) (demo.Scenario, error) {

@@ -1,0 +1,452 @@
+// Package pipeline is the stage after the engine, written once: it takes
+// the engine's attack candidates, computes what classifiers see, classifies
+// each attack with the running rule set (again while the verdict stood on a
+// small flow sample), follows it on its ladder or code policy, hands the
+// decisions to mitigate and publishes what happened as events. `kapkan
+// run`, `kapkan replay` and `kapkan test` all use it: none keeps a copy.
+//
+// Attacks are handled concurrently, up to a bound: each attack has its own
+// queue, drained in order by one goroutine at a time, so an attack's events
+// keep their order (started → updated → ended, a ladder step never before
+// its attack's start) while a slow classification holds up no other attack,
+// and its own only for the classification budget.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/events"
+	"github.com/kapkan-io/kapkan/flowspec"
+	"github.com/kapkan-io/kapkan/policy"
+	"github.com/kapkan-io/kapkan/rules"
+)
+
+// Publisher receives what the pipeline decided (events.Ring).
+type Publisher interface {
+	Publish(events.Event) uint64
+}
+
+// Mitigator carries out decisions (mitigate.Manager): it applies the safety
+// model and reports refusals itself, as events.
+type Mitigator interface {
+	Apply(flowspec.Decision) error
+}
+
+// Config tunes the stage.
+type Config struct {
+	// Workers is how many attacks are handled at once (default 64): the
+	// bound on concurrent classifications. WASM modules are bounded again
+	// by their instances, and waiting for one counts in the budget.
+	Workers int
+	// Budget bounds the classification of one attack, every module call
+	// included (default 500ms). Expr rules answer even when it is spent.
+	Budget time.Duration
+	// MinSample is the number of flow records from which a verdict is
+	// final (default 64). Below it, the attack is classified again with
+	// each update (whose sample has grown) until the verdict holds twice in
+	// a row or the sample is large enough.
+	MinSample int
+	// QueueSize is how many candidates may wait per attack (default 16).
+	// Beyond it the oldest waiting rate update is dropped (counted): a
+	// later one carries newer rates. Starts and ends are never dropped.
+	QueueSize int
+}
+
+func (c *Config) defaults() {
+	if c.Workers <= 0 {
+		c.Workers = 64
+	}
+	if c.Budget <= 0 {
+		c.Budget = 500 * time.Millisecond
+	}
+	if c.MinSample <= 0 {
+		c.MinSample = 64
+	}
+	if c.QueueSize <= 0 {
+		c.QueueSize = 16
+	}
+}
+
+// Deps are the stage's collaborators.
+type Deps struct {
+	// Rules returns the running rule set (it changes on reload).
+	Rules func() *rules.Set
+	// Mitigator, when set, receives every decision; without one decisions
+	// are only published.
+	Mitigator Mitigator
+	// Events receives every event; required.
+	Events Publisher
+	// Log gets errors that are not events (nil: discarded).
+	Log *slog.Logger
+	// Registerer receives the stage's metrics (nil: not registered).
+	Registerer prometheus.Registerer
+}
+
+// Pipeline is the verdict path.
+type Pipeline struct {
+	cfg  Config
+	deps Deps
+	log  *slog.Logger
+	sem  chan struct{} // one slot per attack being handled
+
+	mu      sync.Mutex
+	attacks map[uint64]*attack
+
+	candidates   *prometheus.CounterVec
+	errorsTotal  *prometheus.CounterVec
+	dropped      prometheus.Counter
+	reclassified prometheus.Counter
+	noAction     prometheus.Counter
+	classifySecs prometheus.Histogram
+}
+
+// attack is what the pipeline keeps of a running attack. Its candidates
+// are handled by one goroutine at a time.
+type attack struct {
+	// queue and running are guarded by Pipeline.mu.
+	queue   []engine.Candidate
+	running bool
+
+	tracker *policy.Tracker
+	verdict rules.Verdict
+	// records is the size of the sample the verdict stood on.
+	records int
+	// final: the verdict is not made again.
+	final bool
+	// unmitigated is the reason published for having no action in force
+	// ("" while one is).
+	unmitigated string
+}
+
+// New builds the stage; it starts nothing.
+func New(cfg Config, deps Deps) (*Pipeline, error) {
+	cfg.defaults()
+	if deps.Rules == nil || deps.Events == nil {
+		return nil, errors.New("pipeline: Rules and Events are required")
+	}
+	log := deps.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Pipeline{cfg: cfg, deps: deps, log: log.With("component", "pipeline"),
+		candidates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kapkan_pipeline_candidates_total",
+			Help: "Attack candidates handled, by kind (started, updated, cooling, ended).",
+		}, []string{"kind"}),
+		errorsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kapkan_pipeline_errors_total",
+			Help: "Errors of the verdict path by stage (classify, policy); the attack goes on with what the other rules said.",
+		}, []string{"stage"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kapkan_pipeline_dropped_updates_total",
+			Help: "Rate updates dropped because their worker's queue was full (starts and ends are never dropped).",
+		}),
+		reclassified: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kapkan_pipeline_reclassified_total",
+			Help: "Verdicts that changed when an attack was classified again on a larger flow sample.",
+		}),
+		noAction: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kapkan_pipeline_unmitigated_total",
+			Help: "Attacks detected with no action in force, each with its reason as an event.",
+		}),
+		classifySecs: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kapkan_pipeline_classify_seconds",
+			Help:    "Time to classify one attack, every rule and module included.",
+			Buckets: []float64{0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2},
+		}),
+	}
+	for _, k := range []string{"started", "updated", "cooling", "ended"} {
+		p.candidates.WithLabelValues(k)
+	}
+	for _, s := range []string{"classify", "policy"} {
+		p.errorsTotal.WithLabelValues(s)
+	}
+	if r := deps.Registerer; r != nil {
+		for _, c := range []prometheus.Collector{p.candidates, p.errorsTotal, p.dropped, p.reclassified, p.noAction, p.classifySecs} {
+			if err := r.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	p.sem = make(chan struct{}, cfg.Workers)
+	p.attacks = map[uint64]*attack{}
+	return p, nil
+}
+
+// Handle runs one candidate through the stage in the caller's goroutine
+// (replay and rule tests, which are clocked by their data). Do not mix it
+// with Run.
+func (p *Pipeline) Handle(ctx context.Context, c *engine.Candidate) {
+	p.handle(ctx, p.attackOf(c), c)
+}
+
+// attackOf returns the state of c's attack, made at its start.
+func (p *Pipeline) attackOf(c *engine.Candidate) *attack {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	a := p.attacks[c.ID]
+	if a == nil {
+		a = &attack{tracker: policy.New()}
+		p.attacks[c.ID] = a
+	}
+	return a
+}
+
+// Run handles the candidates of in until ctx ends or in is closed.
+func (p *Pipeline) Run(ctx context.Context, in <-chan engine.Candidate) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case c, ok := <-in:
+			if !ok {
+				return nil
+			}
+			p.dispatch(ctx, &wg, c)
+		}
+	}
+}
+
+// dispatch queues a candidate on its attack and starts the attack's
+// goroutine when none runs. A rate update replaces one still waiting.
+func (p *Pipeline) dispatch(ctx context.Context, wg *sync.WaitGroup, c engine.Candidate) {
+	a := p.attackOf(&c)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(a.queue); c.Kind == engine.AttackUpdated && n > 0 && a.queue[n-1].Kind == engine.AttackUpdated {
+		a.queue[n-1] = c // latest wins
+		p.dropped.Inc()
+	} else if n >= p.cfg.QueueSize && c.Kind == engine.AttackUpdated {
+		p.dropped.Inc()
+	} else {
+		a.queue = append(a.queue, c)
+	}
+	if a.running {
+		return
+	}
+	a.running = true
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		p.drain(ctx, a)
+	}()
+}
+
+// drain handles an attack's queue, holding one of the Workers slots.
+func (p *Pipeline) drain(ctx context.Context, a *attack) {
+	select {
+	case p.sem <- struct{}{}:
+		defer func() { <-p.sem }()
+	case <-ctx.Done():
+		p.mu.Lock()
+		a.running = false
+		p.mu.Unlock()
+		return
+	}
+	for {
+		p.mu.Lock()
+		if len(a.queue) == 0 || ctx.Err() != nil {
+			a.running = false
+			p.mu.Unlock()
+			return
+		}
+		c := a.queue[0]
+		a.queue = a.queue[1:]
+		p.mu.Unlock()
+		p.handle(ctx, a, &c)
+	}
+}
+
+func (p *Pipeline) handle(ctx context.Context, a *attack, c *engine.Candidate) {
+	p.candidates.WithLabelValues(c.Kind.String()).Inc()
+	switch c.Kind {
+	case engine.AttackStarted:
+		set := p.deps.Rules()
+		f := p.classify(ctx, set, c, a)
+		a.final = a.records >= p.cfg.MinSample
+		p.publish(attackEvent(events.AttackStarted, c, a))
+		ds, err := a.tracker.Start(c, a.verdict, set.Ladder(c.Hostgroup, a.verdict.Labels), f)
+		p.apply(c, ds, err)
+		p.sayWhy(c, a)
+	case engine.AttackUpdated:
+		if !a.final && len(c.Sample) > a.records {
+			p.reclassify(ctx, c, a)
+		}
+		ds, err := a.tracker.Update(c)
+		p.publish(attackEvent(events.AttackUpdated, c, a))
+		p.apply(c, ds, err)
+		p.sayWhy(c, a)
+	case engine.AttackEnded:
+		p.mu.Lock()
+		delete(p.attacks, c.ID)
+		p.mu.Unlock()
+		if !a.final && len(c.Sample) > a.records {
+			// The end's sample is the largest the attack had.
+			p.classify(ctx, p.deps.Rules(), c, a)
+		}
+		p.publish(attackEvent(events.AttackEnded, c, a))
+		p.apply(c, a.tracker.End(c), nil)
+	}
+}
+
+// reclassify classifies a running attack again on its grown sample; a
+// better verdict restarts its ladder.
+func (p *Pipeline) reclassify(ctx context.Context, c *engine.Candidate, a *attack) {
+	before := a.verdict
+	set := p.deps.Rules()
+	f := p.classify(ctx, set, c, a)
+	same := slices.Equal(before.Labels, a.verdict.Labels) && before.Vector.String() == a.verdict.Vector.String()
+	if same || a.records >= p.cfg.MinSample {
+		a.final = true
+	}
+	if same {
+		return
+	}
+	p.reclassified.Inc()
+	ds, err := a.tracker.Reclassify(c, a.verdict, set.Ladder(c.Hostgroup, a.verdict.Labels), f)
+	p.apply(c, ds, err)
+}
+
+// classify computes the features of c and classifies them within the
+// budget, filling a's verdict. An error counts; the verdict is what the
+// rules that answered said.
+func (p *Pipeline) classify(ctx context.Context, set *rules.Set, c *engine.Candidate, a *attack) rules.Features {
+	f := rules.Compute(c)
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.Budget)
+	defer cancel()
+	start := time.Now()
+	v, err := set.ClassifyContext(ctx, &f)
+	p.classifySecs.Observe(time.Since(start).Seconds())
+	if err != nil {
+		p.errorsTotal.WithLabelValues("classify").Inc()
+		p.log.Error("classification failed; the attack goes on with what the other rules said", "id", c.ID, "target", c.Target.String(), "err", err)
+	}
+	if v.Vector.IsZero() {
+		if m, ok := dominantProtocol(&f); ok {
+			v.Vector, v.Decider = m, "dominant-protocol"
+		}
+	}
+	a.verdict, a.records = v, len(c.Sample)
+	return f
+}
+
+// dominantShare is the share of packets from which one protocol is the
+// attack's vector when no rule gave one.
+const dominantShare = 0.9
+
+// dominantProtocol is the fallback vector of an attack no rule described:
+// its protocol, when one carries nearly all of its packets. A FlowSpec rule
+// on it spares the target's other traffic, where a blackhole would not.
+func dominantProtocol(f *rules.Features) (flowspec.Match, bool) {
+	if f.Samples == 0 {
+		return flowspec.Match{}, false
+	}
+	for _, p := range []struct {
+		share float64
+		name  string
+	}{{f.UDPShare, "udp"}, {f.TCPShare, "tcp"}, {f.ICMPShare, "icmp"}} {
+		if p.share >= dominantShare {
+			if p.name == "icmp" && f.IPv6 {
+				p.name = "icmpv6"
+			}
+			return flowspec.Match{Protocol: p.name}, true
+		}
+	}
+	return flowspec.Match{}, false
+}
+
+// apply hands decisions to the mitigator; the mitigator publishes what it
+// did (announce, withdraw, refusal). A policy error leaves the attack's
+// mitigation as it is.
+func (p *Pipeline) apply(c *engine.Candidate, ds []flowspec.Decision, err error) {
+	if err != nil {
+		p.errorsTotal.WithLabelValues("policy").Inc()
+		p.log.Error("escalation policy failed; the attack keeps its current mitigation", "id", c.ID, "target", c.Target.String(), "err", err)
+	}
+	for _, d := range ds {
+		if !d.Withdraw && !d.Replaced && d.Step > 1 {
+			p.publish(escalationEvent(c, &d))
+		}
+		if p.deps.Mitigator != nil {
+			_ = p.deps.Mitigator.Apply(d) // refusals are the mitigator's events
+		}
+	}
+}
+
+// sayWhy publishes, once per reason, why an attack has no action in force.
+func (p *Pipeline) sayWhy(c *engine.Candidate, a *attack) {
+	why := a.tracker.Why(c.ID)
+	if why == "" || why == a.unmitigated {
+		if why == "" {
+			a.unmitigated = ""
+		}
+		return
+	}
+	if a.unmitigated == "" {
+		p.noAction.Inc()
+	}
+	a.unmitigated = why
+	p.publish(events.Event{Kind: events.MitigationNone, At: c.At,
+		Mitigation: &events.Mitigation{AttackID: c.ID, Target: c.Target, Reason: why}})
+}
+
+func (p *Pipeline) publish(e events.Event) { p.deps.Events.Publish(e) }
+
+// MetricValue is a rate in the unit thresholds use (Mbps for byte metrics),
+// rounded to a thousandth.
+func MetricValue(m engine.Metric, v uint64) float64 {
+	if m.IsBytes() {
+		return math.Round(engine.Mbps(v)*1000) / 1000
+	}
+	return float64(v)
+}
+
+// RatesMap is rates by metric name, the totals always and the
+// per-protocol ones when not zero.
+func RatesMap(r engine.Rates) map[string]float64 {
+	out := make(map[string]float64, engine.NumMetrics)
+	for m := range engine.NumMetrics {
+		if r[m] != 0 || m < 3 {
+			out[m.String()] = MetricValue(m, r[m])
+		}
+	}
+	return out
+}
+
+func attackEvent(kind events.Kind, c *engine.Candidate, a *attack) events.Event {
+	v := &a.verdict
+	e := &events.Attack{
+		ID: c.ID, Target: c.Target, Scope: c.Scope.String(), Direction: c.Direction.String(), Hostgroup: c.Hostgroup,
+		Started: c.Started, Trigger: c.Trigger.String(), Rate: MetricValue(c.Trigger, c.Rate),
+		Threshold: MetricValue(c.Trigger, c.Threshold), Rates: RatesMap(c.Rates), SampleRecords: a.records,
+		Labels: v.Labels, Vector: v.Vector, Rules: v.Rules, Decider: v.Decider,
+	}
+	for _, u := range v.Unanswered {
+		e.Skipped = append(e.Skipped, u.Rule+" ("+u.Reason+")")
+	}
+	if kind == events.AttackEnded {
+		e.Ended = c.At
+		e.Peak = RatesMap(c.Peak)
+	}
+	return events.Event{Kind: kind, At: c.At, Attack: e}
+}
+
+func escalationEvent(c *engine.Candidate, d *flowspec.Decision) events.Event {
+	return events.Event{Kind: events.AttackEscalated, At: d.At, Attack: &events.Attack{
+		ID: c.ID, Target: c.Target, Scope: c.Scope.String(), Direction: c.Direction.String(), Hostgroup: c.Hostgroup,
+		Started: c.Started, Trigger: c.Trigger.String(), Rates: RatesMap(c.Rates),
+		Ladder: d.Ladder, Step: d.Step, Action: d.Action, Vector: d.Vector, Reason: fmt.Sprint(d.Reason),
+	}}
+}

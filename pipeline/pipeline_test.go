@@ -1,0 +1,304 @@
+package pipeline_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kapkan-io/kapkan/builtin"
+	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/events"
+	"github.com/kapkan-io/kapkan/flow"
+	"github.com/kapkan-io/kapkan/flowspec"
+	"github.com/kapkan-io/kapkan/internal/testutil"
+	"github.com/kapkan-io/kapkan/pipeline"
+	"github.com/kapkan-io/kapkan/rules"
+	"github.com/kapkan-io/kapkan/rules/wasm"
+	"github.com/kapkan-io/kapkan/rules/wasm/wasmtest"
+)
+
+// recorder is the mitigator and the event sink of a test: it keeps every
+// decision and event with when it arrived.
+type recorder struct {
+	mu        sync.Mutex
+	decisions []flowspec.Decision
+	firstAt   map[uint64]time.Time
+	events    []events.Event
+}
+
+func newRecorder() *recorder { return &recorder{firstAt: map[uint64]time.Time{}} }
+
+func (r *recorder) Apply(d flowspec.Decision) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.decisions = append(r.decisions, d)
+	if _, ok := r.firstAt[d.AttackID]; !ok {
+		r.firstAt[d.AttackID] = time.Now()
+	}
+	return nil
+}
+
+func (r *recorder) Publish(e events.Event) uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+	return uint64(len(r.events))
+}
+
+func (r *recorder) kinds(id uint64) []events.Kind {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []events.Kind
+	for _, e := range r.events {
+		switch {
+		case e.Attack != nil && e.Attack.ID == id, e.Mitigation != nil && e.Mitigation.AttackID == id:
+			out = append(out, e.Kind)
+		}
+	}
+	return out
+}
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// candidate is a UDP flood on target from source port 53 with a flow
+// sample of n records (a DNS amplification the built-in rules label).
+func candidate(id uint64, target string, kind engine.CandidateKind, n int, at time.Time) engine.Candidate {
+	a := netip.MustParseAddr(target)
+	c := engine.Candidate{Kind: kind, ID: id, Target: netip.PrefixFrom(a, a.BitLen()), Hostgroup: "customers",
+		Trigger: engine.MetricPPS, Rate: 200_000, Threshold: 50_000, Started: at, At: at}
+	c.Rates[engine.MetricPPS] = 200_000
+	c.Rates[engine.MetricBPS] = 200_000 * 1400
+	for i := range n {
+		c.Sample = append(c.Sample, flow.Record{
+			Src: netip.AddrFrom4([4]byte{198, 51, 100, byte(1 + i%200)}).As16(), Dst: a.As16(),
+			SrcPort: 53, DstPort: uint16(1024 + i), Proto: 17, Bytes: 1400, Packets: 1, SamplingRate: 1000,
+			Flags: flow.FlagHasIP})
+	}
+	return c
+}
+
+func builtinSet(t *testing.T, host *wasm.Host, dirs ...string) *rules.Set {
+	t.Helper()
+	var srcs []rules.Source
+	for _, d := range dirs {
+		srcs = append(srcs, rules.Dir(d))
+	}
+	srcs = append(srcs, rules.Source{FS: builtin.Classify(), Name: "builtin", Builtin: true})
+	set, err := rules.CompileWith(host, srcs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = set.Close() })
+	return set
+}
+
+// TestHangingModuleDelaysNoAttack is the issue's case: three rules name a
+// module that runs into its 1 s timeout, and ten attacks start at once.
+// Every attack is classified (by the expr rules) and its mitigation
+// requested within 1 s; the module is suspended and counted.
+func TestHangingModuleDelaysNoAttack(t *testing.T) {
+	dir := t.TempDir()
+	wasmtest.Write(t, "bad/loop", dir, "loop.wasm")
+	if err := os.WriteFile(filepath.Join(dir, "ops.yaml"), []byte(`kapkan_rules: 1
+rules:
+  - {name: hang-a, wasm: loop.wasm, limits: {timeout: 1s}}
+  - {name: hang-b, wasm: loop.wasm, limits: {timeout: 1s}}
+  - {name: hang-c, wasm: loop.wasm, limits: {timeout: 1s}}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	host := wasm.NewHost(quiet())
+	hreg := prometheus.NewRegistry()
+	hreg.MustRegister(host.Collectors()...)
+	set := builtinSet(t, host, dir)
+	rec := newRecorder()
+	pl, err := pipeline.New(pipeline.Config{}, pipeline.Deps{Rules: func() *rules.Set { return set }, Mitigator: rec,
+		Events: rec, Log: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := make(chan engine.Candidate, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pl.Run(ctx, in) }()
+	const attacks = 10
+	now := time.Now()
+	sent := time.Now()
+	for i := range attacks {
+		in <- candidate(uint64(i+1), netip.AddrFrom4([4]byte{203, 0, 113, byte(10 + i)}).String(), engine.AttackStarted, 200, now)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rec.mu.Lock()
+		n := len(rec.firstAt)
+		rec.mu.Unlock()
+		if n == attacks || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for i := range attacks {
+		at, ok := rec.firstAt[uint64(i+1)]
+		if !ok {
+			t.Errorf("attack %d: no mitigation requested", i+1)
+			continue
+		}
+		if d := at.Sub(sent); d > time.Second {
+			t.Errorf("attack %d: mitigation requested %v after detection, want within 1s", i+1, d)
+		}
+	}
+	for _, e := range rec.events {
+		if e.Kind == events.AttackStarted && (len(e.Attack.Labels) == 0 || e.Attack.Vector.IsZero()) {
+			t.Errorf("attack %d started without labels or vector: %+v", e.Attack.ID, e.Attack)
+		}
+	}
+	var suspended float64
+	for _, m := range []string{"hang-a", "hang-b", "hang-c"} {
+		suspended += testutil.MetricValue(t, hreg, "kapkan_wasm_suspensions_total", map[string]string{"module": m})
+	}
+	if suspended < 1 {
+		t.Errorf("no module suspension counted")
+	}
+}
+
+// TestOrderPerAttack: whatever the workers, an attack's events come in its
+// order (started, updated, ended) and its ladder's first step after its
+// start.
+func TestOrderPerAttack(t *testing.T) {
+	set := builtinSet(t, wasm.NewHost(quiet()))
+	rec := newRecorder()
+	pl, err := pipeline.New(pipeline.Config{Workers: 3}, pipeline.Deps{Rules: func() *rules.Set { return set }, Mitigator: rec,
+		Events: rec, Log: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := make(chan engine.Candidate, 256)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pl.Run(ctx, in) }()
+	t0 := time.Unix(1_800_000_000, 0)
+	const attacks = 12
+	for i := range attacks {
+		target := netip.AddrFrom4([4]byte{203, 0, 113, byte(10 + i)}).String()
+		in <- candidate(uint64(i+1), target, engine.AttackStarted, 200, t0)
+	}
+	for s := 1; s <= 3; s++ {
+		for i := range attacks {
+			target := netip.AddrFrom4([4]byte{203, 0, 113, byte(10 + i)}).String()
+			in <- candidate(uint64(i+1), target, engine.AttackUpdated, 200, t0.Add(time.Duration(s)*time.Second))
+		}
+	}
+	for i := range attacks {
+		target := netip.AddrFrom4([4]byte{203, 0, 113, byte(10 + i)}).String()
+		in <- candidate(uint64(i+1), target, engine.AttackEnded, 200, t0.Add(10*time.Second))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rec.mu.Lock()
+		n := 0
+		for _, e := range rec.events {
+			if e.Kind == events.AttackEnded {
+				n++
+			}
+		}
+		rec.mu.Unlock()
+		if n == attacks || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	<-done
+	for i := range attacks {
+		ks := rec.kinds(uint64(i + 1))
+		var got []events.Kind
+		for _, k := range ks {
+			if k != events.MitigationNone {
+				got = append(got, k)
+			}
+		}
+		// Rate updates waiting behind another may be coalesced (latest
+		// wins): one to three of them.
+		ok := len(got) >= 3 && len(got) <= 5 && got[0] == events.AttackStarted && got[len(got)-1] == events.AttackEnded
+		for j := 1; ok && j < len(got)-1; j++ {
+			ok = got[j] == events.AttackUpdated
+		}
+		if !ok {
+			t.Errorf("attack %d: events %v, want started, updated (1 to 3), ended", i+1, got)
+		}
+	}
+	// Decisions: per attack, an announce before its withdrawal.
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	announced := map[uint64]bool{}
+	for _, d := range rec.decisions {
+		if d.Withdraw && !announced[d.AttackID] {
+			t.Errorf("attack %d: withdrawal before any announce", d.AttackID)
+		}
+		if !d.Withdraw {
+			announced[d.AttackID] = true
+		}
+	}
+	if len(announced) != attacks {
+		t.Errorf("%d attacks mitigated, want %d", len(announced), attacks)
+	}
+}
+
+// TestTinySampleClassifiedAgain: an attack detected on four records gets
+// no verdict; its updates, whose sample has grown, classify it again, and
+// the ladder starts from the better verdict. The attack events say how many
+// records each verdict stood on.
+func TestTinySampleClassifiedAgain(t *testing.T) {
+	set := builtinSet(t, wasm.NewHost(quiet()))
+	rec := newRecorder()
+	pl, err := pipeline.New(pipeline.Config{Workers: 1}, pipeline.Deps{Rules: func() *rules.Set { return set }, Mitigator: rec,
+		Events: rec, Log: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_800_000_000, 0)
+	ctx := context.Background()
+	c := candidate(1, "203.0.113.50", engine.AttackStarted, 4, t0)
+	pl.Handle(ctx, &c)
+	for s := 1; s <= 3; s++ {
+		u := candidate(1, "203.0.113.50", engine.AttackUpdated, 50*s, t0.Add(time.Duration(s)*time.Second))
+		pl.Handle(ctx, &u)
+	}
+	var first, last *events.Attack
+	for _, e := range rec.events {
+		if e.Attack == nil {
+			continue
+		}
+		if first == nil {
+			first = e.Attack
+		}
+		last = e.Attack
+	}
+	if first == nil || first.SampleRecords != 4 {
+		t.Fatalf("start event %+v: want a verdict on 4 records", first)
+	}
+	if last.SampleRecords <= 4 || len(last.Labels) == 0 || last.Vector.IsZero() {
+		t.Fatalf("after updates: %+v, want labels and a vector on more records", last)
+	}
+	var mitigated bool
+	for _, d := range rec.decisions {
+		if !d.Withdraw && d.Vector.String() == last.Vector.String() {
+			mitigated = true
+		}
+	}
+	if !mitigated {
+		t.Errorf("no action on the better vector %v; decisions %+v", last.Vector, rec.decisions)
+	}
+}
