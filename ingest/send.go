@@ -107,13 +107,23 @@ type Sender struct {
 	taken      map[netip.Addr]bool // loopback sources handed out
 }
 
-// NewSender checks the options. It opens nothing: sockets are opened as
+// NewSender checks the options, and that the target can be reached from
+// loopback (connecting a UDP socket sends nothing). Sockets are opened as
 // exporters appear.
 func NewSender(opts SendOptions) (*Sender, error) {
 	if !opts.Target.IsValid() || !opts.Target.Addr().IsValid() || opts.Target.Addr().IsUnspecified() || opts.Target.Port() == 0 {
 		return nil, fmt.Errorf("send target %q: want an address and a port", opts.Target)
 	}
 	opts.Target = netip.AddrPortFrom(opts.Target.Addr().Unmap(), opts.Target.Port())
+	src := netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	if opts.Target.Addr().Is6() {
+		src = netip.IPv6Loopback()
+	}
+	probe, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(src, 0)), net.UDPAddrFromAddrPort(opts.Target))
+	if err != nil {
+		return nil, fmt.Errorf("send target %s cannot be reached from a loopback address (it must be an address of this host): %w", opts.Target, err)
+	}
+	probe.Close()
 	if opts.Clock == nil {
 		opts.Clock = WallClock{}
 	}
