@@ -74,8 +74,11 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	var ruleDirs, againstDirs listFlag
 	fs.Var(&ruleDirs, "rules", "operator rule directory, used with the built-in rules (repeatable)")
 	fs.Var(&againstDirs, "against", "second rule directory: replay under both rule sets and print only the verdicts that differ (exit 1 when some do)")
+	send := fs.String("send", "", "instead of decoding, play the captures' flow datagrams to the collector at HOST:PORT, each exporter from a loopback address")
+	speed := fs.Float64("speed", 1, "with --send: how many times faster than the capture to play (0: as fast as possible)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: kapkan replay [--config FILE] [--rules DIR] [--against DIR] [--records] CAPTURE.pcap|.pcapng...")
+		fmt.Fprintln(stderr, "       kapkan replay --send HOST:PORT [--speed F] CAPTURE.pcap|.pcapng...")
 		fs.PrintDefaults()
 	}
 	captures, err := parseArgs(fs, args)
@@ -85,6 +88,9 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	if len(captures) == 0 {
 		fs.Usage()
 		return 2
+	}
+	if *send != "" || flagGiven(fs, "speed") {
+		return runReplaySend(ctx, fs, *send, *speed, captures, stdout, stderr)
 	}
 	cfg, err := loadConfig(*configPath)
 	if err != nil {
