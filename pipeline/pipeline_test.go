@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -300,5 +301,71 @@ func TestTinySampleClassifiedAgain(t *testing.T) {
 	}
 	if !mitigated {
 		t.Errorf("no action on the better vector %v; decisions %+v", last.Vector, rec.decisions)
+	}
+}
+
+// TestEveryAttackActsOrSaysWhy: with every classifier disabled, a UDP
+// flood has no label and no rule's vector; the default ladder still
+// mitigates it, on its dominant protocol. A mix of protocols gives no
+// vector at all: nothing is announced, and an event says why.
+func TestEveryAttackActsOrSaysWhy(t *testing.T) {
+	host := wasm.NewHost(quiet())
+	all := builtinSet(t, host)
+	dir := t.TempDir()
+	body := "kapkan_rules: 1\ndisable:\n"
+	for _, r := range all.Rules() {
+		body += "  - " + r + "\n"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "off.yaml"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set := builtinSet(t, host, dir)
+	if len(set.Rules()) != 0 {
+		t.Fatalf("rules left: %v", set.Rules())
+	}
+	rec := newRecorder()
+	pl, err := pipeline.New(pipeline.Config{Workers: 1}, pipeline.Deps{Rules: func() *rules.Set { return set }, Mitigator: rec,
+		Events: rec, Log: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Unix(1_800_000_000, 0)
+	flood := candidate(1, "203.0.113.60", engine.AttackStarted, 100, t0)
+	pl.Handle(context.Background(), &flood)
+	if len(rec.decisions) != 1 || rec.decisions[0].Action != flowspec.Discard || rec.decisions[0].Vector.Protocol != "udp" {
+		t.Fatalf("UDP flood without a rule: decisions %+v, want a FlowSpec discard of udp", rec.decisions)
+	}
+	mixed := candidate(2, "203.0.113.61", engine.AttackStarted, 100, t0)
+	mixed.Rate, mixed.Rates[engine.MetricPPS], mixed.Rates[engine.MetricBPS] = 60_000, 60_000, 60_000*1400
+	for i := range mixed.Sample {
+		if i%2 == 0 {
+			mixed.Sample[i].Proto = 6
+		}
+	}
+	pl.Handle(context.Background(), &mixed)
+	hot := candidate(3, "203.0.113.62", engine.AttackStarted, 100, t0)
+	for i := range hot.Sample {
+		if i%2 == 0 {
+			hot.Sample[i].Proto = 6
+		}
+	}
+	pl.Handle(context.Background(), &hot)
+	if len(rec.decisions) != 2 || rec.decisions[1].AttackID != 3 || rec.decisions[1].Action != flowspec.Blackhole {
+		t.Fatalf("mixed attacks: decisions %+v, want only a blackhole of the one at 4 times its threshold", rec.decisions[1:])
+	}
+	if len(rec.decisions) != 2 {
+		t.Fatalf("mixed attack: decisions %+v, want none", rec.decisions[1:])
+	}
+	var why string
+	for _, e := range rec.events {
+		if e.Kind == events.MitigationNone && e.Mitigation.AttackID == 2 {
+			why = e.Mitigation.Reason
+		}
+	}
+	if why == "" {
+		t.Fatal("no mitigation_none event for an attack nothing acts on")
+	}
+	if !strings.Contains(why, "waits for its condition") {
+		t.Errorf("reason %q does not say what the ladder waits for", why)
 	}
 }

@@ -7,19 +7,30 @@ import (
 	"strings"
 )
 
-// newLogger builds the process logger: text or JSON lines at the given level.
-func newLogger(w io.Writer, level, format string) *slog.Logger {
-	var lv slog.Level
+// parseLevel reads a log level (info when unknown: config validation
+// refuses those).
+func parseLevel(level string) slog.Level {
 	switch strings.ToLower(level) {
 	case "debug":
-		lv = slog.LevelDebug
+		return slog.LevelDebug
 	case "warn":
-		lv = slog.LevelWarn
+		return slog.LevelWarn
 	case "error":
-		lv = slog.LevelError
-	default:
-		lv = slog.LevelInfo
+		return slog.LevelError
 	}
+	return slog.LevelInfo
+}
+
+// newLogger builds the process logger: text or JSON lines at the given level.
+func newLogger(w io.Writer, level, format string) *slog.Logger {
+	lv := new(slog.LevelVar)
+	lv.Set(parseLevel(level))
+	return newLoggerVar(w, lv, format)
+}
+
+// newLoggerVar is newLogger with a level that can change while it runs (a
+// configuration reload).
+func newLoggerVar(w io.Writer, lv *slog.LevelVar, format string) *slog.Logger {
 	opts := &slog.HandlerOptions{Level: lv}
 	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))

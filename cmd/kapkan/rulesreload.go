@@ -119,6 +119,24 @@ func ruleSources(dirs []string) ([]rules.Source, error) {
 func (r *ruleRuntime) Reload(why string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	return r.reload(why)
+}
+
+// reloadDirs recompiles the rules from dirs (a configuration reload); on
+// an error the running rules and directories stay.
+func (r *ruleRuntime) reloadDirs(dirs []string, why string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := r.dirs
+	r.dirs = dirs
+	if err := r.reload(why); err != nil {
+		r.dirs = old
+		return err
+	}
+	return nil
+}
+
+func (r *ruleRuntime) reload(why string) error {
 	set, sum, err := r.compile()
 	if err != nil {
 		r.lastOK.Set(0)

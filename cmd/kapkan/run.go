@@ -60,7 +60,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "kapkan run: %v\n", err)
 		return 2
 	}
-	log := newLogger(stderr, cfg.Log.Level, cfg.Log.Format)
+	level := new(slog.LevelVar)
+	level.Set(parseLevel(cfg.Log.Level))
+	log := newLoggerVar(stderr, level, cfg.Log.Format)
 	slog.SetDefault(log)
 	d, err := newDaemon(cfg, log)
 	if err != nil {
@@ -68,6 +70,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	d.demo = *demoMode
+	d.configPath, d.level = *configPath, level
 	defer d.mit.close()
 	if err := d.run(ctx); err != nil {
 		log.Error("stopped with an error", "err", err)
@@ -91,7 +94,13 @@ func loadConfig(path string) (*config.Config, error) {
 // daemon is the running process: every component, built from one config.
 type daemon struct {
 	cfg       *config.Config
-	log       *slog.Logger
+	// started is the configuration the daemon started with: what a reload
+	// cannot change is named until the next restart.
+	started       *config.Config
+	configPath    string
+	level         *slog.LevelVar
+	reloadMetrics *reloadMetrics
+	log           *slog.Logger
 	registry  *prometheus.Registry
 	decoder   *ingest.Decoder
 	engine    *engine.Engine
@@ -108,7 +117,8 @@ type daemon struct {
 // newDaemon builds every component and opens every socket, so that a port
 // in use fails the start, but runs nothing yet.
 func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
-	d := &daemon{cfg: cfg, log: log, registry: prometheus.NewRegistry()}
+	d := &daemon{cfg: cfg, started: cfg, log: log, registry: prometheus.NewRegistry(), level: new(slog.LevelVar)}
+	d.reloadMetrics = newReloadMetrics(d.registry)
 	d.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	deps := ingest.Deps{Registry: d.registry, Logger: log}
 	d.decoder = ingest.New(ingestOptionsFrom(cfg), deps)
@@ -219,8 +229,8 @@ func (d *daemon) run(ctx context.Context) error {
 	return err
 }
 
-// handleSignals reloads the rules on SIGHUP (the rest of the configuration
-// needs a restart for now) and keeps SIGHUP from killing the process.
+// handleSignals reloads the configuration (and with it the rules) on
+// SIGHUP, and keeps SIGHUP from killing the process.
 func (d *daemon) handleSignals(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -230,8 +240,11 @@ func (d *daemon) handleSignals(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-hup:
-			_ = d.rules.Reload("SIGHUP")
-			d.log.Info("SIGHUP: rules reloaded; other configuration changes take effect at the next restart")
+			if d.configPath == "" {
+				_ = d.rules.Reload("SIGHUP")
+				continue
+			}
+			_ = d.reloadConfig("SIGHUP") // the outcome is an event (and so a log line)
 		}
 	}
 }

@@ -124,10 +124,14 @@ type Attack struct {
 	Trigger   string `json:"trigger"`
 	IPv6      bool   `json:"ipv6"`
 
-	PPS     float64 `json:"pps"`
-	Mbps    float64 `json:"mbps"`
-	FPS     float64 `json:"fps"`
-	Samples int     `json:"samples"`
+	PPS  float64 `json:"pps"`
+	Mbps float64 `json:"mbps"`
+	FPS  float64 `json:"fps"`
+	// Threshold is the threshold of the metric that tripped (Mbps for a
+	// byte metric); OverThreshold is that metric's rate now divided by it.
+	Threshold     float64 `json:"threshold"`
+	OverThreshold float64 `json:"over_threshold"`
+	Samples       int     `json:"samples"`
 
 	TCPShare      float64 `json:"tcp_share"`
 	UDPShare      float64 `json:"udp_share"`

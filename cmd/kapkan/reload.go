@@ -1,0 +1,102 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kapkan-io/kapkan/config"
+	"github.com/kapkan-io/kapkan/events"
+)
+
+// reloadMetrics say how the last configuration reload went.
+type reloadMetrics struct {
+	lastOK   prometheus.Gauge
+	lastTime prometheus.Gauge
+	reloads  *prometheus.CounterVec
+}
+
+func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
+	m := &reloadMetrics{
+		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kapkan_config_last_reload_successful",
+			Help: "1 when the last configuration reload succeeded (or none was asked for), 0 when the running configuration is older than the file.",
+		}),
+		lastTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kapkan_config_last_reload_success_timestamp_seconds",
+			Help: "When the running configuration was loaded.",
+		}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kapkan_config_reloads_total",
+			Help: "Configuration reloads, by result (success, failure).",
+		}, []string{"result"}),
+	}
+	m.reloads.WithLabelValues("success")
+	m.reloads.WithLabelValues("failure")
+	m.lastOK.Set(1)
+	m.lastTime.SetToCurrentTime()
+	if reg != nil {
+		reg.MustRegister(m.lastOK, m.lastTime, m.reloads)
+	}
+	return m
+}
+
+// reloadConfig reads the configuration file again and applies what can
+// change live: hostgroups, thresholds and ignore lists (the engine keeps
+// the windows of addresses that stay protected), the allow-list, caps and
+// TTLs of the safety model, the rule directories and the log level. The
+// new rules are compiled first; if the file or the rules have an error,
+// nothing is applied and the running configuration goes on. Settings that
+// need a restart are named, compared with the configuration the daemon
+// started with, until it restarts.
+func (d *daemon) reloadConfig(trigger string) error {
+	ev := &events.Reload{What: "config", Trigger: trigger}
+	fail := func(err error) error {
+		d.reloadMetrics.reloads.WithLabelValues("failure").Inc()
+		d.reloadMetrics.lastOK.Set(0)
+		ev.Err = err.Error()
+		var ce config.Errors
+		if errors.As(err, &ce) {
+			for _, e := range ce {
+				ev.Errors = append(ev.Errors, e.Error())
+			}
+		} else {
+			ev.Errors = strings.Split(err.Error(), "\n")
+		}
+		d.events.Publish(events.Event{Kind: events.ConfigReloaded, Reload: ev})
+		return err
+	}
+	if d.configPath == "" {
+		return fail(errors.New("the daemon runs on the embedded defaults: there is no file to reload (start it with --config)"))
+	}
+	next, _, err := config.Reload(d.cfg, d.configPath)
+	if err != nil {
+		return fail(err)
+	}
+	if d.demo {
+		addDemoHostgroup(next)
+	}
+	// Rules first: they are the part most likely to fail, and compiling
+	// them changes nothing that runs.
+	if err := d.rules.reloadDirs(next.Rules.Dirs, trigger); err != nil {
+		return fail(err)
+	}
+	if _, err := d.engine.Reconfigure(engineConfigFrom(next)); err != nil {
+		return fail(err)
+	}
+	if err := d.mit.mgr.Reconfigure(safetyConfig(next), time.Now()); err != nil {
+		return fail(err)
+	}
+	d.level.Set(parseLevel(next.Log.Level))
+	ev.Applied = config.Diff(d.cfg, next).Live
+	ev.NeedsRestart = config.Diff(d.started, next).Restart
+	ev.OK = true
+	d.cfg = next
+	d.reloadMetrics.reloads.WithLabelValues("success").Inc()
+	d.reloadMetrics.lastOK.Set(1)
+	d.reloadMetrics.lastTime.SetToCurrentTime()
+	d.events.Publish(events.Event{Kind: events.ConfigReloaded, Reload: ev})
+	return nil
+}
