@@ -93,7 +93,7 @@ func loadConfig(path string) (*config.Config, error) {
 
 // daemon is the running process: every component, built from one config.
 type daemon struct {
-	cfg       *config.Config
+	cfg *config.Config
 	// started is the configuration the daemon started with: what a reload
 	// cannot change is named until the next restart.
 	started       *config.Config
@@ -101,17 +101,17 @@ type daemon struct {
 	level         *slog.LevelVar
 	reloadMetrics *reloadMetrics
 	log           *slog.Logger
-	registry  *prometheus.Registry
-	decoder   *ingest.Decoder
-	engine    *engine.Engine
-	rules     *ruleRuntime
-	mit       *mitigation
-	events    *events.Ring
-	pipeline  *pipeline.Pipeline
-	listeners []*ingest.Listener
-	http      *http.Server
-	httpLn    net.Listener
-	demo      bool
+	registry      *prometheus.Registry
+	decoder       *ingest.Decoder
+	engine        *engine.Engine
+	rules         *ruleRuntime
+	mit           *mitigation
+	events        *events.Ring
+	pipeline      *pipeline.Pipeline
+	listeners     []*ingest.Listener
+	http          *http.Server
+	httpLn        net.Listener
+	demo          bool
 }
 
 // newDaemon builds every component and opens every socket, so that a port
