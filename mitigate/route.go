@@ -1,6 +1,7 @@
 package mitigate
 
 import (
+	"errors"
 	"net/netip"
 	"strconv"
 
@@ -33,10 +34,20 @@ func (r Route) Key() string {
 }
 
 // Announcer sends routes to the routers. A speaker keeps what it announced
-// and gives it again to a router whose session comes back.
+// and gives it again to a router whose session comes back. Announcing a
+// route in force, or withdrawing one that is not, does nothing.
+//
+// An error means the change was not made. The Manager counts it, reports
+// it (EventFailed) and tries the change again later, unless the error
+// wraps ErrRejected: such a route can never be sent, and trying again
+// would only repeat the error.
 type Announcer interface {
 	Announce(Route) error
 	Withdraw(Route) error
 }
+
+// ErrRejected marks an announcer's error as final: the route itself is
+// wrong for it (a match it cannot encode, a family it does not carry).
+var ErrRejected = errors.New("route rejected")
 
 func formatRate(mbps float64) string { return strconv.FormatFloat(mbps, 'f', -1, 64) + "Mbps" }

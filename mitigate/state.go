@@ -1,6 +1,7 @@
 package mitigate
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,10 +15,13 @@ import (
 	"github.com/kapkan-io/kapkan/flowspec"
 )
 
-// Event is a change of the mitigations in force, or a refusal.
+// Event is a change of the mitigations in force, a refusal, or a change
+// the announcer failed to send.
 type Event struct {
-	// Type is announce, withdraw, renew or refused.
-	Type   string
+	// Type is announce, withdraw, renew, refused or failed.
+	Type string
+	// Op is the change that failed (failed only): announce or withdraw.
+	Op     string
 	Route  Route
 	Action Action
 	// AttackID is the attack the change is for (0: manual or the TTL).
@@ -27,7 +31,7 @@ type Event struct {
 	DryRun   bool
 	At       time.Time
 	Reason   string
-	// Err says why a request was refused.
+	// Err says why a request was refused or a change failed.
 	Err error
 }
 
@@ -37,6 +41,16 @@ const (
 	EventWithdraw = "withdraw"
 	EventRenew    = "renew"
 	EventRefused  = "refused"
+	// EventFailed: the announcer could not send a change. It is reported
+	// once, when it first fails; the change is sent again until it goes
+	// through (see Manager.Run and Retry), unless it was rejected.
+	EventFailed = "failed"
+)
+
+// Operations, as the failure metric and EventFailed name them.
+const (
+	OpAnnounce = "announce"
+	OpWithdraw = "withdraw"
 )
 
 // entry is an action in force with what it needs beyond the guard's view.
@@ -57,9 +71,15 @@ func (e *entry) route() Route {
 }
 
 // Manager owns the mitigations in force: every request passes the Guard,
-// what passes is announced through the Announcer (unless in dry-run) by a
-// worker off the detection path, in order, and the state is written to a
-// file so that a restart announces it again. It is safe for concurrent use.
+// what passes is handed to the Announcer (the BGP speaker, or DryRun in
+// dry-run) off the detection path, in order, and the state is written to
+// a file so that a restart announces it again. A change the announcer
+// fails to send is counted, reported and sent again later. It is safe
+// for concurrent use.
+//
+// NewManager starts nothing. Run sends the queued changes and runs the
+// TTL clock; without Run (replay, tests), Flush sends them on the
+// caller's goroutine and Tick runs the clock.
 type Manager struct {
 	mu      sync.Mutex
 	guard   *Guard
@@ -69,10 +89,14 @@ type Manager struct {
 	log     *slog.Logger
 	onEvent func(Event)
 
-	queue *queue
+	queue              *queue
+	tickEvery          time.Duration
+	retryMin, retryMax time.Duration
 
-	actions *prometheus.CounterVec
-	active  *prometheus.GaugeVec
+	actions  *prometheus.CounterVec
+	active   *prometheus.GaugeVec
+	failures *prometheus.CounterVec
+	pending  prometheus.Gauge
 }
 
 // ManagerConfig configures a Manager.
@@ -81,6 +105,8 @@ type ManagerConfig struct {
 	// StateFile keeps the actions in force across restarts ("" for none).
 	StateFile string
 	// Announcer sends routes; nil sends nothing (replay, or no BGP peer).
+	// In dry-run it must be a *DryRun (or nil): dry-run never reaches a
+	// router, whatever the caller wires.
 	Announcer Announcer
 	Log       *slog.Logger
 	// OnEvent, when set, is called for every event, under the manager's
@@ -88,14 +114,24 @@ type ManagerConfig struct {
 	OnEvent func(Event)
 	// Registerer, when set, receives the manager's metrics.
 	Registerer prometheus.Registerer
+	// TickInterval is how often Run runs the TTL clock (default 1s).
+	TickInterval time.Duration
+	// RetryMin and RetryMax bound the back-off between attempts to send
+	// again a change the announcer failed (defaults 1s and 1m); Retry
+	// tries at once.
+	RetryMin, RetryMax time.Duration
 }
 
-// NewManager builds a manager. Call Restore once before the first request
-// when a state file is configured, and Close at the end.
+// NewManager builds a manager; it starts nothing. Call Restore once before
+// the first request when a state file is configured, then Run (or, in
+// synchronous use, Flush after requests).
 func NewManager(cfg ManagerConfig) (*Manager, error) {
 	g, err := NewGuard(cfg.Safety)
 	if err != nil {
 		return nil, err
+	}
+	if _, ok := cfg.Announcer.(*DryRun); cfg.Safety.DryRun && cfg.Announcer != nil && !ok {
+		return nil, fmt.Errorf("%w: dry-run needs the dry-run announcer, got %T", ErrInvalid, cfg.Announcer)
 	}
 	log := cfg.Log
 	if log == nil {
@@ -111,22 +147,43 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 			Name: "kapkan_mitigation_active",
 			Help: "Mitigations in force by kind; dry_run=\"true\" ones are not announced.",
 		}, []string{"kind", "dry_run"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kapkan_mitigation_announce_failures_total",
+			Help: "Changes the announcer failed to send, by kind and op (announce, withdraw); every attempt counts.",
+		}, []string{"kind", "op"}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kapkan_mitigation_pending_routes",
+			Help: "Changes that failed and wait to be sent again.",
+		}),
+		tickEvery: cfg.TickInterval, retryMin: cfg.RetryMin, retryMax: cfg.RetryMax,
+	}
+	if m.tickEvery <= 0 {
+		m.tickEvery = time.Second
+	}
+	if m.retryMin <= 0 {
+		m.retryMin = time.Second
+	}
+	if m.retryMax < m.retryMin {
+		m.retryMax = max(time.Minute, m.retryMin)
 	}
 	for _, k := range []flowspec.Action{flowspec.Blackhole, flowspec.Discard, flowspec.RateLimit} {
 		for _, d := range []string{"true", "false"} {
 			m.active.WithLabelValues(k.String(), d)
 		}
+		for _, op := range []string{OpAnnounce, OpWithdraw} {
+			m.failures.WithLabelValues(k.String(), op)
+		}
 	}
 	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(m.actions); err != nil {
-			return nil, err
-		}
-		if err := cfg.Registerer.Register(m.active); err != nil {
-			return nil, err
+		for _, c := range []prometheus.Collector{m.actions, m.active, m.failures, m.pending} {
+			if err := cfg.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("mitigate: register metrics: %w", err)
+			}
 		}
 	}
 	if cfg.Announcer != nil {
-		m.queue = newQueue(cfg.Announcer, m.log)
+		m.queue = &queue{ann: cfg.Announcer, pending: map[string]*pendingOp{}, wake: make(chan struct{}, 1),
+			kick: make(chan struct{}, 1), failed: m.failed, recovered: m.recovered}
 	}
 	return m, nil
 }
@@ -223,7 +280,7 @@ func (m *Manager) announce(e *entry, attack uint64, now time.Time, reason string
 	r := e.route()
 	m.actions.WithLabelValues(e.Kind.String(), EventAnnounce, "").Inc()
 	m.active.WithLabelValues(e.Kind.String(), fmt.Sprint(e.DryRun)).Inc()
-	if !e.DryRun && m.queue != nil {
+	if m.queue != nil {
 		m.queue.push(op{route: r})
 	}
 	m.emit(Event{Type: EventAnnounce, Route: r, Action: e.Action, AttackID: attack, Ladder: e.Ladder, Step: e.Step,
@@ -238,16 +295,20 @@ func (m *Manager) withdraw(k key, e *entry, now time.Time, reason string) {
 	r := e.route()
 	m.actions.WithLabelValues(e.Kind.String(), EventWithdraw, "").Inc()
 	m.active.WithLabelValues(e.Kind.String(), fmt.Sprint(e.DryRun)).Dec()
-	if !e.DryRun && m.queue != nil {
+	if m.queue != nil {
 		m.queue.push(op{route: r, withdraw: true})
 	}
 	m.emit(Event{Type: EventWithdraw, Route: r, Action: e.Action, AttackID: e.attack, Ladder: e.Ladder, Step: e.Step, DryRun: e.DryRun, At: now, Reason: reason})
 }
 
 func (m *Manager) emit(ev Event) {
-	if ev.Type == EventRefused {
+	switch ev.Type {
+	case EventRefused:
 		m.log.Warn("mitigation refused", "route", ev.Route.Key(), "attack", ev.AttackID, "err", ev.Err)
-	} else {
+	case EventFailed:
+		m.log.Error("announcer failed", "op", ev.Op, "route", ev.Route.Key(), "attack", ev.AttackID, "err", ev.Err,
+			"then", ev.Reason)
+	default:
 		m.log.Info("mitigation "+ev.Type, "route", ev.Route.Key(), "attack", ev.AttackID, "dry_run", ev.DryRun,
 			"expires", ev.Action.Expires.UTC().Format(time.RFC3339), "reason", ev.Reason)
 	}
@@ -301,20 +362,111 @@ func (m *Manager) Active() []ActiveAction {
 	return out
 }
 
-// Flush waits until every queued announcement and withdrawal was handed to
-// the announcer.
-func (m *Manager) Flush() {
-	if m.queue != nil {
-		m.queue.flush()
+// Run sends the queued changes to the announcer and runs the TTL clock
+// (Tick every TickInterval) until ctx ends. A change that failed is sent
+// again after a back-off that doubles from RetryMin to RetryMax, or at
+// once on Retry. When ctx ends, what is still queued stays queued (Flush
+// sends it): the speaker stops with the daemon, and the state file keeps
+// the actions for the next start.
+func (m *Manager) Run(ctx context.Context) error {
+	tick := time.NewTicker(m.tickEvery)
+	defer tick.Stop()
+	q := m.queue
+	var wake, kick <-chan struct{}
+	if q != nil {
+		wake, kick = q.wake, q.kick
+	}
+	backoff := m.retryMin
+	var retry <-chan time.Time // armed while changes are pending
+	for {
+		left := -1 // unchanged
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-tick.C:
+			m.Tick(now)
+		case <-wake:
+			left = m.drain(false)
+		case <-kick:
+			backoff, retry = m.retryMin, nil
+			left = m.drain(true)
+		case <-retry:
+			retry = nil
+			left = m.drain(true)
+			backoff = min(2*backoff, m.retryMax)
+		}
+		switch {
+		case left == 0:
+			backoff, retry = m.retryMin, nil
+		case left > 0 && retry == nil:
+			retry = time.After(backoff)
+		}
 	}
 }
 
-// Close flushes the queue and stops its worker. Routes stay announced
-// until the speaker stops.
-func (m *Manager) Close() {
+// Retry asks Run to send the pending changes now rather than at the end
+// of their back-off: the daemon calls it when a BGP session comes back.
+// Without Run, the next Flush sends them.
+func (m *Manager) Retry() {
 	if m.queue != nil {
-		m.queue.close()
+		select {
+		case m.queue.kick <- struct{}{}:
+		default:
+		}
 	}
+}
+
+// Flush sends every queued change to the announcer, and tries the pending
+// ones once more, before it returns; it works with or without Run (the
+// two never send at the same time).
+func (m *Manager) Flush() { m.drain(true) }
+
+// Close sends what is still queued (Flush). Routes stay announced until
+// the speaker stops.
+func (m *Manager) Close() { m.Flush() }
+
+// Pending returns the changes that failed and wait to be sent again:
+// routes to announce, and (Withdraw set) routes to withdraw.
+func (m *Manager) Pending() []PendingChange {
+	if m.queue == nil {
+		return nil
+	}
+	return m.queue.list()
+}
+
+func (m *Manager) drain(retry bool) int {
+	if m.queue == nil {
+		return 0
+	}
+	n := m.queue.drain(retry)
+	m.pending.Set(float64(n))
+	return n
+}
+
+// failed reports a change the announcer could not make: counted on every
+// attempt, reported (event and log) on the first.
+func (m *Manager) failed(o op, err error, attempts int, final bool) {
+	name := o.name()
+	m.failures.WithLabelValues(o.route.Kind.String(), name).Inc()
+	if attempts > 1 {
+		m.log.Debug("announcer failed again", "op", name, "route", o.route.Key(), "attempts", attempts, "err", err)
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ev := Event{Type: EventFailed, Op: name, Route: o.route, DryRun: m.dryRun, At: time.Now(), Err: err,
+		Reason: "sent again when the announcer recovers"}
+	if final {
+		ev.Reason = "rejected: not sent again"
+	}
+	if e := m.entries[key{o.route.Kind, o.route.Target.Masked()}]; e != nil && e.route().Key() == o.route.Key() {
+		ev.Action, ev.AttackID, ev.Ladder, ev.Step = e.Action, e.attack, e.Ladder, e.Step
+	}
+	m.emit(ev)
+}
+
+func (m *Manager) recovered(o op, attempts int) {
+	m.log.Info("announcer recovered: change sent", "op", o.name(), "route", o.route.Key(), "failed_attempts", attempts)
 }
 
 func refusalReason(err error) string {
@@ -336,79 +488,141 @@ type op struct {
 	withdraw bool
 }
 
-// queue hands changes to the announcer from one worker, in order, so that
-// a slow BGP speaker never holds up detection. It is unbounded: nothing is
-// dropped (its length is bounded by the caps anyway).
-type queue struct {
-	ann  Announcer
-	log  *slog.Logger
-	mu   sync.Mutex
-	cond *sync.Cond
-	ops  []op
-	busy bool
-	done bool
-	wg   sync.WaitGroup
+func (o op) name() string {
+	if o.withdraw {
+		return OpWithdraw
+	}
+	return OpAnnounce
 }
 
-func newQueue(a Announcer, log *slog.Logger) *queue {
-	q := &queue{ann: a, log: log}
-	q.cond = sync.NewCond(&q.mu)
-	q.wg.Add(1)
-	go q.run()
-	return q
+// PendingChange is a change that failed and waits to be sent again.
+type PendingChange struct {
+	Route    Route
+	Withdraw bool
+	// Attempts is how many times it failed.
+	Attempts int
+}
+
+type pendingOp struct {
+	op
+	attempts int
+	seq      uint64 // order of first failure
+}
+
+// queue hands changes to the announcer in order, off the detection path.
+// It is unbounded: nothing is dropped (its length is bounded by the caps
+// anyway). A change that fails waits in pending, by route key, until it
+// goes through or a later change of the same route replaces it.
+type queue struct {
+	ann Announcer
+	// send is held while changes are sent, so that Run and Flush never
+	// send at the same time and changes reach the announcer in order.
+	send sync.Mutex
+	mu   sync.Mutex // ops, pending, seq
+	ops  []op
+	// pending is written only with send held too.
+	pending map[string]*pendingOp
+	seq     uint64
+	wake    chan struct{} // new changes
+	kick    chan struct{} // Retry
+	// failed and recovered are called with send held and mu not held.
+	failed    func(o op, err error, attempts int, final bool)
+	recovered func(o op, attempts int)
 }
 
 func (q *queue) push(o op) {
 	q.mu.Lock()
 	q.ops = append(q.ops, o)
 	q.mu.Unlock()
-	q.cond.Broadcast()
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
 }
 
-func (q *queue) run() {
-	defer q.wg.Done()
+// drain sends the queued changes, after the pending ones when retry is
+// set, and returns how many are pending.
+func (q *queue) drain(retry bool) int {
+	q.send.Lock()
+	defer q.send.Unlock()
 	q.mu.Lock()
-	for {
-		for len(q.ops) == 0 && !q.done {
-			q.cond.Wait()
-		}
-		if len(q.ops) == 0 && q.done {
-			q.mu.Unlock()
-			return
-		}
-		batch := q.ops
-		q.ops = nil
-		q.busy = true
-		q.mu.Unlock()
+	batch := q.ops
+	q.ops = nil
+	var again []*pendingOp
+	if retry {
+		later := map[string]bool{} // replaced by a queued change: not worth sending
 		for _, o := range batch {
-			var err error
-			if o.withdraw {
-				err = q.ann.Withdraw(o.route)
-			} else {
-				err = q.ann.Announce(o.route)
-			}
-			if err != nil {
-				q.log.Error("announcer", "route", o.route.Key(), "withdraw", o.withdraw, "err", err)
+			later[o.route.Key()] = true
+		}
+		for k, p := range q.pending {
+			if !later[k] {
+				again = append(again, p)
 			}
 		}
+		slices.SortFunc(again, func(a, b *pendingOp) int { return int(a.seq) - int(b.seq) })
+	}
+	q.mu.Unlock()
+	for _, p := range again {
+		q.try(p.op, p.attempts, p.seq)
+	}
+	for _, o := range batch {
+		var attempts int
 		q.mu.Lock()
-		q.busy = false
-		q.cond.Broadcast()
+		if p := q.pending[o.route.Key()]; p != nil && p.withdraw == o.withdraw {
+			attempts = p.attempts // the same change again: keep its count
+		}
+		q.mu.Unlock()
+		q.try(o, attempts, 0)
 	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.pending)
 }
 
-func (q *queue) flush() {
+func (q *queue) try(o op, attempts int, seq uint64) {
+	var err error
+	if o.withdraw {
+		err = q.ann.Withdraw(o.route)
+	} else {
+		err = q.ann.Announce(o.route)
+	}
+	k := o.route.Key()
+	if err == nil {
+		q.mu.Lock()
+		delete(q.pending, k)
+		q.mu.Unlock()
+		if attempts > 0 {
+			q.recovered(o, attempts)
+		}
+		return
+	}
+	attempts++
+	final := errors.Is(err, ErrRejected)
 	q.mu.Lock()
-	for len(q.ops) > 0 || q.busy {
-		q.cond.Wait()
+	if final {
+		delete(q.pending, k)
+	} else {
+		if seq == 0 {
+			q.seq++
+			seq = q.seq
+		}
+		q.pending[k] = &pendingOp{op: o, attempts: attempts, seq: seq}
 	}
 	q.mu.Unlock()
+	q.failed(o, err, attempts, final)
 }
 
-func (q *queue) close() {
+func (q *queue) list() []PendingChange {
 	q.mu.Lock()
-	q.done = true
+	ps := make([]*pendingOp, 0, len(q.pending))
+	for _, p := range q.pending {
+		ps = append(ps, p)
+	}
 	q.mu.Unlock()
-	q.cond.Broadcast()
-	q.wg.Wait()
+	slices.SortFunc(ps, func(a, b *pendingOp) int { return int(a.seq) - int(b.seq) })
+	out := make([]PendingChange, len(ps))
+	for i, p := range ps {
+		out[i] = PendingChange{Route: p.route, Withdraw: p.withdraw, Attempts: p.attempts}
+	}
+	return out
 }

@@ -38,8 +38,10 @@ func (r *recorder) list() []string {
 }
 
 type fixture struct {
-	m      *Manager
-	ann    *recorder
+	m   *Manager
+	ann *recorder
+	// dry is the announcer in dry-run (ann is then not used).
+	dry    *DryRun
 	events []Event
 	reg    *prometheus.Registry
 }
@@ -57,7 +59,12 @@ func newFixture(t *testing.T, file string, mod func(*Config)) *fixture {
 	if mod != nil {
 		mod(&cfg)
 	}
-	m, err := NewManager(ManagerConfig{Safety: cfg, StateFile: file, Announcer: f.ann, Registerer: f.reg,
+	var ann Announcer = f.ann
+	if cfg.DryRun {
+		f.dry = NewDryRun()
+		ann = f.dry
+	}
+	m, err := NewManager(ManagerConfig{Safety: cfg, StateFile: file, Announcer: ann, Registerer: f.reg,
 		OnEvent: func(e Event) { f.events = append(f.events, e) }})
 	if err != nil {
 		t.Fatal(err)
@@ -144,15 +151,50 @@ func TestRunningAttackRenews(t *testing.T) {
 	}
 }
 
-func TestDryRunSendsNothing(t *testing.T) {
+// TestDryRunRecordsTheLadder: in dry-run a full ladder goes through the
+// same path as live, to the DryRun announcer, which records what would
+// have been sent; events are marked dry-run.
+func TestDryRunRecordsTheLadder(t *testing.T) {
 	f := newFixture(t, "", func(c *Config) { c.DryRun = true })
-	f.apply(t, decision(1, flowspec.Blackhole, t0, false, false))
-	f.apply(t, decision(1, flowspec.Blackhole, t0.Add(time.Minute), true, false))
+	f.apply(t, decision(1, flowspec.RateLimit, t0, false, false))
+	f.apply(t, decision(1, flowspec.Discard, t0.Add(30*time.Second), false, false),
+		decision(1, flowspec.RateLimit, t0.Add(30*time.Second), true, true))
+	f.apply(t, decision(1, flowspec.Blackhole, t0.Add(time.Minute), false, false),
+		decision(1, flowspec.Discard, t0.Add(time.Minute), true, true))
+	if got := f.dry.Routes(); len(got) != 1 || got[0].Key() != bhKey {
+		t.Fatalf("dry-run routes in force %+v, want the blackhole", got)
+	}
+	f.apply(t, decision(1, flowspec.Blackhole, t0.Add(2*time.Minute), true, false))
 	f.m.Tick(t0.Add(time.Hour))
 	f.m.Flush()
-	want(t, f.ann.list())
-	if len(f.events) != 2 || f.events[0].Type != EventAnnounce || !f.events[0].DryRun || f.events[1].Type != EventWithdraw {
+	var ops []string
+	for i, o := range f.dry.Ops() {
+		if o.Seq != uint64(i+1) {
+			t.Fatalf("op %d has seq %d", i, o.Seq)
+		}
+		ops = append(ops, map[bool]string{false: "announce ", true: "withdraw "}[o.Withdraw]+o.Route.Key())
+	}
+	want(t, ops, "announce "+rl, "announce "+fd, "withdraw "+rl, "announce "+bhKey, "withdraw "+fd, "withdraw "+bhKey)
+	want(t, f.ann.list()) // the live announcer was never handed to the manager
+	if len(f.dry.Routes()) != 0 {
+		t.Fatalf("dry-run routes left: %+v", f.dry.Routes())
+	}
+	if len(f.events) != 6 || f.events[0].Type != EventAnnounce || !f.events[0].DryRun || f.events[5].Type != EventWithdraw {
 		t.Fatalf("events %+v", f.events)
+	}
+}
+
+// TestDryRunNeedsTheDryRunAnnouncer: whatever the caller wires, a manager
+// in dry-run cannot reach a real announcer.
+func TestDryRunNeedsTheDryRunAnnouncer(t *testing.T) {
+	cfg := Config{DryRun: true, TTL: time.Minute, MaxTTL: time.Hour}
+	if _, err := NewManager(ManagerConfig{Safety: cfg, Announcer: &recorder{}}); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("dry-run with a live announcer: %v", err)
+	}
+	for _, ann := range []Announcer{nil, NewDryRun()} {
+		if _, err := NewManager(ManagerConfig{Safety: cfg, Announcer: ann}); err != nil {
+			t.Fatalf("dry-run with %T: %v", ann, err)
+		}
 	}
 }
 

@@ -42,7 +42,9 @@ type mitigation struct {
 	tracker *policy.Tracker
 	mgr     *mitigate.Manager
 	speaker *bgp.Speaker
-	log     *slog.Logger
+	// dry records what would be sent, in dry-run (nil otherwise).
+	dry *mitigate.DryRun
+	log *slog.Logger
 }
 
 // newMitigation builds the mitigation stage. With BGP peers configured the
@@ -51,6 +53,10 @@ type mitigation struct {
 func newMitigation(ctx context.Context, cfg *config.Config, stateFile string, log *slog.Logger, reg prometheus.Registerer, onEvent func(mitigate.Event)) (*mitigation, error) {
 	m := &mitigation{tracker: policy.New(), log: log}
 	var ann mitigate.Announcer
+	if cfg.DryRun {
+		m.dry = mitigate.NewDryRun()
+		ann = m.dry
+	}
 	if !cfg.DryRun && len(cfg.Mitigation.BGP.Peers) == 0 {
 		log.Warn("dry_run is false but mitigation.bgp has no peer: mitigations are decided and logged, and reach no router")
 	}
@@ -59,22 +65,33 @@ func newMitigation(ctx context.Context, cfg *config.Config, stateFile string, lo
 		if err != nil {
 			return nil, err
 		}
-		if m.speaker, err = bgp.New(bc, log); err != nil {
+		if m.speaker, err = bgp.New(bc, bgp.Deps{Logger: log, Registerer: reg, OnSession: m.session}); err != nil {
 			return nil, err
 		}
-		if err := m.speaker.Start(ctx); err != nil {
-			return nil, err
+		if !cfg.DryRun {
+			ann = m.speaker
 		}
-		ann = m.speaker
 	}
 	mgr, err := mitigate.NewManager(mitigate.ManagerConfig{Safety: safetyConfig(cfg), StateFile: stateFile,
 		Announcer: ann, Log: log, OnEvent: onEvent, Registerer: reg})
 	if err != nil {
-		m.close()
 		return nil, err
 	}
 	m.mgr = mgr
+	if m.speaker != nil {
+		if err := m.speaker.Start(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return m, nil
+}
+
+// session is told of BGP sessions going up and down; one that comes back
+// gets what failed to be sent before.
+func (m *mitigation) session(e bgp.SessionEvent) {
+	if e.Up {
+		m.mgr.Retry()
+	}
 }
 
 func (m *mitigation) close() {
@@ -108,19 +125,8 @@ func (m *mitigation) candidate(c *engine.Candidate, set *rules.Set, v rules.Verd
 	return nil
 }
 
-// run ticks the manager's TTLs every second until ctx ends.
-func (m *mitigation) run(ctx context.Context) error {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case now := <-t.C:
-			m.mgr.Tick(now)
-		}
-	}
-}
+// run sends the manager's changes and ticks its TTLs until ctx ends.
+func (m *mitigation) run(ctx context.Context) error { return m.mgr.Run(ctx) }
 
 // expireIdle runs the TTL clock forward until every action no running
 // attack wants is withdrawn (replay, at the end of the captures).

@@ -2,7 +2,9 @@
 // announcing the actions the safety guard let through as RTBH routes (/32
 // and /128 with the BLACKHOLE community) or FlowSpec rules (RFC 8955/8956).
 // Routes live in GoBGP's RIB, so a session that drops and comes back gets
-// every active route again without Kapkan doing anything.
+// every active route again without Kapkan doing anything. The speaker
+// watches every session (kapkan_bgp_session_up, OnSession), counts the
+// routes in its RIB and the changes it failed to make.
 package bgp
 
 import (
@@ -13,13 +15,17 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	api "github.com/osrg/gobgp/v3/api"
 	"github.com/osrg/gobgp/v3/pkg/apiutil"
 	"github.com/osrg/gobgp/v3/pkg/server"
 
+	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/mitigate"
 )
 
@@ -57,20 +63,66 @@ type Peer struct {
 	LocalPref                uint32
 }
 
-// Speaker is the embedded BGP speaker. It implements mitigate.Announcer.
-type Speaker struct {
-	cfg Config
-	log *slog.Logger
-	srv *server.BgpServer
-
-	mu        sync.Mutex
-	announced map[string]*api.Path // by route key
-	up        map[string]bool      // peer address → session established
-	stop      context.CancelFunc
+// Deps are what the speaker is given besides its configuration.
+type Deps struct {
+	Logger *slog.Logger
+	// Registerer, when set, receives the speaker's metrics.
+	Registerer prometheus.Registerer
+	// OnSession, when set, is called each time a session comes up or goes
+	// down, from GoBGP's event goroutine: it must return quickly and not
+	// call Stop. The daemon publishes it as an event and, on up, asks the
+	// manager to send what is pending (mitigate.Manager.Retry).
+	OnSession func(SessionEvent)
 }
 
-// New checks the configuration; Start brings the sessions up.
-func New(cfg Config, log *slog.Logger) (*Speaker, error) {
+// SessionEvent is a session that came up or went down.
+type SessionEvent struct {
+	// Peer is the neighbour's address, as in the configuration.
+	Peer string
+	Up   bool
+	// State is the BGP state the session went to (established, idle,
+	// active, connect, opensent, openconfirm).
+	State string
+	// Routes is how many routes the speaker holds: a session that comes
+	// up is sent all of them (those of its families).
+	Routes int
+}
+
+// ErrStopped is the error of a change asked of a speaker that stopped.
+var ErrStopped = errors.New("bgp: the speaker is stopped")
+
+type phase int
+
+const (
+	idle phase = iota
+	starting
+	running
+	stopped
+)
+
+// Speaker is the embedded BGP speaker. It implements mitigate.Announcer.
+type Speaker struct {
+	cfg       Config
+	log       *slog.Logger
+	onSession func(SessionEvent)
+
+	mu        sync.Mutex
+	phase     phase
+	srv       *server.BgpServer
+	announced map[string]*api.Path // by route key: in GoBGP's RIB, or to be put there by Start
+	up        map[string]bool      // peer address → session established
+	stop      context.CancelFunc
+
+	sessionUp   *prometheus.GaugeVec
+	transitions *prometheus.CounterVec
+	routes      *prometheus.GaugeVec
+	failures    *prometheus.CounterVec
+}
+
+// New checks the configuration and registers the metrics; it starts
+// nothing (see Start and Run). Routes announced before Start are put in
+// the RIB when it starts.
+func New(cfg Config, deps Deps) (*Speaker, error) {
 	if cfg.ASN == 0 || !cfg.RouterID.Is4() {
 		return nil, errors.New("bgp: an ASN and an IPv4 router id are required")
 	}
@@ -84,33 +136,110 @@ func New(cfg Config, log *slog.Logger) (*Speaker, error) {
 			}
 		}
 	}
-	return &Speaker{cfg: cfg, log: log.With("component", "bgp"), announced: map[string]*api.Path{}, up: map[string]bool{}}, nil
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Speaker{cfg: cfg, log: log.With("component", "bgp"), onSession: deps.OnSession,
+		announced: map[string]*api.Path{}, up: map[string]bool{},
+		sessionUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kapkan_bgp_session_up",
+			Help: "1 while the BGP session with the peer is established, 0 otherwise.",
+		}, []string{"peer"}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kapkan_bgp_session_transitions_total",
+			Help: "BGP sessions that came up (state=\"up\") or went down (state=\"down\"), by peer.",
+		}, []string{"peer", "state"}),
+		routes: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "kapkan_bgp_routes_announced",
+			Help: "Routes in the speaker's RIB, sent to every established peer of their family, by family.",
+		}, []string{"family"}),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kapkan_bgp_announce_failures_total",
+			Help: "Routes the speaker failed to add to (op=\"announce\") or remove from (op=\"withdraw\") its RIB.",
+		}, []string{"op"}),
+	}
+	for _, p := range cfg.Peers {
+		s.sessionUp.WithLabelValues(p.Address.String())
+		for _, st := range []string{"up", "down"} {
+			s.transitions.WithLabelValues(p.Address.String(), st)
+		}
+	}
+	for f := range families {
+		s.routes.WithLabelValues(f)
+	}
+	for _, op := range []string{mitigate.OpAnnounce, mitigate.OpWithdraw} {
+		s.failures.WithLabelValues(op)
+	}
+	if deps.Registerer != nil {
+		for _, c := range []prometheus.Collector{s.sessionUp, s.transitions, s.routes, s.failures} {
+			if err := deps.Registerer.Register(c); err != nil {
+				return nil, fmt.Errorf("bgp: register metrics: %w", err)
+			}
+		}
+	}
+	return s, nil
 }
 
-// Start runs GoBGP, installs the per-peer export policy and adds the
-// peers. Sessions come up in the background.
+// Run starts the speaker if Start was not called, keeps it running until
+// ctx ends, then stops it (every session closes, so routers drop the
+// routes). It is the errgroup-friendly form; Start alone lets a daemon
+// fail its start on a listen port in use before anything runs.
+func (s *Speaker) Run(ctx context.Context) error {
+	s.mu.Lock()
+	p := s.phase
+	s.mu.Unlock()
+	if p == idle {
+		if err := s.Start(ctx); err != nil {
+			return err
+		}
+	}
+	<-ctx.Done()
+	s.Stop()
+	return nil
+}
+
+// Start runs GoBGP (binding the listen port, if any), installs the
+// per-peer export policy, adds the peers and puts in the RIB the routes
+// announced so far. Sessions come up in the background. A speaker starts
+// once.
 func (s *Speaker) Start(ctx context.Context) error {
-	s.srv = server.NewBgpServer(server.LoggerOption(&logAdapter{log: s.log}))
-	go s.srv.Serve()
+	s.mu.Lock()
+	if s.phase != idle {
+		s.mu.Unlock()
+		return errors.New("bgp: the speaker was started already")
+	}
+	s.phase = starting
+	s.mu.Unlock()
+	srv := server.NewBgpServer(server.LoggerOption(&logAdapter{log: s.log}))
+	go srv.Serve()
 	global := &api.Global{Asn: s.cfg.ASN, RouterId: s.cfg.RouterID.String(), ListenPort: s.cfg.ListenPort}
 	if s.cfg.ListenPort > 0 {
 		global.ListenAddresses = []string{"0.0.0.0", "::"}
 	}
-	if err := s.srv.StartBgp(ctx, &api.StartBgpRequest{Global: global}); err != nil {
-		s.srv.Stop()
+	s.mu.Lock()
+	s.srv = srv
+	s.mu.Unlock()
+	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: global}); err != nil {
+		s.Stop()
 		return fmt.Errorf("bgp: start: %w", err)
 	}
 	wctx, cancel := context.WithCancel(context.Background())
+	s.mu.Lock()
 	s.stop = cancel
-	err := s.srv.WatchEvent(wctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, s.peerEvent)
+	s.mu.Unlock()
+	err := srv.WatchEvent(wctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, s.peerEvent)
 	if err == nil {
-		err = s.exportPolicy(ctx)
+		err = s.exportPolicy(ctx, srv)
 	}
 	for _, p := range s.cfg.Peers {
 		if err != nil {
 			break
 		}
-		err = s.srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(p)})
+		err = srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(p)})
+	}
+	if err == nil {
+		err = s.addAnnounced(ctx)
 	}
 	if err != nil {
 		s.Stop()
@@ -121,6 +250,24 @@ func (s *Speaker) Start(ctx context.Context) error {
 			s.log.Info("no peer carries this family: its actions reach no router", "family", name)
 		}
 	}
+	return nil
+}
+
+// addAnnounced puts in the RIB the routes announced before Start, and
+// marks the speaker running.
+func (s *Speaker) addAnnounced(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.phase != starting {
+		return ErrStopped // stopped meanwhile
+	}
+	for key, p := range s.announced {
+		if _, err := s.srv.AddPath(ctx, &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: p}); err != nil {
+			s.failures.WithLabelValues(mitigate.OpAnnounce).Inc()
+			return fmt.Errorf("announce %s: %w", key, err)
+		}
+	}
+	s.phase = running
 	return nil
 }
 
@@ -143,14 +290,14 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 // exportPolicy installs one global export statement per peer that
 // replaces communities, next hop or local-pref on the blackhole routes
 // sent to it.
-func (s *Speaker) exportPolicy(ctx context.Context) error {
+func (s *Speaker) exportPolicy(ctx context.Context, srv *server.BgpServer) error {
 	var stmts []*api.Statement
 	for i, p := range s.cfg.Peers {
 		if len(p.Communities) == 0 && !p.NextHopIPv4.IsValid() && !p.NextHopIPv6.IsValid() && p.LocalPref == 0 {
 			continue
 		}
 		set := "kapkan-peer-" + strconv.Itoa(i)
-		if err := s.srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: &api.DefinedSet{
+		if err := srv.AddDefinedSet(ctx, &api.AddDefinedSetRequest{DefinedSet: &api.DefinedSet{
 			DefinedType: api.DefinedType_NEIGHBOR, Name: set, List: []string{netip.PrefixFrom(p.Address, p.Address.BitLen()).String()}}}); err != nil {
 			return err
 		}
@@ -181,10 +328,10 @@ func (s *Speaker) exportPolicy(ctx context.Context) error {
 	if len(stmts) == 0 {
 		return nil
 	}
-	if err := s.srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{Name: "kapkan-export", Statements: stmts}}); err != nil {
+	if err := srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{Name: "kapkan-export", Statements: stmts}}); err != nil {
 		return err
 	}
-	return s.srv.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+	return srv.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
 		Name: "global", Direction: api.PolicyDirection_EXPORT, DefaultAction: api.RouteAction_ACCEPT,
 		Policies: []*api.Policy{{Name: "kapkan-export"}}}})
 }
@@ -195,17 +342,31 @@ func (s *Speaker) peerEvent(ev *api.WatchEventResponse) {
 		return
 	}
 	addr := pe.Peer.State.NeighborAddress
+	state := strings.ToLower(strings.TrimPrefix(pe.Peer.State.SessionState.String(), "SESSION_STATE_"))
 	established := pe.Peer.State.SessionState == api.PeerState_ESTABLISHED
 	s.mu.Lock()
+	if s.phase == stopped {
+		s.mu.Unlock()
+		return // our own shutdown closes the sessions
+	}
 	was := s.up[addr]
 	s.up[addr] = established
 	n := len(s.announced)
 	s.mu.Unlock()
-	switch {
-	case established && !was:
+	if established == was {
+		return // a step of the FSM on the way up, or down again
+	}
+	if established {
 		s.log.Info("BGP session established", "peer", addr, "routes", n)
-	case !established && was:
-		s.log.Warn("BGP session down", "peer", addr, "state", pe.Peer.State.SessionState.String())
+		s.sessionUp.WithLabelValues(addr).Set(1)
+		s.transitions.WithLabelValues(addr, "up").Inc()
+	} else {
+		s.log.Warn("BGP session down", "peer", addr, "state", state, "routes", n)
+		s.sessionUp.WithLabelValues(addr).Set(0)
+		s.transitions.WithLabelValues(addr, "down").Inc()
+	}
+	if s.onSession != nil {
+		s.onSession(SessionEvent{Peer: addr, Up: established, State: state, Routes: n})
 	}
 }
 
@@ -225,7 +386,10 @@ func (s *Speaker) Up() []string {
 
 // Announce adds a route to the RIB, from which GoBGP sends it to every
 // peer of its family now and whenever a session comes back. A route
-// already announced is not announced again.
+// already announced is not announced again; one announced before Start
+// goes in the RIB when it starts. A route that cannot be encoded is
+// rejected (mitigate.ErrRejected); after Stop, every change fails with
+// ErrStopped.
 func (s *Speaker) Announce(r mitigate.Route) error {
 	key := r.Key()
 	s.mu.Lock()
@@ -233,18 +397,27 @@ func (s *Speaker) Announce(r mitigate.Route) error {
 	if _, ok := s.announced[key]; ok {
 		return nil
 	}
+	if s.phase == stopped {
+		s.failures.WithLabelValues(mitigate.OpAnnounce).Inc()
+		return fmt.Errorf("announce %s: %w", key, ErrStopped)
+	}
 	nlri, attrs, err := s.nlriAndAttrs(r)
-	if err != nil {
-		return fmt.Errorf("bgp: %s: %w", key, err)
+	var p *api.Path
+	if err == nil {
+		p, err = apiutil.NewPath(nlri, false, attrs, time.Now())
 	}
-	p, err := apiutil.NewPath(nlri, false, attrs, time.Now())
 	if err != nil {
-		return fmt.Errorf("bgp: %s: %w", key, err)
+		s.failures.WithLabelValues(mitigate.OpAnnounce).Inc()
+		return fmt.Errorf("bgp: %s: %w: %w", key, mitigate.ErrRejected, err)
 	}
-	if _, err := s.srv.AddPath(context.Background(), &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: p}); err != nil {
-		return fmt.Errorf("bgp: announce %s: %w", key, err)
+	if s.phase == running {
+		if _, err := s.srv.AddPath(context.Background(), &api.AddPathRequest{TableType: api.TableType_GLOBAL, Path: p}); err != nil {
+			s.failures.WithLabelValues(mitigate.OpAnnounce).Inc()
+			return fmt.Errorf("bgp: announce %s: %w", key, err)
+		}
 	}
 	s.announced[key] = p
+	s.routes.WithLabelValues(familyOf(r)).Inc()
 	s.log.Info("route announced", "route", key)
 	return nil
 }
@@ -259,26 +432,59 @@ func (s *Speaker) Withdraw(r mitigate.Route) error {
 	if !ok {
 		return nil
 	}
-	if err := s.srv.DeletePath(context.Background(), &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: p.Family, Path: p}); err != nil {
-		return fmt.Errorf("bgp: withdraw %s: %w", key, err)
+	if s.phase == stopped {
+		s.failures.WithLabelValues(mitigate.OpWithdraw).Inc()
+		return fmt.Errorf("withdraw %s: %w", key, ErrStopped)
+	}
+	if s.phase == running {
+		if err := s.srv.DeletePath(context.Background(), &api.DeletePathRequest{TableType: api.TableType_GLOBAL, Family: p.Family, Path: p}); err != nil {
+			s.failures.WithLabelValues(mitigate.OpWithdraw).Inc()
+			return fmt.Errorf("bgp: withdraw %s: %w", key, err)
+		}
 	}
 	delete(s.announced, key)
+	s.routes.WithLabelValues(familyOf(r)).Dec()
 	s.log.Info("route withdrawn", "route", key)
 	return nil
 }
 
-// Stop closes every session and stops GoBGP.
-func (s *Speaker) Stop() {
-	if s.stop != nil {
-		s.stop()
+// familyOf is the configuration name of the family a route goes in.
+func familyOf(r mitigate.Route) string {
+	v := "ipv4"
+	if r.Target.Addr().Is6() {
+		v = "ipv6"
 	}
-	if s.srv != nil {
+	if r.Kind == flowspec.Blackhole {
+		return v + "-unicast"
+	}
+	return v + "-flowspec"
+}
+
+// Stop closes every session and stops GoBGP; it may be called more than
+// once. The routes are forgotten by the routers with the sessions.
+func (s *Speaker) Stop() {
+	s.mu.Lock()
+	if s.phase == stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.phase = stopped
+	srv, cancel := s.srv, s.stop
+	for _, p := range s.cfg.Peers {
+		s.sessionUp.WithLabelValues(p.Address.String()).Set(0)
+	}
+	clear(s.up)
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	if srv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if err := s.srv.StopBgp(ctx, &api.StopBgpRequest{}); err != nil {
+		if err := srv.StopBgp(ctx, &api.StopBgpRequest{}); err != nil {
 			s.log.Warn("stop", "err", err)
 		}
-		s.srv.Stop()
+		srv.Stop()
 	}
 }
 

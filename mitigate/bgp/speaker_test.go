@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -59,7 +60,7 @@ func (r routers) waitUp(t *testing.T) {
 
 func startSpeaker(t *testing.T, cfg Config) *Speaker {
 	t.Helper()
-	s, err := New(cfg, slog.New(slog.DiscardHandler))
+	s, err := New(cfg, Deps{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,7 +219,7 @@ func TestKapkanRestartAndTTL(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "mitigations.json")
 	t0 := time.Now()
 
-	s1, err := New(r.config(), slog.New(slog.DiscardHandler))
+	s1, err := New(r.config(), Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,6 +251,7 @@ func TestKapkanRestartAndTTL(t *testing.T) {
 	if n, err := m2.Restore(t0.Add(4 * time.Minute)); err != nil || n != 4 {
 		t.Fatalf("restored %d: %v", n, err)
 	}
+	m2.Flush() // no Run here: the restored routes are sent now
 	r.waitUp(t)
 	r.wantAll(t)
 	// The attacks ended before the restart; at the TTL everything goes.
@@ -259,12 +261,18 @@ func TestKapkanRestartAndTTL(t *testing.T) {
 }
 
 // TestDryRunAnnouncesNothing: in dry-run the sessions come up (operators
-// check peering before going live) and the routers receive nothing.
+// check peering before going live), the manager hands its routes to the
+// DryRun announcer (it refuses the speaker) and the routers receive
+// nothing.
 func TestDryRunAnnouncesNothing(t *testing.T) {
 	r := startRouters(t)
 	s := startSpeaker(t, r.config())
+	if _, err := mitigate.NewManager(managerConfig(r, true, "", s)); !errors.Is(err, mitigate.ErrInvalid) {
+		t.Fatalf("a dry-run manager took the speaker: %v", err)
+	}
 	var events []mitigate.Event
-	cfg := managerConfig(r, true, "", s)
+	dry := mitigate.NewDryRun()
+	cfg := managerConfig(r, true, "", dry)
 	cfg.OnEvent = func(e mitigate.Event) { events = append(events, e) }
 	m, err := mitigate.NewManager(cfg)
 	if err != nil {
@@ -280,8 +288,8 @@ func TestDryRunAnnouncesNothing(t *testing.T) {
 	m.Flush()
 	time.Sleep(time.Second) // what would have been sent has had time to arrive
 	r.wantNone(t)
-	if len(events) != 4 || !events[0].DryRun || len(m.Active()) != 4 {
-		t.Fatalf("dry-run events %+v, active %d", events, len(m.Active()))
+	if len(events) != 4 || !events[0].DryRun || len(m.Active()) != 4 || len(dry.Routes()) != 4 {
+		t.Fatalf("dry-run events %+v, active %d, recorded %+v", events, len(m.Active()), dry.Routes())
 	}
 	if up := s.Up(); len(up) != 3 {
 		t.Fatalf("sessions up: %v", up)
