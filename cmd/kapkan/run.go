@@ -119,6 +119,9 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	}
 	d.engine = eng
 	warnNoThresholds(log, cfg)
+	if err := stateFileWritable(cfg.Mitigation.StateFile); err != nil { // see preflight
+		return nil, fmt.Errorf("mitigation: %w", err)
+	}
 	if d.rules, err = newRuleRuntime(cfg.Rules.Dirs, log, d.registry); err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
