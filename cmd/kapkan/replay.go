@@ -97,6 +97,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
 		return 1
 	}
+	warnNothingProtected(cfg, *configPath, "replay", stderr)
 	rlog := newLogger(stderr, "warn", "text")
 	set, err := compileRules(ruleDirs, rlog)
 	if err != nil {
