@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kapkan-io/kapkan/rules"
+	"github.com/kapkan-io/kapkan/flowspec"
 )
 
 // TestStateFileIsReadable: the state file is read by people too: & stays
@@ -16,8 +16,8 @@ import (
 func TestStateFileIsReadable(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "m.json")
 	f := newFixture(t, file, nil)
-	match := rules.Vector{Protocol: "tcp", TCPFlags: "syn&!ack"}
-	if _, err := f.m.Ban(Request{Kind: FlowSpecDiscard, Target: netip.MustParsePrefix("203.0.113.9/32"),
+	match := flowspec.Match{Protocol: "tcp", TCPFlags: "syn&!ack"}
+	if _, err := f.m.Ban(Request{Kind: flowspec.Discard, Target: netip.MustParsePrefix("203.0.113.9/32"),
 		TTL: 62504560581 * time.Nanosecond, Reason: "syn & ack flood"}, match, t0); err != nil {
 		t.Fatal(err)
 	}

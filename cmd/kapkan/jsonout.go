@@ -1,25 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
-	"strings"
 	"time"
 )
 
 // People read Kapkan's JSON (log lines, replay output, the API), so it is
 // written without the HTML escaping encoding/json applies by default: a
 // FlowSpec match "syn&!ack" stays that, not "syn\u0026!ack".
-
-// jsonText returns v as one line of JSON, or "" if it cannot be encoded.
-func jsonText(v any) string {
-	var b bytes.Buffer
-	if err := newJSONEncoder(&b).Encode(v); err != nil {
-		return ""
-	}
-	return strings.TrimSuffix(b.String(), "\n")
-}
 
 // newJSONEncoder writes JSON lines without HTML escaping.
 func newJSONEncoder(w io.Writer) *json.Encoder {

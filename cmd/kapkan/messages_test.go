@@ -7,11 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/internal/testutil"
-	"github.com/kapkan-io/kapkan/rules"
 )
 
 // TestHelpExitsZero: -h of every subcommand prints its usage once and
@@ -50,36 +48,16 @@ func TestAttackIPv6Target(t *testing.T) {
 	}
 }
 
-// TestLogLinesAreReadable: an attack's log line shows & as itself and its
-// duration rounded, not in nanoseconds.
-func TestLogLinesAreReadable(t *testing.T) {
-	logs := &syncBuffer{}
-	log := newLogger(logs, "info", "json")
-	started := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	c := &engine.Candidate{Kind: engine.AttackStarted, Target: netip.MustParsePrefix("203.0.113.5/32"), Started: started, At: started}
-	v := &rules.Verdict{Vector: rules.Vector{Protocol: "tcp", TCPFlags: "syn&!ack"}}
-	logCandidate(log, c, v)
-	c.Kind, c.At = engine.AttackEnded, started.Add(62504560581*time.Nanosecond)
-	logCandidate(log, c, v)
-	all := logs.all()
-	if strings.Contains(all, `\u0026`) || !strings.Contains(all, `syn&!ack`) {
-		t.Errorf("& escaped in the log:\n%s", all)
-	}
-	if got := logs.find("attack ended")["duration"]; got != "1m2.505s" {
-		t.Errorf("duration %v, want 1m2.505s", got)
-	}
-}
-
 // TestBanMatchErrors: a bad FlowSpec match is explained in words, not with
 // the parser's internals.
 func TestBanMatchErrors(t *testing.T) {
 	for _, tc := range []struct {
-		match rules.Vector
+		match flowspec.Match
 		want  string
 	}{
-		{rules.Vector{DstPorts: []string{"99999"}}, "port 99999 is out of range 0-65535"},
-		{rules.Vector{SrcPorts: []string{"http"}}, `port "http" is not a number`},
-		{rules.Vector{Protocol: "xyz"}, `protocol "xyz" (want tcp, udp, icmp, icmpv6 or a number 0-255)`},
+		{flowspec.Match{DstPorts: []string{"99999"}}, "port 99999 is out of range 0-65535"},
+		{flowspec.Match{SrcPorts: []string{"http"}}, `port "http" is not a number`},
+		{flowspec.Match{Protocol: "xyz"}, `protocol "xyz" (want tcp, udp, icmp, icmpv6 or a number 0-255)`},
 	} {
 		m := tc.match
 		b := banRequest{Target: "203.0.113.1", Action: "flowspec-discard", Match: &m}

@@ -13,7 +13,6 @@ import (
 	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/mitigate"
-	"github.com/kapkan-io/kapkan/mitigate/bgp"
 )
 
 // preflight checks a validated configuration for everything `kapkan run`
@@ -53,7 +52,7 @@ func preflight(cfg *config.Config) (warnings config.Errors, err error) {
 		}
 	}
 	if len(cfg.Mitigation.BGP.Peers) > 0 {
-		if _, err := bgp.FromConfig(cfg.Mitigation.BGP); err != nil {
+		if _, err := bgpConfigFrom(cfg.Mitigation.BGP); err != nil {
 			errs = append(errs, cfg.ErrorAt("mitigation.bgp", "%v", err))
 		}
 	}
