@@ -62,8 +62,9 @@ test-race:
 
 test-integration: test-race
 
-lint: ## gofmt, go vet, staticcheck
+lint: ## gofmt, go vet, staticcheck, go.mod and go.sum tidy
 	$(call log,lint)
+	$Q $(GO) mod tidy -diff >/dev/null || { echo "go.mod or go.sum is not tidy: run go mod tidy (go mod tidy -diff shows the change)"; exit 1; }
 	$Q test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$Q $(GO) vet $(PKGS)
 	$Q $(GO) tool staticcheck $(PKGS)

@@ -265,6 +265,9 @@ func setScalar(n *yaml.Node, v reflect.Value) string {
 		}
 		return found + " is not a boolean (want true or false)"
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if tag == "!!int" && !isPlainDecimal(n.Value) {
+			return notPlainDecimal(n)
+		}
 		if tag == "!!int" {
 			var i int64
 			if err := n.Decode(&i); err == nil && !v.OverflowInt(i) {
@@ -280,6 +283,9 @@ func setScalar(n *yaml.Node, v reflect.Value) string {
 		}
 		return found + " is not an integer" + quotedNumberHint(n)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if tag == "!!int" && !isPlainDecimal(n.Value) {
+			return notPlainDecimal(n)
+		}
 		if tag == "!!int" {
 			if strings.HasPrefix(strings.TrimSpace(n.Value), "-") {
 				return found + " is not a non-negative integer"
@@ -304,6 +310,33 @@ func setScalar(n *yaml.Node, v reflect.Value) string {
 func isDigits(s string) bool {
 	s = strings.TrimLeft(strings.TrimSpace(s), "+-")
 	return s != "" && strings.Trim(s, "0123456789") == ""
+}
+
+// isPlainDecimal reports whether s is an integer written in decimal digits
+// without a leading zero or underscores. yaml.v3 also reads 20_000, 0x10,
+// 0o17, 0b101 and 010 (octal, 8) as integers; the documentation promises
+// plain integers, and a leading zero that silently means octal is a trap.
+func isPlainDecimal(s string) bool {
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+")
+	if s == "" || strings.Trim(s, "0123456789") != "" {
+		return false
+	}
+	return s == "0" || s[0] != '0'
+}
+
+// notPlainDecimal refuses an integer in another notation, saying which
+// decimal number yaml.v3 would have read.
+func notPlainDecimal(n *yaml.Node) string {
+	const want = "want decimal digits only, without underscores, a base prefix or a leading zero"
+	var i int64
+	if err := n.Decode(&i); err == nil {
+		return fmt.Sprintf("%s is not a plain decimal integer (YAML reads it as %d; %s)", n.Value, i, want)
+	}
+	var u uint64
+	if err := n.Decode(&u); err == nil {
+		return fmt.Sprintf("%s is not a plain decimal integer (YAML reads it as %d; %s)", n.Value, u, want)
+	}
+	return fmt.Sprintf("%s is not a plain decimal integer (%s)", n.Value, want)
 }
 
 // quotedNumberHint explains a quoted number where a number is wanted.

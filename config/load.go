@@ -89,7 +89,7 @@ func parseNode(name string, data []byte) (*yaml.Node, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, nil
 		}
-		return nil, Errors{syntaxError(name, err)}
+		return nil, Errors{syntaxError(name, data, err)}
 	}
 	var next yaml.Node
 	switch err := dec.Decode(&next); {
@@ -97,7 +97,7 @@ func parseNode(name string, data []byte) (*yaml.Node, error) {
 		return nil, Errors{{File: name, Line: next.Line, Col: next.Column,
 			Msg: "a second YAML document (want one document per file)"}}
 	case !errors.Is(err, io.EOF):
-		return nil, Errors{syntaxError(name, err)}
+		return nil, Errors{syntaxError(name, data, err)}
 	}
 	if len(doc.Content) == 0 {
 		return nil, nil
@@ -113,11 +113,42 @@ var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // syntaxError turns a yaml.v3 parse error, which carries a line at best,
 // into an Error.
-func syntaxError(name string, err error) *Error {
+func syntaxError(name string, data []byte, err error) *Error {
 	e := &Error{File: name, Msg: "invalid YAML: " + strings.TrimPrefix(err.Error(), "yaml: ")}
 	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
 		e.Line, _ = strconv.Atoi(m[1])
 		e.Msg = "invalid YAML: " + m[2]
+		if l := errorLine(data, m[2]); l > e.Line {
+			e.Line = l
+		}
 	}
 	return e
+}
+
+// errorLine finds the line a YAML syntax error is on. For a structure
+// error (a key indented one space too few), yaml.v3 gives the line where
+// the enclosing mapping or list starts, which can be far above the
+// mistake. The first prefix of the document, in whole lines, that fails
+// with the same message ends on the offending line. 0 if none does (the
+// document is parsed once per line, so only files of a reasonable size
+// are searched).
+func errorLine(data []byte, msg string) int {
+	const maxLines = 5000
+	lines := bytes.SplitAfter(data, []byte("\n"))
+	if len(lines) > maxLines {
+		return 0
+	}
+	end := 0
+	for i, l := range lines {
+		end += len(l)
+		var n yaml.Node
+		err := yaml.Unmarshal(data[:end], &n)
+		if err == nil {
+			continue
+		}
+		if m := yamlLine.FindStringSubmatch(err.Error()); m != nil && m[2] == msg {
+			return i + 1
+		}
+	}
+	return 0
 }

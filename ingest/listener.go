@@ -53,8 +53,9 @@ type Listener struct {
 	pool *flow.Pool
 	log  *slog.Logger
 
-	conns []*net.UDPConn
-	port  int
+	conns  []*net.UDPConn
+	port   int
+	unlock func() // releases this listener's share of the port lock
 
 	readErrors  prometheus.Counter
 	truncated   prometheus.Counter
@@ -112,6 +113,16 @@ func NewListener(cfg ListenerConfig, dec *Decoder, sink flow.Sink, pool *flow.Po
 		}
 		return serr
 	}}
+	// A known port is locked before binding, so that a refused start never
+	// takes a datagram from the process that holds it; port 0 after, on the
+	// port the kernel chose.
+	if _, p, err := net.SplitHostPort(cfg.Listen); err == nil {
+		if port, _ := strconv.Atoi(p); port > 0 {
+			if l.unlock, err = lockPort("udp", port); err != nil {
+				return nil, fmt.Errorf("listen %s on %s: %w", cfg.Name, cfg.Listen, err)
+			}
+		}
+	}
 	for i := 0; i < cfg.Workers; i++ {
 		addr := cfg.Listen
 		if i > 0 {
@@ -122,12 +133,21 @@ func NewListener(cfg ListenerConfig, dec *Decoder, sink flow.Sink, pool *flow.Po
 		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
 		if err != nil {
 			l.Close()
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return nil, fmt.Errorf("listen %s on %s: the port is already in use by a program other than kapkan (%w)", cfg.Name, cfg.Listen, err)
+			}
 			return nil, fmt.Errorf("listen %s on %s: %w", cfg.Name, cfg.Listen, err)
 		}
 		conn := pc.(*net.UDPConn)
 		l.conns = append(l.conns, conn)
 		if i == 0 {
 			l.port = conn.LocalAddr().(*net.UDPAddr).Port
+			if l.unlock == nil {
+				if l.unlock, err = lockPort("udp", l.port); err != nil {
+					l.Close()
+					return nil, fmt.Errorf("listen %s on %s: %w", cfg.Name, cfg.Listen, err)
+				}
+			}
 		}
 	}
 	if cfg.ReadBuffer > 0 {
@@ -159,10 +179,14 @@ func (l *Listener) Addr() netip.AddrPort {
 	return l.conns[0].LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-// Close closes the sockets.
+// Close closes the sockets and releases the listener's share of the port
+// lock. It may be called more than once.
 func (l *Listener) Close() {
 	for _, c := range l.conns {
 		c.Close()
+	}
+	if l.unlock != nil {
+		l.unlock()
 	}
 }
 

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,5 +133,8 @@ func TestListenerPortInUse(t *testing.T) {
 	_, err = NewListener(ListenerConfig{Name: "netflow", Listen: pc.LocalAddr().String(), Workers: 1}, dec, &discardSink{}, nil, Deps{Logger: newDiscardLogger()})
 	if err == nil {
 		t.Fatal("listening on a port held by a socket without SO_REUSEPORT must fail")
+	}
+	if want := "already in use by a program other than kapkan"; !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q lacks %q", err, want)
 	}
 }

@@ -1,6 +1,7 @@
 package mitigate
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,7 +32,7 @@ type ActiveAction struct {
 }
 
 func (e *entry) view() ActiveAction {
-	v := ActiveAction{Kind: e.Kind, KindName: e.Kind.String(), Target: e.Target, RateMbps: e.RateMbps, TTL: e.TTL.String(),
+	v := ActiveAction{Kind: e.Kind, KindName: e.Kind.String(), Target: e.Target, RateMbps: e.RateMbps, TTL: e.TTL.Round(time.Millisecond).String(),
 		Expires: e.Expires.UTC(), Reason: e.Reason, Ladder: e.Ladder, Step: e.Step, DryRun: e.DryRun}
 	if !e.Match.IsZero() {
 		m := e.Match
@@ -67,10 +68,16 @@ func (m *Manager) save() {
 }
 
 func writeAtomic(name string, v any) error {
-	data, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
+	// Without HTML escaping: people read this file ("syn&!ack", not
+	// "syn\u0026!ack").
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
 		return err
 	}
+	data := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
 	if err := os.MkdirAll(filepath.Dir(name), 0o750); err != nil {
 		return err
 	}

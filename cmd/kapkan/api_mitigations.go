@@ -25,41 +25,41 @@ func (d *daemon) mitigationRoutes(r gin.IRouter) {
 		if d.mit.speaker != nil {
 			out["bgp_sessions_up"] = d.mit.speaker.Up()
 		}
-		c.JSON(http.StatusOK, out)
+		c.PureJSON(http.StatusOK, out)
 	})
 	g.POST("/mitigations", func(c *gin.Context) {
 		var b banRequest
 		if err := c.ShouldBindJSON(&b); err != nil {
-			c.JSON(http.StatusBadRequest, gin.H{"error": "body: " + err.Error()})
+			c.PureJSON(http.StatusBadRequest, gin.H{"error": "body: " + err.Error()})
 			return
 		}
 		req, match, err := b.request()
 		if err != nil {
-			c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+			c.PureJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
 			return
 		}
 		a, err := d.mit.mgr.Ban(req, match, time.Now())
 		switch {
 		case errors.Is(err, mitigate.ErrInvalid):
-			c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+			c.PureJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
 		case err != nil:
-			c.JSON(http.StatusUnprocessableEntity, gin.H{"error": err.Error()})
+			c.PureJSON(http.StatusUnprocessableEntity, gin.H{"error": err.Error()})
 		default:
-			c.JSON(http.StatusCreated, gin.H{"target": a.Target.String(), "action": a.Kind.String(), "ttl": a.TTL.String(),
+			c.PureJSON(http.StatusCreated, gin.H{"target": a.Target.String(), "action": a.Kind.String(), "ttl": roundDuration(a.TTL).String(),
 				"expires": a.Expires.UTC().Format(time.RFC3339), "dry_run": a.DryRun})
 		}
 	})
 	g.DELETE("/mitigations", func(c *gin.Context) {
 		t, err := parseTarget(c.Query("target"))
 		if err != nil {
-			c.JSON(http.StatusBadRequest, gin.H{"error": err.Error()})
+			c.PureJSON(http.StatusBadRequest, gin.H{"error": err.Error()})
 			return
 		}
 		n := d.mit.mgr.Unban(t, time.Now(), "manual unban")
 		if n == 0 {
-			c.JSON(http.StatusNotFound, gin.H{"error": "no mitigation in force on " + t.String()})
+			c.PureJSON(http.StatusNotFound, gin.H{"error": "no mitigation in force on " + t.String()})
 			return
 		}
-		c.JSON(http.StatusOK, gin.H{"target": t.String(), "withdrawn": n})
+		c.PureJSON(http.StatusOK, gin.H{"target": t.String(), "withdrawn": n})
 	})
 }

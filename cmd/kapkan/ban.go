@@ -35,7 +35,7 @@ func cmdBan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	target, base, status := targetAndAPI(fs, args, apiURL, configPath, stderr)
-	if status != 0 {
+	if status != 0 || target == "" { // target "": help was asked for
 		return status
 	}
 	b := banRequest{Target: target, Action: *action, RateMbps: *rate, TTL: *ttl, Reason: *reason}
@@ -68,18 +68,19 @@ func cmdUnban(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.PrintDefaults()
 	}
 	target, base, status := targetAndAPI(fs, args, apiURL, configPath, stderr)
-	if status != 0 {
+	if status != 0 || target == "" { // target "": help was asked for
 		return status
 	}
 	return apiCall(ctx, http.MethodDelete, base+"/api/v1/mitigations?target="+url.QueryEscape(target), nil, stdout, stderr, "unban")
 }
 
 // targetAndAPI parses the flags and the one target argument of ban and
-// unban, and finds the API. A non-zero status is the exit code.
+// unban, and finds the API. A non-zero status is the exit code; status 0
+// with no target means the usage was asked for and printed.
 func targetAndAPI(fs *flag.FlagSet, args []string, apiURL, configPath *string, stderr io.Writer) (target, base string, status int) {
 	rest, err := parseArgs(fs, args)
 	if err != nil {
-		return "", "", 2
+		return "", "", flagStatus(err)
 	}
 	if len(rest) != 1 {
 		fs.Usage()

@@ -50,6 +50,14 @@ func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 
 	cfg, err := config.Load(*path)
+	var warnings config.Errors
+	if err == nil {
+		// What run checks beyond the file itself, short of opening sockets.
+		warnings, err = preflight(cfg)
+		for _, w := range warnings {
+			fmt.Fprintln(stderr, warningLine(w))
+		}
+	}
 	if err != nil {
 		var errs config.Errors
 		if !errors.As(err, &errs) {
@@ -67,8 +75,14 @@ func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: %d %s\n", *path, len(errs), noun)
 		return 1
 	}
+	ok := "ok"
+	if n := len(warnings); n == 1 {
+		ok = "ok, 1 warning"
+	} else if n > 1 {
+		ok = fmt.Sprintf("ok, %d warnings", n)
+	}
 	if !*dump {
-		fmt.Fprintf(stdout, "%s: ok\n", *path)
+		fmt.Fprintf(stdout, "%s: %s\n", *path, ok)
 		return 0
 	}
 	out, err := cfg.Dump()
@@ -77,10 +91,18 @@ func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	// stdout stays pure YAML, so that it can be redirected to a file.
-	fmt.Fprintf(stderr, "%s: ok\n", *path)
+	fmt.Fprintf(stderr, "%s: %s\n", *path, ok)
 	if _, err := stdout.Write(out); err != nil {
 		fmt.Fprintf(stderr, "kapkan check: write dump: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// warningLine formats a warning as an error line with "warning: " before
+// its message.
+func warningLine(w *config.Error) string {
+	c := *w
+	c.Msg = "warning: " + c.Msg
+	return c.Error()
 }

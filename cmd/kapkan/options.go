@@ -57,16 +57,10 @@ func thresholds(t config.ThresholdSet) engine.Thresholds {
 	}
 }
 
-// warnNoThresholds logs the hostgroups that cannot report an attack.
+// warnNoThresholds logs the configuration's warnings (hostgroups that
+// cannot report an attack), the ones `kapkan check` prints.
 func warnNoThresholds(log *slog.Logger, cfg *config.Config) {
-	for _, hg := range cfg.Hostgroups {
-		t := hg.Thresholds
-		switch {
-		case t.Disabled:
-			log.Warn("detection is disabled for hostgroup: its traffic is counted, no attack is reported", "hostgroup", hg.Name)
-		case t.Incoming == (config.ThresholdSet{}) && t.Outgoing == (config.ThresholdSet{}) &&
-			t.IncomingTotal == (config.ThresholdSet{}) && t.OutgoingTotal == (config.ThresholdSet{}):
-			log.Warn("hostgroup has no thresholds: its traffic is counted, no attack is reported", "hostgroup", hg.Name)
-		}
+	for _, w := range cfg.Warnings() {
+		log.Warn("hostgroup cannot report an attack", "problem", w.Error())
 	}
 }

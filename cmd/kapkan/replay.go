@@ -83,7 +83,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	captures, err := parseArgs(fs, args)
 	if err != nil {
-		return 2
+		return flagStatus(err)
 	}
 	if len(captures) == 0 {
 		fs.Usage()
@@ -97,6 +97,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
 		return 1
 	}
+	warnNothingProtected(cfg, *configPath, "replay", stderr)
 	rlog := newLogger(stderr, "warn", "text")
 	set, err := compileRules(ruleDirs, rlog)
 	if err != nil {
@@ -106,7 +107,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	defer set.Close()
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
-	enc := json.NewEncoder(out)
+	enc := newJSONEncoder(out)
 	if len(againstDirs) > 0 {
 		other, err := compileRules(againstDirs, rlog)
 		if err != nil {

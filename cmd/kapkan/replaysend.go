@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -129,7 +128,7 @@ func runReplaySend(ctx context.Context, fs *flag.FlagSet, target string, speed f
 	if sum.SendErrors > 0 {
 		status = 1
 	}
-	if err := json.NewEncoder(stdout).Encode(&sum); err != nil {
+	if err := newJSONEncoder(stdout).Encode(&sum); err != nil {
 		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
 		return 1
 	}

@@ -36,8 +36,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	logFormat := fs.String("log-format", "", "log format: text or json (overrides log.format)")
 	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error (overrides log.level)")
 	demoMode := fs.Bool("demo", false, "protect 203.0.113.0/24 and send demo sFlow traffic with an attack every 90 s to the sFlow listener on loopback")
+	setUsage(fs, "usage: kapkan run [--config FILE] [--demo] [flags]")
 	if _, err := parseArgs(fs, args); err != nil {
-		return 2
+		return flagStatus(err)
 	}
 	cfg, err := loadConfig(*configPath)
 	if err != nil {
@@ -129,6 +130,9 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	}
 	d.engine = eng
 	warnNoThresholds(log, cfg)
+	if err := stateFileWritable(cfg.Mitigation.StateFile); err != nil { // see preflight
+		return nil, fmt.Errorf("mitigation: %w", err)
+	}
 	if d.rules, err = newRuleRuntime(cfg.Rules.Dirs, log, d.registry); err != nil {
 		return nil, fmt.Errorf("rules: %w", err)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -75,6 +74,14 @@ func parseAttack(s string) (demo.Attack, error) {
 			return demo.Attack{}, fmt.Errorf("attack %q: unclosed [", s)
 		}
 		target, rest = rest[1:end], strings.TrimPrefix(rest[end+1:], ":")
+	} else if strings.Count(rest, ":") > 3 {
+		// An IPv6 address without brackets: its colons run into the
+		// fields'. The last three fields are PPS, START and DURATION.
+		i := len(rest)
+		for range 3 {
+			i = strings.LastIndexByte(rest[:i], ':')
+		}
+		return demo.Attack{}, fmt.Errorf("attack %q: an IPv6 target goes in brackets (want %s@[%s]%s)", s, kind, rest[:i], rest[i:])
 	} else {
 		target, rest, _ = strings.Cut(rest, ":")
 	}
@@ -140,7 +147,7 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fs.PrintDefaults()
 	}
 	if rest, err := parseArgs(fs, args); err != nil {
-		return 2
+		return flagStatus(err)
 	} else if len(rest) > 0 {
 		fmt.Fprintf(stderr, "kapkan simulate: unexpected argument %q\n", rest[0])
 		return 2
@@ -212,7 +219,7 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "kapkan simulate: %v\n", rerr)
 		return 1
 	}
-	_ = json.NewEncoder(stdout).Encode(&report)
+	_ = newJSONEncoder(stdout).Encode(&report)
 	return 0
 }
 

@@ -26,7 +26,10 @@ func cmdTest(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	dirs, err := parseArgs(fs, args)
-	if err != nil || len(dirs) != 1 {
+	if err != nil {
+		return flagStatus(err) // the flag package printed the usage
+	}
+	if len(dirs) != 1 {
 		fs.Usage()
 		return 2
 	}

@@ -1,6 +1,7 @@
 package bgp
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -104,7 +105,7 @@ func FlowSpecComponents(dst netip.Prefix, v flowspec.Match) ([]bgp.FlowSpecCompo
 		for _, p := range pc.ports {
 			its, err := numericRange(p)
 			if err != nil {
-				return nil, fmt.Errorf("port %q: %w", p, err)
+				return nil, fmt.Errorf("port %w", err)
 			}
 			items = append(items, its...)
 		}
@@ -127,7 +128,7 @@ func FlowSpecComponents(dst netip.Prefix, v flowspec.Match) ([]bgp.FlowSpecCompo
 	if v.Fragment != "" {
 		bit, ok := fragmentBits[v.Fragment]
 		if !ok {
-			return nil, fmt.Errorf("fragment %q", v.Fragment)
+			return nil, fmt.Errorf("fragment %q (want is-fragment, first-fragment, last-fragment or dont-fragment)", v.Fragment)
 		}
 		out = append(out, component(bgp.FLOW_SPEC_TYPE_FRAGMENT, item(opMatch, bit)))
 	}
@@ -155,26 +156,42 @@ func protocolNumber(p string) (uint64, error) {
 	}
 	n, err := strconv.ParseUint(p, 10, 8)
 	if err != nil {
-		return 0, fmt.Errorf("protocol %q", p)
+		return 0, fmt.Errorf("protocol %q (want tcp, udp, icmp, icmpv6 or a number 0-255)", p)
 	}
 	return n, nil
 }
 
 // numericRange reads "53" or "1024-65535" (ORed with what precedes it).
+// Its errors read after a noun: "port 99999 is out of range 0-65535".
 func numericRange(s string) ([]*bgp.FlowSpecComponentItem, error) {
 	lo, hi, isRange := strings.Cut(s, "-")
-	a, err := strconv.ParseUint(lo, 10, 16)
+	a, err := number16(lo)
 	if err != nil {
 		return nil, err
 	}
 	if !isRange {
 		return []*bgp.FlowSpecComponentItem{item(opEQ, a)}, nil
 	}
-	b, err := strconv.ParseUint(hi, 10, 16)
-	if err != nil || b < a {
-		return nil, fmt.Errorf("bad range")
+	b, err := number16(hi)
+	if err != nil {
+		return nil, err
+	}
+	if b < a {
+		return nil, fmt.Errorf("range %q ends before it starts (want LOW-HIGH, like 1024-65535)", s)
 	}
 	return []*bgp.FlowSpecComponentItem{item(opGT|opEQ, a), item(opAND|opLT|opEQ, b)}, nil
+}
+
+// number16 reads a number from 0 to 65535.
+func number16(s string) (uint64, error) {
+	n, err := strconv.ParseUint(s, 10, 64)
+	switch {
+	case err != nil && errors.Is(err, strconv.ErrRange), err == nil && n > 65535:
+		return 0, fmt.Errorf("%s is out of range 0-65535", s)
+	case err != nil:
+		return 0, fmt.Errorf("%q is not a number (want 0-65535, or a range like 1024-65535)", s)
+	}
+	return n, nil
 }
 
 // packetLength reads "60", "512-1500", ">=512", "<=128", ">512", "<128".
@@ -187,14 +204,14 @@ func packetLength(s string) ([]*bgp.FlowSpecComponentItem, error) {
 		if rest, ok := strings.CutPrefix(s, o.prefix); ok {
 			n, err := strconv.ParseUint(rest, 10, 16)
 			if err != nil {
-				return nil, fmt.Errorf("packet length %q", s)
+				return nil, fmt.Errorf("packet length %q (want a length 0-65535, a range like 512-1500, or >=512)", s)
 			}
 			return []*bgp.FlowSpecComponentItem{item(o.op, n)}, nil
 		}
 	}
 	items, err := numericRange(s)
 	if err != nil {
-		return nil, fmt.Errorf("packet length %q", s)
+		return nil, fmt.Errorf("packet length %w", err)
 	}
 	return items, nil
 }
@@ -208,7 +225,7 @@ func tcpFlags(s string) ([]*bgp.FlowSpecComponentItem, error) {
 			not := strings.HasPrefix(term, "!")
 			bit, ok := tcpFlagBits[strings.TrimPrefix(term, "!")]
 			if !ok {
-				return nil, fmt.Errorf("tcp flag %q", term)
+				return nil, fmt.Errorf("tcp flag %q (want fin, syn, rst, psh, ack, urg, ece or cwr, joined by & or |, ! for not set)", term)
 			}
 			var op uint8 = opMatch // (flags & bit) == bit
 			if not {
