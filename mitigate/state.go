@@ -109,7 +109,8 @@ type ManagerConfig struct {
 	// router, whatever the caller wires.
 	Announcer Announcer
 	Log       *slog.Logger
-	// OnEvent, when set, is called for every event, under the manager's
+	// OnEvent, when set, is called for every event (instead of a log line
+	// of the manager's: the receiver renders it), under the manager's
 	// lock: it must not call back into the manager.
 	OnEvent func(Event)
 	// Registerer, when set, receives the manager's metrics.
@@ -302,6 +303,11 @@ func (m *Manager) withdraw(k key, e *entry, now time.Time, reason string) {
 }
 
 func (m *Manager) emit(ev Event) {
+	if m.onEvent != nil {
+		// Handed on: the daemon's event log renders it.
+		m.onEvent(ev)
+		return
+	}
 	switch ev.Type {
 	case EventRefused:
 		m.log.Warn("mitigation refused", "route", ev.Route.Key(), "attack", ev.AttackID, "err", ev.Err)
@@ -311,9 +317,6 @@ func (m *Manager) emit(ev Event) {
 	default:
 		m.log.Info("mitigation "+ev.Type, "route", ev.Route.Key(), "attack", ev.AttackID, "dry_run", ev.DryRun,
 			"expires", ev.Action.Expires.UTC().Format(time.RFC3339), "reason", ev.Reason)
-	}
-	if m.onEvent != nil {
-		m.onEvent(ev)
 	}
 }
 

@@ -11,7 +11,7 @@ var mitigationKinds = map[string]events.Kind{
 	mitigate.EventWithdraw: events.MitigationWithdrawn,
 	mitigate.EventRenew:    events.MitigationRenewed,
 	mitigate.EventRefused:  events.MitigationRefused,
-	"failed":               events.MitigationFailed,
+	mitigate.EventFailed:   events.MitigationFailed,
 }
 
 // MitigationEvent is a change the mitigation manager made (or refused) as

@@ -10,14 +10,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kapkan-io/kapkan/config"
-	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/events"
 	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/mitigate"
 	"github.com/kapkan-io/kapkan/mitigate/bgp"
 	"github.com/kapkan-io/kapkan/pipeline"
 	"github.com/kapkan-io/kapkan/policy"
-	"github.com/kapkan-io/kapkan/rules"
 )
 
 // safetyConfig is the guard's configuration: the protected prefixes are
@@ -45,13 +43,16 @@ type mitigation struct {
 	// dry records what would be sent, in dry-run (nil otherwise).
 	dry *mitigate.DryRun
 	log *slog.Logger
+	// pub receives the mitigation and BGP session events.
+	pub pipeline.Publisher
 }
 
 // newMitigation builds the mitigation stage. With BGP peers configured the
 // speaker is started (in dry-run too: sessions come up so operators can
 // check peering; nothing is announced).
-func newMitigation(ctx context.Context, cfg *config.Config, stateFile string, log *slog.Logger, reg prometheus.Registerer, onEvent func(mitigate.Event)) (*mitigation, error) {
-	m := &mitigation{tracker: policy.New(), log: log}
+func newMitigation(ctx context.Context, cfg *config.Config, stateFile string, log *slog.Logger, reg prometheus.Registerer, pub pipeline.Publisher) (*mitigation, error) {
+	m := &mitigation{tracker: policy.New(), log: log, pub: pub}
+	onEvent := func(e mitigate.Event) { pub.Publish(pipeline.MitigationEvent(&e)) }
 	var ann mitigate.Announcer
 	if cfg.DryRun {
 		m.dry = mitigate.NewDryRun()
@@ -89,6 +90,11 @@ func newMitigation(ctx context.Context, cfg *config.Config, stateFile string, lo
 // session is told of BGP sessions going up and down; one that comes back
 // gets what failed to be sent before.
 func (m *mitigation) session(e bgp.SessionEvent) {
+	kind := events.BGPSessionDown
+	if e.Up {
+		kind = events.BGPSessionUp
+	}
+	m.pub.Publish(events.Event{Kind: kind, BGP: &events.BGPSession{Peer: e.Peer, State: e.State}})
 	if e.Up {
 		m.mgr.Retry()
 	}
@@ -101,28 +107,6 @@ func (m *mitigation) close() {
 	if m.speaker != nil {
 		m.speaker.Stop()
 	}
-}
-
-// apply hands ladder decisions to the manager. Refusals are reported by the
-// manager itself (event, counter, log).
-func (m *mitigation) apply(ds []flowspec.Decision, err error) error {
-	for _, d := range ds {
-		_ = m.mgr.Apply(d)
-	}
-	return err
-}
-
-// candidate feeds one attack event through the ladders.
-func (m *mitigation) candidate(c *engine.Candidate, set *rules.Set, v rules.Verdict, f rules.Features) error {
-	switch c.Kind {
-	case engine.AttackStarted:
-		return m.apply(m.tracker.Start(c, v, set.Ladder(c.Hostgroup, v.Labels), f))
-	case engine.AttackUpdated:
-		return m.apply(m.tracker.Update(c))
-	case engine.AttackEnded:
-		return m.apply(m.tracker.End(c), nil)
-	}
-	return nil
 }
 
 // run sends the manager's changes and ticks its TTLs until ctx ends.

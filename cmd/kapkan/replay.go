@@ -17,7 +17,6 @@ import (
 	"github.com/kapkan-io/kapkan/events"
 	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/ingest"
-	"github.com/kapkan-io/kapkan/mitigate"
 	"github.com/kapkan-io/kapkan/pipeline"
 	"github.com/kapkan-io/kapkan/rules"
 	"github.com/kapkan-io/kapkan/rules/wasm"
@@ -259,9 +258,7 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 	// published into an event ring; replay's lines are rendered from it.
 	ring := events.NewRing(1<<14, nil)
 	rd := ring.NewReader("replay", ring.Last()+1)
-	mit, err := newMitigation(ctx, noPeers(cfg), "", slog.New(slog.DiscardHandler), nil, func(e mitigate.Event) {
-		ring.Publish(pipeline.MitigationEvent(&e))
-	})
+	mit, err := newMitigation(ctx, noPeers(cfg), "", slog.New(slog.DiscardHandler), nil, ring)
 	if err != nil {
 		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
 		return sum, 1

@@ -25,7 +25,6 @@ import (
 	"github.com/kapkan-io/kapkan/events"
 	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/ingest"
-	"github.com/kapkan-io/kapkan/mitigate"
 	"github.com/kapkan-io/kapkan/pipeline"
 )
 
@@ -138,9 +137,7 @@ func newDaemon(cfg *config.Config, log *slog.Logger) (*daemon, error) {
 	}
 	d.events = events.NewRing(eventRingSize, d.registry)
 	// The speaker starts here: in dry-run too, so that sessions come up.
-	if d.mit, err = newMitigation(context.Background(), cfg, cfg.Mitigation.StateFile, log, d.registry, func(e mitigate.Event) {
-		d.events.Publish(pipeline.MitigationEvent(&e))
-	}); err != nil {
+	if d.mit, err = newMitigation(context.Background(), cfg, cfg.Mitigation.StateFile, log, d.registry, d.events); err != nil {
 		return nil, fmt.Errorf("mitigation: %w", err)
 	}
 	if d.pipeline, err = pipeline.New(pipelineConfigFrom(cfg, 0), pipeline.Deps{Rules: d.rules.Set, Mitigator: d.mit.mgr,

@@ -357,11 +357,11 @@ func (s *Speaker) peerEvent(ev *api.WatchEventResponse) {
 		return // a step of the FSM on the way up, or down again
 	}
 	if established {
-		s.log.Info("BGP session established", "peer", addr, "routes", n)
+		s.log.Debug("BGP session established", "peer", addr, "routes", n) // the daemon logs the bgp_session_up event
 		s.sessionUp.WithLabelValues(addr).Set(1)
 		s.transitions.WithLabelValues(addr, "up").Inc()
 	} else {
-		s.log.Warn("BGP session down", "peer", addr, "state", state, "routes", n)
+		s.log.Debug("BGP session down", "peer", addr, "state", state, "routes", n) // the daemon logs the bgp_session_down event
 		s.sessionUp.WithLabelValues(addr).Set(0)
 		s.transitions.WithLabelValues(addr, "down").Inc()
 	}

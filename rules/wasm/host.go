@@ -647,8 +647,14 @@ func (m *Module) call(ctx context.Context, role Role, p *Payload, parse func([]b
 	if !trial {
 		off = c.brk.suspendedCh()
 	}
-	failed := true
-	defer func() { c.brk.done(trial, failed) }()
+	failed, reported := true, false
+	report := func(failed bool) {
+		if !reported {
+			reported = true
+			c.brk.done(trial, failed)
+		}
+	}
+	defer func() { report(failed) }()
 	start := time.Now()
 	defer func() { c.duration.Observe(time.Since(start).Seconds()) }()
 	ctx, cancel := context.WithTimeout(ctx, c.opts.Limits.Timeout)
@@ -670,6 +676,9 @@ func (m *Module) call(ctx context.Context, role Role, p *Payload, parse func([]b
 	out, result, err := in.call(withInstance(ctx, in), payload)
 	if err != nil {
 		stderr := in.stderr()
+		// Tell the breaker before the instance is free again: a call
+		// waiting for it must see the suspension this failure causes.
+		report(true)
 		switch result {
 		case ResultTimeout, ResultMemory, ResultTrap:
 			c.discard(in)
