@@ -15,7 +15,6 @@ import (
 	"github.com/kapkan-io/kapkan/mitigate"
 	"github.com/kapkan-io/kapkan/mitigate/bgp"
 	"github.com/kapkan-io/kapkan/pipeline"
-	"github.com/kapkan-io/kapkan/policy"
 )
 
 // safetyConfig is the guard's configuration: the protected prefixes are
@@ -31,13 +30,10 @@ func safetyConfig(cfg *config.Config) mitigate.Config {
 	return sc
 }
 
-// mitigation turns attacks into mitigations: the policy tracker follows
-// each attack's ladder, the manager applies the safety model, keeps the
-// state and hands routes to the BGP speaker. It is used from one
-// goroutine (the candidate loop), except the manager, which is safe for
-// the API too.
+// mitigation carries out what the verdict path (pipeline) decides: the
+// manager applies the safety model, keeps the state and hands routes to
+// the BGP speaker, or to the dry-run announcer.
 type mitigation struct {
-	tracker *policy.Tracker
 	mgr     *mitigate.Manager
 	speaker *bgp.Speaker
 	// dry records what would be sent, in dry-run (nil otherwise).
@@ -51,7 +47,7 @@ type mitigation struct {
 // speaker is started (in dry-run too: sessions come up so operators can
 // check peering; nothing is announced).
 func newMitigation(ctx context.Context, cfg *config.Config, stateFile string, log *slog.Logger, reg prometheus.Registerer, pub pipeline.Publisher) (*mitigation, error) {
-	m := &mitigation{tracker: policy.New(), log: log, pub: pub}
+	m := &mitigation{log: log, pub: pub}
 	onEvent := func(e mitigate.Event) { pub.Publish(pipeline.MitigationEvent(&e)) }
 	var ann mitigate.Announcer
 	if cfg.DryRun {
