@@ -273,6 +273,7 @@ hostgroups:
     thresholds:
       incoming: {pps: %d}
 api: {listen: "127.0.0.1:%d"}
+mitigation: {state_file: ""}
 `, sflowPort, o.readBuffer, nfPort, o.readBuffer, prefix, thresholdPPS, apiPort)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return s, err
