@@ -48,8 +48,7 @@ func TestConfigReloadOnSIGHUP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, logs := startDaemon(t, cfg)
-	d.configPath = path
+	d, logs := startDaemonFrom(t, cfg, path)
 	sflow := d.listeners[0].Addr()
 	done := make(chan struct{})
 	go func() {

@@ -166,11 +166,19 @@ func sendAttack(t *testing.T, to netip.AddrPort, kind demo.Kind, victim netip.Ad
 // buffer; it is stopped (and its BGP speaker closed) when the test ends.
 func startDaemon(t *testing.T, cfg *config.Config) (*daemon, *syncBuffer) {
 	t.Helper()
+	return startDaemonFrom(t, cfg, "")
+}
+
+// startDaemonFrom is startDaemon for a configuration read from path, which
+// a reload reads again.
+func startDaemonFrom(t *testing.T, cfg *config.Config, path string) (*daemon, *syncBuffer) {
+	t.Helper()
 	logs := &syncBuffer{}
 	d, err := newDaemon(cfg, newLogger(logs, "info", "json"))
 	if err != nil {
 		t.Fatal(err)
 	}
+	d.configPath = path
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- d.run(ctx) }()
