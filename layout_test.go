@@ -29,6 +29,9 @@ var allowed = map[string][]string{
 	"pipeline":          {"flow", "flowspec", "engine", "events", "rules", "policy", "mitigate"},
 	"ruletest":          {"flow", "flowspec", "engine", "events", "ingest", "ingest/demo", "ingest/flowgen", "pipeline", "rules"},
 	"internal/testutil": {},
+	// Only the daemon (and cmd/kapkan through it) knows every part.
+	"daemon":            {"builtin", "config", "engine", "events", "flow", "flowspec", "ingest", "ingest/demo", "mitigate", "mitigate/bgp", "pipeline", "rules", "rules/wasm"},
+	"daemon/daemontest": {"config", "daemon", "flow", "ingest/demo", "internal/testutil"},
 	"cmd/kapkan":        {"*"},
 	"bench/e2e":         {"bench/fnm", "ingest", "flow"},
 	"bench/fnm":         {},

@@ -58,3 +58,43 @@ func newAttackJSON(kind events.Kind, a *events.Attack) attackJSON {
 	}
 	return j
 }
+
+// mitigationJSON is how replay prints a mitigation event, and what the API
+// returns for one.
+type mitigationJSON struct {
+	Type     string          `json:"type"`
+	ID       uint64          `json:"id,omitempty"`
+	Event    string          `json:"event"` // announce, withdraw, renew or refused
+	Target   string          `json:"target"`
+	Ladder   string          `json:"ladder,omitempty"`
+	Step     int             `json:"step,omitempty"`
+	Action   string          `json:"action"`
+	RateMbps float64         `json:"rate_mbps,omitempty"`
+	Match    *flowspec.Match `json:"match,omitempty"`
+	At       string          `json:"at"`
+	Expires  string          `json:"expires,omitempty"`
+	Reason   string          `json:"reason"`
+	Error    string          `json:"error,omitempty"`
+	DryRun   bool            `json:"dry_run"`
+}
+
+// mitigationEventNames are replay's words for the mitigation events.
+var mitigationEventNames = map[events.Kind]string{
+	events.MitigationAnnounced: "announce", events.MitigationWithdrawn: "withdraw", events.MitigationRenewed: "renew",
+	events.MitigationRefused: "refused", events.MitigationFailed: "failed", events.MitigationNone: "none",
+}
+
+func newMitigationJSON(ev *events.Event) mitigationJSON {
+	e := ev.Mitigation
+	j := mitigationJSON{Type: "mitigation", ID: e.AttackID, Event: mitigationEventNames[ev.Kind], Target: e.Target.String(),
+		Ladder: e.Ladder, Step: e.Step, Action: e.Action.String(), RateMbps: e.RateMbps,
+		At: ev.At.UTC().Format(time.RFC3339Nano), Reason: e.Reason, Error: e.Err, DryRun: e.DryRun}
+	if !e.Match.IsZero() {
+		v := e.Match
+		j.Match = &v
+	}
+	if !e.Expires.IsZero() {
+		j.Expires = e.Expires.UTC().Format(time.RFC3339Nano)
+	}
+	return j
+}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/kapkan-io/kapkan/daemon"
 	"github.com/kapkan-io/kapkan/flowspec"
 )
 
@@ -38,7 +39,7 @@ func cmdBan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if status != 0 || target == "" { // target "": help was asked for
 		return status
 	}
-	b := banRequest{Target: target, Action: *action, RateMbps: *rate, TTL: *ttl, Reason: *reason}
+	b := daemon.BanRequest{Target: target, Action: *action, RateMbps: *rate, TTL: *ttl, Reason: *reason}
 	if *proto != "" || *srcPort != "" || *dstPort != "" {
 		v := flowspec.Match{Protocol: *proto}
 		if *srcPort != "" {
@@ -49,7 +50,7 @@ func cmdBan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		b.Match = &v
 	}
-	if _, _, err := b.request(); err != nil {
+	if _, _, err := b.Request(); err != nil {
 		fmt.Fprintf(stderr, "kapkan ban: %v\n", err)
 		return 2
 	}
@@ -86,7 +87,7 @@ func targetAndAPI(fs *flag.FlagSet, args []string, apiURL, configPath *string, s
 		fs.Usage()
 		return "", "", 2
 	}
-	if _, err := parseTarget(rest[0]); err != nil {
+	if _, err := daemon.ParseTarget(rest[0]); err != nil {
 		fmt.Fprintf(stderr, "kapkan %s: %v\n", fs.Name(), err)
 		return "", "", 2
 	}

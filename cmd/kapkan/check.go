@@ -8,6 +8,7 @@ import (
 	"io"
 
 	"github.com/kapkan-io/kapkan/config"
+	"github.com/kapkan-io/kapkan/daemon"
 )
 
 // cmdCheck validates a configuration file and reports every problem in it,
@@ -53,7 +54,7 @@ func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	var warnings config.Errors
 	if err == nil {
 		// What run checks beyond the file itself, short of opening sockets.
-		warnings, err = preflight(cfg)
+		warnings, err = daemon.Preflight(cfg)
 		for _, w := range warnings {
 			fmt.Fprintln(stderr, warningLine(w))
 		}

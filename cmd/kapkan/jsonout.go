@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"io"
-	"time"
 )
 
 // People read Kapkan's JSON (log lines, replay output, the API), so it is
@@ -16,7 +15,3 @@ func newJSONEncoder(w io.Writer) *json.Encoder {
 	enc.SetEscapeHTML(false)
 	return enc
 }
-
-// roundDuration rounds a measured duration to the millisecond for people
-// to read: "1m2.505s", not "1m2.504560581s".
-func roundDuration(d time.Duration) time.Duration { return d.Round(time.Millisecond) }

@@ -4,27 +4,14 @@ import (
 	"flag"
 	"io"
 	"log/slog"
-	"strings"
-)
 
-// parseLevel reads a log level (info when unknown: config validation
-// refuses those).
-func parseLevel(level string) slog.Level {
-	switch strings.ToLower(level) {
-	case "debug":
-		return slog.LevelDebug
-	case "warn":
-		return slog.LevelWarn
-	case "error":
-		return slog.LevelError
-	}
-	return slog.LevelInfo
-}
+	"github.com/kapkan-io/kapkan/daemon"
+)
 
 // newLogger builds the process logger: text or JSON lines at the given level.
 func newLogger(w io.Writer, level, format string) *slog.Logger {
 	lv := new(slog.LevelVar)
-	lv.Set(parseLevel(level))
+	lv.Set(daemon.ParseLevel(level))
 	return newLoggerVar(w, lv, format)
 }
 

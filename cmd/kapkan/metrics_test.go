@@ -10,6 +10,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/kapkan-io/kapkan/config"
+	"github.com/kapkan-io/kapkan/daemon"
 )
 
 // lint runs promlint over a registry, ignoring the Go and process
@@ -53,12 +54,12 @@ func TestMetricNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, err := newDaemon(cfg, newLogger(io.Discard, "error", "text"))
+	d, err := daemon.New(cfg, daemon.Deps{Logger: newLogger(io.Discard, "error", "text")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer d.close()
-	if p := lint(t, d.registry); len(p) > 0 {
+	defer d.Close()
+	if p := lint(t, d.Registry()); len(p) > 0 {
 		t.Errorf("metric problems:\n%s", strings.Join(p, "\n"))
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/kapkan-io/kapkan/config"
+	"github.com/kapkan-io/kapkan/daemon/daemontest"
 	"github.com/kapkan-io/kapkan/ingest/demo"
 	"github.com/kapkan-io/kapkan/internal/testutil"
 )
@@ -54,21 +55,21 @@ mitigation:
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, logs := startDaemon(t, cfg)
+	d, logs := daemontest.Start(t, cfg, "")
 	router.WaitEstablished("127.0.0.1", 30*time.Second)
 
-	sendAttack(t, d.listeners[0].Addr(), demo.DNSAmp, netip.MustParseAddr("203.0.113.5"), 3*time.Second, 5)
+	daemontest.SendAttack(t, d.FlowAddrs()[0], demo.DNSAmp, netip.MustParseAddr("203.0.113.5"), 3*time.Second, 5)
 	want := "[destination: 203.0.113.5/32][protocol: ==udp][source-port: ==53]"
 	waitFor(t, 15*time.Second, func() bool { _, ok := router.AdjIn("127.0.0.1", "ipv4-flowspec")[want]; return ok },
 		func() string {
-			return fmt.Sprintf("router holds %v; log:\n%s", router.AdjIn("127.0.0.1", "ipv4-flowspec"), logs.all())
+			return fmt.Sprintf("router holds %v; log:\n%s", router.AdjIn("127.0.0.1", "ipv4-flowspec"), logs.All())
 		})
 	if got := router.AdjIn("127.0.0.1", "ipv4-flowspec")[want]; got.TrafficRate != 0 {
 		t.Errorf("flowspec action: %+v, want discard", got)
 	}
 
 	// Manual actions through the API, with the CLI.
-	api := "http://" + d.httpLn.Addr().String()
+	api := "http://" + d.APIAddr().String()
 	var out, errb bytes.Buffer
 	if code := cmdBan(context.Background(), []string{"--api", api, "--ttl", "5m", "--reason", "ticket 42", "203.0.113.9"}, &out, &errb); code != 0 {
 		t.Fatalf("ban: %d %s", code, errb.String())
@@ -88,7 +89,7 @@ mitigation:
 		} `json:"mitigations"`
 		Up []string `json:"bgp_sessions_up"`
 	}
-	if err := json.Unmarshal([]byte(get(t, api+"/api/v1/mitigations")), &list); err != nil {
+	if err := json.Unmarshal([]byte(testutil.Get(t, api+"/api/v1/mitigations")), &list); err != nil {
 		t.Fatal(err)
 	}
 	if list.DryRun || len(list.Mitigations) != 2 || list.Mitigations[1].Reason != "ticket 42" || len(list.Up) != 1 {
@@ -99,7 +100,7 @@ mitigation:
 	}
 	waitFor(t, 10*time.Second, func() bool { _, ok := router.AdjIn("127.0.0.1", "ipv4")["203.0.113.9/32"]; return !ok },
 		func() string { return fmt.Sprint(router.AdjIn("127.0.0.1", "ipv4")) })
-	if m := get(t, api+"/metrics"); !strings.Contains(m, `kapkan_mitigation_events_total{kind="blackhole",reason="allowlisted",type="refused"} 1`) {
+	if m := testutil.Get(t, api+"/metrics"); !strings.Contains(m, `kapkan_mitigation_events_total{kind="blackhole",reason="allowlisted",type="refused"} 1`) {
 		t.Error("the refused ban was not counted")
 	}
 }

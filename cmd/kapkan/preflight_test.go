@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/kapkan-io/kapkan/config"
+	"github.com/kapkan-io/kapkan/daemon"
 )
 
 // TestCheckAgreesWithRun: for each configuration, `kapkan check` fails if
@@ -92,11 +93,10 @@ func runStarts(path string) error {
 	if err != nil {
 		return err
 	}
-	d, err := newDaemon(cfg, slog.New(slog.DiscardHandler))
+	d, err := daemon.New(cfg, daemon.Deps{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
 	}
-	d.close()
-	d.mit.close()
+	d.Close()
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kapkan-io/kapkan/config"
+	"github.com/kapkan-io/kapkan/daemon"
 	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/events"
 	"github.com/kapkan-io/kapkan/flow"
@@ -147,7 +148,7 @@ func noPeers(cfg *config.Config) *config.Config {
 // WASM modules log through log (the guest's output and failures); Close
 // the set when done.
 func compileRules(dirs []string, log *slog.Logger) (*rules.Set, error) {
-	srcs, err := ruleSources(dirs)
+	srcs, err := daemon.RuleSources(dirs)
 	if err != nil {
 		return nil, err
 	}
@@ -241,10 +242,10 @@ func (h countingHandler) WithGroup(g string) slog.Handler {
 func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set *rules.Set, printRecords, verbose bool,
 	emit func(any), stderr io.Writer) (replaySummary, int) {
 	log := newLogger(stderr, "warn", "text")
-	dec := ingest.New(ingestOptionsFrom(cfg), ingest.Deps{Logger: log})
+	dec := ingest.New(daemon.IngestOptions(cfg), ingest.Deps{Logger: log})
 	// The engine runs inline on one shard, clocked by the capture's
 	// timestamps: the same capture always gives the same output.
-	ecfg := engineConfigFrom(cfg)
+	ecfg := daemon.EngineConfig(cfg)
 	ecfg.Shards = 1
 	sum := replaySummary{Type: "summary", Formats: map[string]int{}}
 	eng, err := engine.NewSync(ecfg, engine.Deps{Logger: log})
@@ -258,15 +259,15 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 	// published into an event ring; replay's lines are rendered from it.
 	ring := events.NewRing(1<<14, nil)
 	rd := ring.NewReader("replay", ring.Last()+1)
-	mit, err := newMitigation(ctx, noPeers(cfg), "", slog.New(slog.DiscardHandler), nil, ring)
+	mit, err := daemon.NewMitigation(noPeers(cfg), "", slog.New(slog.DiscardHandler), nil, ring)
 	if err != nil {
 		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
 		return sum, 1
 	}
-	defer mit.close()
+	defer mit.Close()
 	var nerrs int
-	pl, err := pipeline.New(pipelineConfigFrom(cfg, 1), pipeline.Deps{Rules: func() *rules.Set { return set },
-		Mitigator: mit.mgr, Events: ring, Log: slog.New(countingHandler{log.Handler(), &nerrs})})
+	pl, err := pipeline.New(daemon.PipelineConfig(cfg, 1), pipeline.Deps{Rules: func() *rules.Set { return set },
+		Mitigator: mit.Manager(), Events: ring, Log: slog.New(countingHandler{log.Handler(), &nerrs})})
 	if err != nil {
 		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
 		return sum, 1
@@ -324,7 +325,7 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 	// After a long silence, tick just enough for attacks to end, then jump.
 	tick := func(now time.Time) {
 		eng.Tick(now)
-		mit.mgr.Tick(now)
+		mit.Manager().Tick(now)
 		drain()
 	}
 	clock := ingest.ReplayClock{Tick: tick, Batcher: batcher,
@@ -370,7 +371,7 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 	printCandidates()
 	// Show when the actions of ended attacks would be withdrawn: at their
 	// TTL, after the capture.
-	mit.expireIdle()
+	mit.ExpireIdle()
 	drain()
 	emit(&sum)
 	return sum, status

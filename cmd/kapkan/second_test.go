@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kapkan-io/kapkan/config"
+	"github.com/kapkan-io/kapkan/daemon/daemontest"
 )
 
 // mainEnv makes the test binary, run again, behave as the kapkan command
@@ -54,8 +55,8 @@ mitigation: {state_file: ""}
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, _ := startDaemon(t, cfg)
-	port := d.listeners[0].Addr().Port()
+	d, _ := daemontest.Start(t, cfg, "")
+	port := d.FlowAddrs()[0].Port()
 	path := filepath.Join(t.TempDir(), "kapkan.yaml")
 	// The second one listens on the wildcard address: it overlaps.
 	second := fmt.Sprintf(`

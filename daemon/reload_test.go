@@ -1,4 +1,4 @@
-package main
+package daemon_test
 
 import (
 	"net/netip"
@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kapkan-io/kapkan/config"
+	"github.com/kapkan-io/kapkan/daemon/daemontest"
 	"github.com/kapkan-io/kapkan/ingest/demo"
 	"github.com/kapkan-io/kapkan/internal/testutil"
 )
@@ -48,15 +49,15 @@ func TestConfigReloadOnSIGHUP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d, logs := startDaemonFrom(t, cfg, path)
-	sflow := d.listeners[0].Addr()
+	d, logs := daemontest.Start(t, cfg, path)
+	sflow := d.FlowAddrs()[0]
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		sendAttack(t, sflow, demo.UDPFlood, netip.MustParseAddr("203.0.113.9"), 5*time.Second, 7)
+		daemontest.SendAttack(t, sflow, demo.UDPFlood, netip.MustParseAddr("203.0.113.9"), 5*time.Second, 7)
 	}()
 	time.Sleep(2 * time.Second)
-	if logs.find("attack detected") != nil {
+	if logs.Find("attack detected") != nil {
 		t.Fatal("detected under the old threshold")
 	}
 	write(strings.Replace(reloadConfigText, "PPS", "20000", 1))
@@ -67,14 +68,14 @@ func TestConfigReloadOnSIGHUP(t *testing.T) {
 	var detected map[string]any
 	for deadline := time.Now().Add(5 * time.Second); detected == nil && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
-		detected = logs.find("attack detected")
+		detected = logs.Find("attack detected")
 	}
 	if detected == nil {
-		t.Fatalf("not detected after the reload; log:\n%s", logs.all())
+		t.Fatalf("not detected after the reload; log:\n%s", logs.All())
 	}
 	t.Logf("detected %v after SIGHUP", time.Since(hup).Round(time.Millisecond))
-	if r := logs.find("config reloaded"); r == nil || !strings.Contains(logs.all(), `"applied":["hostgroups"]`) {
-		t.Errorf("no config reloaded line naming hostgroups; log:\n%s", logs.all())
+	if r := logs.Find("config reloaded"); r == nil || !strings.Contains(logs.All(), `"applied":["hostgroups"]`) {
+		t.Errorf("no config reloaded line naming hostgroups; log:\n%s", logs.All())
 	}
 	<-done
 
@@ -85,18 +86,18 @@ func TestConfigReloadOnSIGHUP(t *testing.T) {
 	var failed map[string]any
 	for deadline := time.Now().Add(5 * time.Second); failed == nil && time.Now().Before(deadline); {
 		time.Sleep(20 * time.Millisecond)
-		failed = logs.find("config reload failed, keeping the running config")
+		failed = logs.Find("config reload failed, keeping the running config")
 	}
 	if failed == nil {
-		t.Fatalf("no failed reload line; log:\n%s", logs.all())
+		t.Fatalf("no failed reload line; log:\n%s", logs.All())
 	}
-	if !strings.Contains(logs.all(), "kapkan.yaml:") {
+	if !strings.Contains(logs.All(), "kapkan.yaml:") {
 		t.Errorf("the failure does not say where: %v", failed)
 	}
-	if v := testutil.MetricValue(t, d.registry, "kapkan_config_last_reload_successful", nil); v != 0 {
+	if v := testutil.MetricValue(t, d.Registry(), "kapkan_config_last_reload_successful", nil); v != 0 {
 		t.Errorf("kapkan_config_last_reload_successful = %v after a failed reload", v)
 	}
-	if d.cfg.Hostgroups[0].Thresholds.Incoming.PPS != 20000 {
-		t.Errorf("running threshold %d after a failed reload, want 20000 kept", d.cfg.Hostgroups[0].Thresholds.Incoming.PPS)
+	if d.Config().Hostgroups[0].Thresholds.Incoming.PPS != 20000 {
+		t.Errorf("running threshold %d after a failed reload, want 20000 kept", d.Config().Hostgroups[0].Thresholds.Incoming.PPS)
 	}
 }

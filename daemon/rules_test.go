@@ -1,8 +1,9 @@
-package main
+package daemon
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -33,9 +34,9 @@ func TestRulesHotReload(t *testing.T) {
 		}
 	}
 	write("kapkan_rules: 1\nrules:\n  - name: ops-udp\n    match: udp_share > 0.5\n    labels: [ops-udp]\n")
-	logs := &syncBuffer{}
+	logs := &kt.LogLines{}
 	reg := prometheus.NewRegistry()
-	r, err := newRuleRuntime([]string{dir}, newLogger(logs, "info", "json"), reg)
+	r, err := newRuleRuntime([]string{dir}, slog.New(slog.NewJSONHandler(logs, nil)), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func TestRulesHotReload(t *testing.T) {
 			t.Errorf("%s: kapkan_rules_last_reload_successful = %v", broken.name, got)
 		}
 	}
-	if !strings.Contains(strings.Join(logs.lines, "\n"), `"rule":"ops-udp"`) {
+	if !strings.Contains(logs.All(), `"rule":"ops-udp"`) {
 		t.Error("the failure log does not name the rule")
 	}
 	// The watcher picks up a fixed file by itself.
@@ -87,7 +88,7 @@ func TestRulesHotReload(t *testing.T) {
 // wsdFeatures are the features of a WS-Discovery reflection with n sample
 // records.
 func wsdFeatures(n int) rules.Features {
-	target := netip.MustParseAddr(wsdVictim)
+	target := netip.MustParseAddr("203.0.113.30")
 	c := &engine.Candidate{Kind: engine.AttackStarted, Target: netip.PrefixFrom(target, 32), Hostgroup: "customers"}
 	for i := range n {
 		c.Sample = append(c.Sample, flow.Record{Src: netip.AddrFrom4([4]byte{198, 51, 100, byte(1 + i%200)}).As16(), Dst: target.As16(),
@@ -110,9 +111,9 @@ func TestRulesReloadBadModules(t *testing.T) {
 		}
 	}
 	write("ops.yaml", "kapkan_rules: 1\nrules:\n  - name: ops-udp\n    match: udp_share > 0.5\n    labels: [ops-udp]\n")
-	logs := &syncBuffer{}
+	logs := &kt.LogLines{}
 	reg := prometheus.NewRegistry()
-	r, err := newRuleRuntime([]string{dir}, newLogger(logs, "info", "json"), reg)
+	r, err := newRuleRuntime([]string{dir}, slog.New(slog.NewJSONHandler(logs, nil)), reg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +163,7 @@ func TestRulesReloadBadModules(t *testing.T) {
 			}
 		})
 	}
-	log := strings.Join(logs.lines, "\n")
+	log := logs.All()
 	if !strings.Contains(log, `"file":"`+filepath.Join(dir, "bad.yaml")+`"`) || !strings.Contains(log, "want 1") {
 		t.Errorf("the failure log does not name the file and what was expected:\n%s", log)
 	}
@@ -220,7 +221,7 @@ func TestRulesHotSwapWASM(t *testing.T) {
 	}
 	install(0)
 	reg := prometheus.NewRegistry()
-	r, err := newRuleRuntime([]string{dir}, newLogger(&syncBuffer{}, "info", "json"), reg)
+	r, err := newRuleRuntime([]string{dir}, slog.New(slog.NewJSONHandler(&kt.LogLines{}, nil)), reg)
 	if err != nil {
 		t.Fatal(err)
 	}

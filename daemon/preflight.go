@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"errors"
@@ -26,11 +26,11 @@ import (
 //
 // Problems are returned as config.Errors, positioned in the file where the
 // key that causes them is; warnings are what run logs and accepts.
-func preflight(cfg *config.Config) (warnings config.Errors, err error) {
+func Preflight(cfg *config.Config) (warnings config.Errors, err error) {
 	var errs config.Errors
 	quiet := slog.New(slog.DiscardHandler)
 
-	if _, err := engine.New(engineConfigFrom(cfg), engine.Deps{Logger: quiet, Pool: flow.DefaultPool}); err != nil {
+	if _, err := engine.New(EngineConfig(cfg), engine.Deps{Logger: quiet, Pool: flow.DefaultPool}); err != nil {
 		errs = append(errs, cfg.ErrorAt("detection", "%v", err))
 	}
 	dirsOK := true
@@ -52,7 +52,7 @@ func preflight(cfg *config.Config) (warnings config.Errors, err error) {
 		}
 	}
 	if len(cfg.Mitigation.BGP.Peers) > 0 {
-		if _, err := bgpConfigFrom(cfg.Mitigation.BGP); err != nil {
+		if _, err := BGPConfig(cfg.Mitigation.BGP); err != nil {
 			errs = append(errs, cfg.ErrorAt("mitigation.bgp", "%v", err))
 		}
 	}
@@ -62,7 +62,7 @@ func preflight(cfg *config.Config) (warnings config.Errors, err error) {
 	}
 	// The manager checks the safety settings and reads the state file as
 	// run does (with no announcer, it announces nothing).
-	mgr, err := mitigate.NewManager(mitigate.ManagerConfig{Safety: safetyConfig(cfg), StateFile: cfg.Mitigation.StateFile, Log: quiet})
+	mgr, err := mitigate.NewManager(mitigate.ManagerConfig{Safety: SafetyConfig(cfg), StateFile: cfg.Mitigation.StateFile, Log: quiet})
 	if err != nil {
 		errs = append(errs, cfg.ErrorAt("mitigation", "%v", err))
 	} else {

@@ -1,7 +1,6 @@
-package main
+package daemon
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -17,9 +16,9 @@ import (
 	"github.com/kapkan-io/kapkan/pipeline"
 )
 
-// safetyConfig is the guard's configuration: the protected prefixes are
+// SafetyConfig is the guard's configuration: the protected prefixes are
 // those of every hostgroup.
-func safetyConfig(cfg *config.Config) mitigate.Config {
+func SafetyConfig(cfg *config.Config) mitigate.Config {
 	m := cfg.Mitigation
 	sc := mitigate.Config{DryRun: cfg.DryRun, Allowlist: m.Allowlist, MaxBlackholes: m.MaxActiveBlackholes,
 		MaxFlowSpec: m.MaxActiveFlowSpec, MaxNewPerMinute: m.MaxNewPerMinute, TTL: m.TTL.Duration, MaxTTL: m.MaxTTL.Duration,
@@ -33,7 +32,7 @@ func safetyConfig(cfg *config.Config) mitigate.Config {
 // mitigation carries out what the verdict path (pipeline) decides: the
 // manager applies the safety model, keeps the state and hands routes to
 // the BGP speaker, or to the dry-run announcer.
-type mitigation struct {
+type Mitigation struct {
 	mgr     *mitigate.Manager
 	speaker *bgp.Speaker
 	// dry records what would be sent, in dry-run (nil otherwise).
@@ -46,8 +45,8 @@ type mitigation struct {
 // newMitigation builds the mitigation stage. With BGP peers configured the
 // speaker is started (in dry-run too: sessions come up so operators can
 // check peering; nothing is announced).
-func newMitigation(ctx context.Context, cfg *config.Config, stateFile string, log *slog.Logger, reg prometheus.Registerer, pub pipeline.Publisher) (*mitigation, error) {
-	m := &mitigation{log: log, pub: pub}
+func NewMitigation(cfg *config.Config, stateFile string, log *slog.Logger, reg prometheus.Registerer, pub pipeline.Publisher) (*Mitigation, error) {
+	m := &Mitigation{log: log, pub: pub}
 	onEvent := func(e mitigate.Event) { pub.Publish(pipeline.MitigationEvent(&e)) }
 	var ann mitigate.Announcer
 	if cfg.DryRun {
@@ -58,7 +57,7 @@ func newMitigation(ctx context.Context, cfg *config.Config, stateFile string, lo
 		log.Warn("dry_run is false but mitigation.bgp has no peer: mitigations are decided and logged, and reach no router")
 	}
 	if len(cfg.Mitigation.BGP.Peers) > 0 {
-		bc, err := bgpConfigFrom(cfg.Mitigation.BGP)
+		bc, err := BGPConfig(cfg.Mitigation.BGP)
 		if err != nil {
 			return nil, err
 		}
@@ -69,23 +68,18 @@ func newMitigation(ctx context.Context, cfg *config.Config, stateFile string, lo
 			ann = m.speaker
 		}
 	}
-	mgr, err := mitigate.NewManager(mitigate.ManagerConfig{Safety: safetyConfig(cfg), StateFile: stateFile,
+	mgr, err := mitigate.NewManager(mitigate.ManagerConfig{Safety: SafetyConfig(cfg), StateFile: stateFile,
 		Announcer: ann, Log: log, OnEvent: onEvent, Registerer: reg})
 	if err != nil {
 		return nil, err
 	}
 	m.mgr = mgr
-	if m.speaker != nil {
-		if err := m.speaker.Start(ctx); err != nil {
-			return nil, err
-		}
-	}
 	return m, nil
 }
 
 // session is told of BGP sessions going up and down; one that comes back
 // gets what failed to be sent before.
-func (m *mitigation) session(e bgp.SessionEvent) {
+func (m *Mitigation) session(e bgp.SessionEvent) {
 	kind := events.BGPSessionDown
 	if e.Up {
 		kind = events.BGPSessionUp
@@ -96,7 +90,9 @@ func (m *mitigation) session(e bgp.SessionEvent) {
 	}
 }
 
-func (m *mitigation) close() {
+// Close hands what the manager still holds to the announcer and stops the
+// speaker (the daemon stops its speaker itself, after Close).
+func (m *Mitigation) Close() {
 	if m.mgr != nil {
 		m.mgr.Close()
 	}
@@ -105,12 +101,12 @@ func (m *mitigation) close() {
 	}
 }
 
-// run sends the manager's changes and ticks its TTLs until ctx ends.
-func (m *mitigation) run(ctx context.Context) error { return m.mgr.Run(ctx) }
+// Manager is the mitigation manager (replay ticks its TTL clock).
+func (m *Mitigation) Manager() *mitigate.Manager { return m.mgr }
 
-// expireIdle runs the TTL clock forward until every action no running
+// ExpireIdle runs the TTL clock forward until every action no running
 // attack wants is withdrawn (replay, at the end of the captures).
-func (m *mitigation) expireIdle() {
+func (m *Mitigation) ExpireIdle() {
 	for {
 		var next time.Time
 		for _, a := range m.mgr.Active() {
@@ -125,48 +121,9 @@ func (m *mitigation) expireIdle() {
 	}
 }
 
-// mitigationJSON is how replay prints a mitigation event, and what the API
-// returns for one.
-type mitigationJSON struct {
-	Type     string          `json:"type"`
-	ID       uint64          `json:"id,omitempty"`
-	Event    string          `json:"event"` // announce, withdraw, renew or refused
-	Target   string          `json:"target"`
-	Ladder   string          `json:"ladder,omitempty"`
-	Step     int             `json:"step,omitempty"`
-	Action   string          `json:"action"`
-	RateMbps float64         `json:"rate_mbps,omitempty"`
-	Match    *flowspec.Match `json:"match,omitempty"`
-	At       string          `json:"at"`
-	Expires  string          `json:"expires,omitempty"`
-	Reason   string          `json:"reason"`
-	Error    string          `json:"error,omitempty"`
-	DryRun   bool            `json:"dry_run"`
-}
-
-// mitigationEventNames are replay's words for the mitigation events.
-var mitigationEventNames = map[events.Kind]string{
-	events.MitigationAnnounced: "announce", events.MitigationWithdrawn: "withdraw", events.MitigationRenewed: "renew",
-	events.MitigationRefused: "refused", events.MitigationFailed: "failed", events.MitigationNone: "none",
-}
-
-func newMitigationJSON(ev *events.Event) mitigationJSON {
-	e := ev.Mitigation
-	j := mitigationJSON{Type: "mitigation", ID: e.AttackID, Event: mitigationEventNames[ev.Kind], Target: e.Target.String(),
-		Ladder: e.Ladder, Step: e.Step, Action: e.Action.String(), RateMbps: e.RateMbps,
-		At: ev.At.UTC().Format(time.RFC3339Nano), Reason: e.Reason, Error: e.Err, DryRun: e.DryRun}
-	if !e.Match.IsZero() {
-		v := e.Match
-		j.Match = &v
-	}
-	if !e.Expires.IsZero() {
-		j.Expires = e.Expires.UTC().Format(time.RFC3339Nano)
-	}
-	return j
-}
-
-// banRequest is the body of a manual ban (POST /api/v1/mitigations).
-type banRequest struct {
+// BanRequest is the body of a manual ban (POST /api/v1/mitigations):
+// what `kapkan ban` sends.
+type BanRequest struct {
 	Target   string          `json:"target"`
 	Action   string          `json:"action"` // blackhole (default), flowspec-discard, flowspec-ratelimit
 	RateMbps float64         `json:"rate_mbps,omitempty"`
@@ -176,7 +133,7 @@ type banRequest struct {
 }
 
 // parseTarget reads an address (a /32 or /128) or a prefix.
-func parseTarget(s string) (netip.Prefix, error) {
+func ParseTarget(s string) (netip.Prefix, error) {
 	if a, err := netip.ParseAddr(s); err == nil {
 		return netip.PrefixFrom(a, a.BitLen()), nil
 	}
@@ -187,11 +144,11 @@ func parseTarget(s string) (netip.Prefix, error) {
 	return p, nil
 }
 
-// request checks a ban request and turns it into the manager's form.
-func (b *banRequest) request() (mitigate.Request, flowspec.Match, error) {
+// Request checks a ban request and turns it into the manager's form.
+func (b *BanRequest) Request() (mitigate.Request, flowspec.Match, error) {
 	var r mitigate.Request
 	var match flowspec.Match
-	t, err := parseTarget(b.Target)
+	t, err := ParseTarget(b.Target)
 	if err != nil {
 		return r, match, err
 	}
@@ -223,9 +180,9 @@ func (b *banRequest) request() (mitigate.Request, flowspec.Match, error) {
 	return mitigate.Request{Kind: kind, Target: t, RateMbps: b.RateMbps, TTL: ttl, Reason: reason}, match, nil
 }
 
-// bgpConfigFrom converts the configuration file's BGP section into the
+// BGPConfig converts the configuration file's BGP section into the
 // speaker's settings.
-func bgpConfigFrom(c config.BGP) (bgp.Config, error) {
+func BGPConfig(c config.BGP) (bgp.Config, error) {
 	out := bgp.Config{ASN: c.ASN, RouterID: c.RouterID, ListenPort: c.ListenPort, NextHopIPv4: c.NextHopIPv4,
 		NextHopIPv6: c.NextHopIPv6, LocalPref: c.LocalPref}
 	var err error
@@ -259,7 +216,7 @@ func communities(list []string) ([]uint32, error) {
 	return out, nil
 }
 
-// pipelineConfigFrom is the verdict path's part of the configuration.
-func pipelineConfigFrom(cfg *config.Config, workers int) pipeline.Config {
+// PipelineConfig is the verdict path's part of the configuration.
+func PipelineConfig(cfg *config.Config, workers int) pipeline.Config {
 	return pipeline.Config{Workers: workers}
 }

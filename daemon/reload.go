@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"errors"
@@ -51,7 +51,7 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 // nothing is applied and the running configuration goes on. Settings that
 // need a restart are named, compared with the configuration the daemon
 // started with, until it restarts.
-func (d *daemon) reloadConfig(trigger string) error {
+func (d *Daemon) reloadConfig(trigger string) error {
 	ev := &events.Reload{What: "config", Trigger: trigger}
 	fail := func(err error) error {
 		d.reloadMetrics.reloads.WithLabelValues("failure").Inc()
@@ -76,24 +76,26 @@ func (d *daemon) reloadConfig(trigger string) error {
 		return fail(err)
 	}
 	if d.demo {
-		addDemoHostgroup(next)
+		AddDemoHostgroup(next)
 	}
 	// Rules first: they are the part most likely to fail, and compiling
 	// them changes nothing that runs.
 	if err := d.rules.reloadDirs(next.Rules.Dirs, trigger); err != nil {
 		return fail(err)
 	}
-	if _, err := d.engine.Reconfigure(engineConfigFrom(next)); err != nil {
+	if _, err := d.engine.Reconfigure(EngineConfig(next)); err != nil {
 		return fail(err)
 	}
-	if err := d.mit.mgr.Reconfigure(safetyConfig(next), time.Now()); err != nil {
+	if err := d.mit.mgr.Reconfigure(SafetyConfig(next), time.Now()); err != nil {
 		return fail(err)
 	}
-	d.level.Set(parseLevel(next.Log.Level))
+	d.level.Set(ParseLevel(next.Log.Level))
 	ev.Applied = config.Diff(d.cfg, next).Live
 	ev.NeedsRestart = config.Diff(d.started, next).Restart
 	ev.OK = true
+	d.cfgMu.Lock()
 	d.cfg = next
+	d.cfgMu.Unlock()
 	d.reloadMetrics.reloads.WithLabelValues("success").Inc()
 	d.reloadMetrics.lastOK.Set(1)
 	d.reloadMetrics.lastTime.SetToCurrentTime()

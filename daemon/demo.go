@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -28,7 +28,7 @@ const (
 
 // addDemoHostgroup protects the demo prefix, unless the configuration
 // already covers it.
-func addDemoHostgroup(cfg *config.Config) {
+func AddDemoHostgroup(cfg *config.Config) {
 	for _, hg := range cfg.Hostgroups {
 		for _, p := range hg.Prefixes {
 			if p.Overlaps(demoPrefix) {

@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kapkan-io/kapkan/builtin"
+	"github.com/kapkan-io/kapkan/events"
+	"github.com/kapkan-io/kapkan/pipeline"
 	"github.com/kapkan-io/kapkan/rules"
 	"github.com/kapkan-io/kapkan/rules/wasm"
 )
@@ -37,6 +39,10 @@ type ruleRuntime struct {
 	mu      sync.Mutex // serialises reloads
 	sum     [32]byte   // checksum of the files the running set came from
 	lastErr atomic.Pointer[error]
+
+	// pub, when set, receives the outcome of each reload as an event (the
+	// daemon's event log renders it); without it, reloads are logged here.
+	pub pipeline.Publisher
 
 	lastOK   prometheus.Gauge
 	lastTime prometheus.Gauge
@@ -95,7 +101,7 @@ func (r *ruleRuntime) compile() (*rules.Set, [32]byte, error) {
 	if err != nil {
 		return nil, sum, err
 	}
-	srcs, err := ruleSources(r.dirs)
+	srcs, err := RuleSources(r.dirs)
 	if err != nil {
 		return nil, sum, err
 	}
@@ -104,7 +110,7 @@ func (r *ruleRuntime) compile() (*rules.Set, [32]byte, error) {
 }
 
 // ruleSources are the operator directories, then the built-in rules.
-func ruleSources(dirs []string) ([]rules.Source, error) {
+func RuleSources(dirs []string) ([]rules.Source, error) {
 	var srcs []rules.Source
 	for _, d := range dirs {
 		if st, err := os.Stat(d); err != nil || !st.IsDir() {
@@ -144,6 +150,16 @@ func (r *ruleRuntime) reload(why string) error {
 		r.lastErr.Store(&err)
 		r.sum = sum // do not retry the same broken files every poll
 		var es rules.Errors
+		if r.pub != nil {
+			ev := &events.Reload{What: "rules", Trigger: why, Err: err.Error()}
+			if errors.As(err, &es) {
+				for _, e := range es {
+					ev.Errors = append(ev.Errors, e.Error())
+				}
+			}
+			r.pub.Publish(events.Event{Kind: events.RulesReloaded, Reload: ev})
+			return err
+		}
 		if errors.As(err, &es) {
 			for _, e := range es {
 				r.log.Error("rule reload failed, keeping the running rules", "trigger", why, "file", e.File, "line", e.Line,
@@ -160,6 +176,11 @@ func (r *ruleRuntime) reload(why string) error {
 	r.lastOK.Set(1)
 	r.lastTime.SetToCurrentTime()
 	r.reloads.WithLabelValues("success").Inc()
+	if r.pub != nil {
+		r.pub.Publish(events.Event{Kind: events.RulesReloaded, Reload: &events.Reload{What: "rules", OK: true, Trigger: why,
+			Rules: len(set.Rules()), WASMModules: len(set.Modules()), Disabled: len(set.Disabled())}})
+		return nil
+	}
 	r.log.Info("rules reloaded", "trigger", why, "rules", len(set.Rules()), "wasm_modules", len(set.Modules()), "disabled", len(set.Disabled()))
 	return nil
 }

@@ -1,16 +1,17 @@
-package main
+package daemon
 
 import (
 	"log/slog"
 	"net/netip"
+	"strings"
 
 	"github.com/kapkan-io/kapkan/config"
 	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/ingest"
 )
 
-// ingestOptionsFrom derives the decoder's options from the configuration.
-func ingestOptionsFrom(cfg *config.Config) ingest.Options {
+// IngestOptions derives the decoder's options from the configuration.
+func IngestOptions(cfg *config.Config) ingest.Options {
 	o := ingest.Options{
 		DefaultSamplingRate: cfg.Ingest.DefaultSamplingRate,
 		Window:              cfg.Detection.Window.Duration,
@@ -24,8 +25,8 @@ func ingestOptionsFrom(cfg *config.Config) ingest.Options {
 	return o
 }
 
-// engineConfigFrom derives the engine's configuration.
-func engineConfigFrom(cfg *config.Config) engine.Config {
+// EngineConfig derives the engine's configuration.
+func EngineConfig(cfg *config.Config) engine.Config {
 	d := cfg.Detection
 	ec := engine.Config{
 		Window:     d.Window.Duration,
@@ -63,4 +64,18 @@ func warnNoThresholds(log *slog.Logger, cfg *config.Config) {
 	for _, w := range cfg.Warnings() {
 		log.Warn("hostgroup cannot report an attack", "problem", w.Error())
 	}
+}
+
+// ParseLevel reads a log level (info when unknown: config validation
+// refuses those).
+func ParseLevel(level string) slog.Level {
+	switch strings.ToLower(level) {
+	case "debug":
+		return slog.LevelDebug
+	case "warn":
+		return slog.LevelWarn
+	case "error":
+		return slog.LevelError
+	}
+	return slog.LevelInfo
 }

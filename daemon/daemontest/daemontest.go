@@ -1,0 +1,68 @@
+// Package daemontest starts a daemon for a test and sends it traffic.
+package daemontest
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/kapkan-io/kapkan/config"
+	"github.com/kapkan-io/kapkan/daemon"
+	"github.com/kapkan-io/kapkan/flow"
+	"github.com/kapkan-io/kapkan/ingest/demo"
+	"github.com/kapkan-io/kapkan/internal/testutil"
+)
+
+// Start builds and runs a daemon logging JSON into the returned lines,
+// with the configuration read from path ("" for none: no reload); it is
+// stopped when the test ends.
+func Start(t *testing.T, cfg *config.Config, path string) (*daemon.Daemon, *testutil.LogLines) {
+	t.Helper()
+	logs := &testutil.LogLines{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	d, err := daemon.New(cfg, daemon.Deps{Logger: log, ConfigPath: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return d, logs
+}
+
+// SendAttack sends a generated attack as sFlow to a listener, paced in
+// real time, and returns the connection (closed when the test ends).
+func SendAttack(t *testing.T, to netip.AddrPort, kind demo.Kind, victim netip.Addr, dur time.Duration, seed uint64) *net.UDPConn {
+	t.Helper()
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	s := demo.Scenario{Format: flow.FormatSFlow5, SamplingRate: 100,
+		Attacks:  []demo.Attack{{Kind: kind, Target: victim, PPS: 100_000, Duration: dur}},
+		Duration: dur, Agent: netip.MustParseAddr("127.0.0.1"), Seed: seed}
+	dgs, err := s.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for _, dg := range dgs {
+		if wait := time.Until(start.Add(dg.At)); wait > 0 {
+			time.Sleep(wait)
+		}
+		if _, err := conn.Write(dg.Payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return conn
+}
