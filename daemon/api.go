@@ -45,7 +45,7 @@ func (d *Daemon) mitigationRoutes(r gin.IRouter) {
 		case err != nil:
 			c.PureJSON(http.StatusUnprocessableEntity, gin.H{"error": err.Error()})
 		default:
-			c.PureJSON(http.StatusCreated, gin.H{"target": a.Target.String(), "action": a.Kind.String(), "ttl": a.TTL.Round(time.Millisecond).String() /* "1m2.505s", not "1m2.504560581s" */,
+			c.PureJSON(http.StatusCreated, gin.H{"target": a.Target.String(), "action": a.Kind.String(), "ttl": a.TTL.Round(time.Millisecond).String(), /* "1m2.505s", not "1m2.504560581s" */
 				"expires": a.Expires.UTC().Format(time.RFC3339), "dry_run": a.DryRun})
 		}
 	})
