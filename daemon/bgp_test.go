@@ -1,0 +1,103 @@
+package daemon_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/kapkan-io/kapkan/config"
+	"github.com/kapkan-io/kapkan/daemon/daemontest"
+	"github.com/kapkan-io/kapkan/events"
+	"github.com/kapkan-io/kapkan/ingest/demo"
+	"github.com/kapkan-io/kapkan/internal/testutil"
+)
+
+// TestRouterRestartWithActionInForce: the daemon's default ladder puts a
+// FlowSpec rule in force at a real gobgpd; the router stops and starts
+// again. The rule is announced again, kapkan_bgp_session_up shows down and
+// up, the down transition is counted, and bgp_session_down / _up events are
+// published on the daemon's event ring.
+func TestRouterRestartWithActionInForce(t *testing.T) {
+	router := testutil.StartGoBGPD(t, testutil.GoBGPNeighbor{Address: "127.0.0.1", ASN: 65010,
+		Families: []string{"ipv4-unicast", "ipv4-flowspec"}})
+	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, `
+dry_run: false
+ingest:
+  sflow: {listen: "127.0.0.1:0", workers: 1}
+  netflow: {listen: ""}
+detection: {window: 2s, cooldown: 2s}
+hostgroups:
+  - name: customers
+    prefixes: [203.0.113.0/24]
+    thresholds:
+      incoming: {pps: 20000}
+api:
+  listen: "127.0.0.1:0"
+mitigation:
+  state_file: ""
+  bgp:
+    asn: 65010
+    router_id: 192.0.2.10
+    peers:
+      - address: 127.0.0.1
+        port: %d
+        asn: 65000
+        families: [ipv4-unicast, ipv4-flowspec]
+`, router.BGPPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, logs := daemontest.Start(t, cfg, "")
+	rd := d.Events().NewReader("test", 1)
+	router.WaitEstablished("127.0.0.1", 30*time.Second)
+	daemontest.SendAttack(t, d.FlowAddrs()[0], demo.DNSAmp, netip.MustParseAddr("203.0.113.5"), 3*time.Second, 5)
+	want := "[destination: 203.0.113.5/32][protocol: ==udp][source-port: ==53]"
+	inForce := func() bool { _, ok := router.AdjIn("127.0.0.1", "ipv4-flowspec")[want]; return ok }
+	waitFor(t, 15*time.Second, inForce, func() string { return "no FlowSpec rule at the router; log:\n" + logs.All() })
+	up := func() float64 {
+		return testutil.MetricValue(t, d.Registry(), "kapkan_bgp_session_up", map[string]string{"peer": "127.0.0.1"})
+	}
+	if up() != 1 {
+		t.Fatalf("kapkan_bgp_session_up = %v with the session established", up())
+	}
+
+	router.Stop()
+	waitFor(t, 15*time.Second, func() bool { return up() == 0 }, func() string { return "session still up after the router stopped" })
+	router.Start()
+	router.WaitEstablished("127.0.0.1", 30*time.Second)
+	waitFor(t, 15*time.Second, inForce, func() string {
+		return fmt.Sprintf("the FlowSpec rule was not announced again: router holds %v", router.AdjIn("127.0.0.1", "ipv4-flowspec"))
+	})
+	waitFor(t, 5*time.Second, func() bool { return up() == 1 }, func() string { return "kapkan_bgp_session_up not back to 1" })
+	if n := testutil.MetricValue(t, d.Registry(), "kapkan_bgp_session_transitions_total", map[string]string{"peer": "127.0.0.1", "state": "down"}); n < 1 {
+		t.Errorf("session down not counted (kapkan_bgp_session_transitions_total{state=down} = %v)", n)
+	}
+	// The events, in order: up (first session), down, up again.
+	var got []events.Kind
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for len(got) < 3 {
+		e, err := rd.Next(ctx)
+		if err != nil {
+			break
+		}
+		if e.BGP != nil && e.BGP.Peer == "127.0.0.1" {
+			got = append(got, e.Kind)
+		}
+	}
+	if fmt.Sprint(got) != fmt.Sprint([]events.Kind{events.BGPSessionUp, events.BGPSessionDown, events.BGPSessionUp}) {
+		t.Errorf("bgp events %v, want up, down, up", got)
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, cond func() bool, why func() string) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal(why())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
