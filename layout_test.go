@@ -113,3 +113,128 @@ func TestLayoutCheckFires(t *testing.T) {
 		t.Errorf("allowed imports reported: %v", v)
 	}
 }
+
+// never lists, for a package, what it must never reach, directly or through
+// another package: a module package (with its subpackages, module-relative)
+// or an outside import path (with its subpackages). The allow-list above
+// checks one step; this checks the whole closure, so a stage cannot reach a
+// forbidden one by way of a package that is itself allowed. Packages that do
+// not exist yet (api, store, notify, daemon) are named so that the rule holds
+// the day they land.
+var never = map[string][]string{
+	"mitigate": {"rules", "policy", "config", "pipeline", "engine", "ingest",
+		"api", "store", "notify", "daemon", "cmd"},
+	"mitigate/bgp": {"rules", "policy", "config", "pipeline", "engine", "ingest",
+		"api", "store", "notify", "daemon", "cmd",
+		"github.com/expr-lang/expr", "github.com/tetratelabs/wazero"},
+	"engine":   {"rules", "policy", "mitigate", "pipeline"},
+	"rules":    {"policy", "mitigate", "pipeline"},
+	"pipeline": {"ingest", "config", "daemon", "cmd", "api"},
+}
+
+// only lists leaf packages and the only module packages they may reach
+// (transitively): nothing else of the module, present or future.
+var only = map[string][]string{
+	"flow":     {},
+	"flowspec": {},
+	"events":   {"flowspec"},
+}
+
+// under reports whether import path p is path or one of its subpackages.
+func under(p, path string) bool {
+	return p == path || strings.HasPrefix(p, path+"/")
+}
+
+// reached returns "pkg reaches dep" for every dependency in deps (the
+// package's transitive closure, full import paths) that never or only forbid.
+func reached(pkg string, deps []string, never, only map[string][]string) []string {
+	var out []string
+	for _, d := range deps {
+		dep, inModule := strings.CutPrefix(d, module+"/")
+		for _, f := range never[pkg] {
+			if (inModule && under(dep, f)) || (!inModule && under(d, f)) {
+				out = append(out, pkg+" reaches "+dep+" (never "+f+")")
+			}
+		}
+		if ok, leaf := only[pkg]; leaf && inModule {
+			permitted := false
+			for _, a := range ok {
+				permitted = permitted || a == dep
+			}
+			if !permitted {
+				out = append(out, pkg+" reaches "+dep+" (a leaf: only "+strings.Join(ok, ", ")+")")
+			}
+		}
+	}
+	return out
+}
+
+// TestLayoutNever enforces the never and only lists on the transitive
+// dependencies `go list -deps` computes (tests' own imports are not counted).
+func TestLayoutNever(t *testing.T) {
+	out, err := exec.Command("go", "list", "-json=ImportPath,Deps", "./...").Output()
+	if err != nil {
+		t.Fatalf("go list: %v", err)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(out)))
+	seen := map[string]bool{}
+	for dec.More() {
+		var p struct {
+			ImportPath string
+			Deps       []string
+		}
+		if err := dec.Decode(&p); err != nil {
+			t.Fatal(err)
+		}
+		pkg := strings.TrimPrefix(strings.TrimPrefix(p.ImportPath, module), "/")
+		seen[pkg] = true
+		for _, v := range reached(pkg, p.Deps, never, only) {
+			t.Error(v)
+		}
+	}
+	// A rule about a package that was renamed away would pass forever.
+	for _, m := range []map[string][]string{never, only} {
+		for pkg := range m {
+			if !seen[pkg] {
+				t.Errorf("the never/only lists name %s, which go list did not see", pkg)
+			}
+		}
+	}
+}
+
+// TestLayoutNeverFires proves the transitive check catches violations, on a
+// fixture of made-up dependency closures.
+func TestLayoutNeverFires(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		pkg  string
+		deps []string
+		want []string
+	}{
+		{"mitigate reaching the store through another package", "mitigate",
+			[]string{"fmt", module + "/flowspec", module + "/events", module + "/store/embedded"},
+			[]string{"mitigate reaches store/embedded (never store)"}},
+		{"bgp speaker pulling in expr", "mitigate/bgp",
+			[]string{module + "/mitigate", "github.com/expr-lang/expr/vm"},
+			[]string{"mitigate/bgp reaches github.com/expr-lang/expr/vm (never github.com/expr-lang/expr)"}},
+		{"rules reaching policy", "rules",
+			[]string{module + "/engine", module + "/policy"},
+			[]string{"rules reaches policy (never policy)"}},
+		{"leaf events reaching flow", "events",
+			[]string{module + "/flowspec", module + "/flow"},
+			[]string{"events reaches flow (a leaf: only flowspec)"}},
+		{"leaf flow with outside deps only", "flow",
+			[]string{"sync", "net/netip"}, nil},
+		{"prefix is not a package: rulesx is not rules", "engine",
+			[]string{module + "/flow", module + "/rulesx"}, nil},
+		{"allowed closure", "pipeline",
+			[]string{module + "/engine", module + "/rules", module + "/rules/wasm", module + "/mitigate"}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := reached(tc.pkg, tc.deps, never, only)
+			if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+				t.Errorf("reached(%s) = %q, want %q", tc.pkg, got, tc.want)
+			}
+		})
+	}
+}
