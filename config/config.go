@@ -33,7 +33,8 @@ type Config struct {
 	Hostgroups []Hostgroup `yaml:"hostgroups"`
 	// Rules configures the operator's rule directories.
 	Rules Rules `yaml:"rules"`
-	// API configures the REST API, the dashboard and /metrics.
+	// API configures the HTTP server of /metrics, /healthz and the REST API
+	// (no dashboard yet).
 	API API `yaml:"api"`
 	// Mitigation configures the safety limits of mitigation and the BGP
 	// speaker that announces it.
@@ -202,7 +203,9 @@ type Rules struct {
 	PollInterval Duration `yaml:"poll_interval"`
 }
 
-// API configures the REST API, the dashboard and /metrics.
+// API configures the HTTP server of /metrics, /healthz and the REST API
+// (today /api/v1/mitigations: the actions in force, the BGP peers whose
+// session is up, manual ban and unban). There is no dashboard yet.
 type API struct {
 	// Listen is the TCP address the HTTP server listens on, as host:port.
 	Listen string `yaml:"listen"`

@@ -275,11 +275,14 @@ func (g *Guard) allowed(kind flowspec.Action, t netip.Prefix) error {
 	if !g.protected.Contains(t.Addr()) || !g.covered(t) {
 		return fmt.Errorf("%s: %w", t, ErrNotProtected)
 	}
-	if g.allow.Contains(t.Addr()) || g.allowOverlaps(t) {
-		return fmt.Errorf("%s: %w", t, ErrAllowlisted)
-	}
+	// The length rule first: a blackhole of a prefix is refused whatever it
+	// holds, and saying "allow-list" would send the operator looking for
+	// the wrong fix.
 	if kind == flowspec.Blackhole && t.Bits() != t.Addr().BitLen() {
 		return fmt.Errorf("%s: %w", t, ErrPrefixTooShort)
+	}
+	if g.allow.Contains(t.Addr()) || g.allowOverlaps(t) {
+		return fmt.Errorf("%s: %w", t, ErrAllowlisted)
 	}
 	return nil
 }

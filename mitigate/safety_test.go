@@ -46,6 +46,7 @@ func TestSafetyRules(t *testing.T) {
 		{"next to a protected prefix", bh("203.0.114.0/32"), ErrNotProtected},
 		{"a blackhole of a whole prefix", bh("203.0.113.0/25"), ErrPrefixTooShort},
 		{"a blackhole wider than protected", bh("203.0.112.0/23"), ErrNotProtected},
+		{"a blackhole of a prefix holding an allow-listed address", bh("203.0.113.0/24"), ErrPrefixTooShort},
 		{"FlowSpec on a prefix holding an allow-listed address", Request{Kind: flowspec.Discard, Target: netip.MustParsePrefix("203.0.113.0/24")}, ErrAllowlisted},
 		{"FlowSpec on a protected prefix", Request{Kind: flowspec.Discard, Target: netip.MustParsePrefix("203.0.113.0/25")}, nil},
 		{"a rate limit without a rate", Request{Kind: flowspec.RateLimit, Target: netip.MustParsePrefix("203.0.113.9/32")}, ErrInvalid},

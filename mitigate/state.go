@@ -231,14 +231,17 @@ func (m *Manager) Ban(req Request, match flowspec.Match, now time.Time) (Action,
 	return m.entries[key{req.Kind, req.Target.Masked()}].Action, nil
 }
 
-// Unban withdraws every action on target now, whoever asked for it. It
-// reports how many there were.
+// Unban withdraws now every action whose target lies inside target (the
+// prefix itself and every narrower one: unbanning a /24 lifts the /32s in
+// it), whoever asked for it. It reports how many there were. An action on a
+// wider prefix that holds target stays: it was not asked about.
 func (m *Manager) Unban(target netip.Prefix, now time.Time, reason string) int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	target = target.Masked()
 	n := 0
 	for k, e := range m.entries {
-		if k.target == target.Masked() {
+		if k.target.Bits() >= target.Bits() && target.Contains(k.target.Addr()) {
 			m.withdraw(k, e, now, reason)
 			n++
 		}

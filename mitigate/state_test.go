@@ -354,3 +354,46 @@ func sorted(s []string) []string {
 	}
 	return out
 }
+
+// TestUnbanPrefix: unbanning a prefix lifts every action inside it (the
+// prefix and narrower ones), and none outside or wider.
+func TestUnbanPrefix(t *testing.T) {
+	f := newFixture(t, "", nil)
+	for _, r := range []Request{
+		{Kind: flowspec.Blackhole, Target: netip.MustParsePrefix("203.0.113.9/32")},
+		{Kind: flowspec.Blackhole, Target: netip.MustParsePrefix("203.0.113.10/32")},
+		{Kind: flowspec.Blackhole, Target: netip.MustParsePrefix("203.0.113.100/32")},
+		{Kind: flowspec.Discard, Target: netip.MustParsePrefix("203.0.113.10/32")},
+		{Kind: flowspec.Discard, Target: netip.MustParsePrefix("203.0.113.0/25")},
+		{Kind: flowspec.Blackhole, Target: netip.MustParsePrefix("2001:db8:1::9/128")},
+	} {
+		if _, err := f.m.Ban(r, udp53, t0); err != nil {
+			t.Fatalf("ban %s %s: %v", r.Kind, r.Target, err)
+		}
+	}
+	now := t0.Add(time.Second)
+	for _, tc := range []struct {
+		target string
+		want   int
+	}{
+		{"203.0.113.0/26", 3},   // .9 and .10 (both kinds); not the wider /25, nor .100
+		{"203.0.113.0/26", 0},   // nothing left inside
+		{"203.0.113.100/32", 1}, // a single address still works
+		{"203.0.113.0/24", 1},   // the /25
+		{"2001:db8:1::/48", 1},
+	} {
+		if n := f.m.Unban(netip.MustParsePrefix(tc.target), now, "manual"); n != tc.want {
+			t.Errorf("unban %s withdrew %d, want %d", tc.target, n, tc.want)
+		}
+	}
+	f.m.Flush()
+	var withdrawn int
+	for _, l := range f.ann.list() {
+		if strings.HasPrefix(l, "withdraw ") {
+			withdrawn++
+		}
+	}
+	if withdrawn != 6 {
+		t.Errorf("announcer saw %d withdrawals, want 6:\n%s", withdrawn, strings.Join(f.ann.list(), "\n"))
+	}
+}

@@ -58,7 +58,8 @@ func cmdBan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return apiCall(ctx, http.MethodPost, base+"/api/v1/mitigations", body, stdout, stderr, "ban")
 }
 
-// cmdUnban asks the running daemon to withdraw every action on a target.
+// cmdUnban asks the running daemon to withdraw every action on a target:
+// an address, or a prefix and every narrower target inside it.
 func cmdUnban(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("unban", flag.ContinueOnError)
 	fs.SetOutput(stderr)

@@ -30,7 +30,7 @@ var commands = map[string]command{
 	"test":     {"run the rule tests (*_test.yaml) of a rule directory", cmdTest},
 	"simulate": {"send generated flow telemetry (background and attacks) to a collector", cmdSimulate},
 	"ban":      {"mitigate an address now, through the running daemon (same safety checks)", cmdBan},
-	"unban":    {"withdraw the mitigations of an address, through the running daemon", cmdUnban},
+	"unban":    {"withdraw the mitigations of an address or inside a prefix, through the running daemon", cmdUnban},
 }
 
 func usage(w io.Writer) {
