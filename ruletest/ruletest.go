@@ -13,14 +13,18 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/netip"
 	"path"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/parser"
 	"gopkg.in/yaml.v3"
 
 	"github.com/kapkan-io/kapkan/engine"
@@ -428,7 +432,8 @@ func scenario(t *Traffic, prefixes []netip.Prefix) (demo.Scenario, error) {
 }
 
 // explain evaluates each top-level condition (joined by &&) of every rule
-// on f, so an author sees which one decided.
+// on f, so an author sees which one decided, and shows the values that were
+// compared (`true  udp_share > 0.8   [udp_share = 0.98]`).
 func explain(set *rules.Set, f *rules.Features, target string) []string {
 	var out []string
 	env := rules.NewEnv(f)
@@ -458,7 +463,11 @@ func explain(set *rules.Set, f *rules.Features, target string) []string {
 					}
 				}
 			}
-			fmt.Fprintf(&b, "\n    %-5s %s", val, strings.TrimSpace(p))
+			line := fmt.Sprintf("%-5s %s", val, strings.TrimSpace(p))
+			if ops := operands(p, env); ops != "" {
+				line += "   [" + ops + "]"
+			}
+			b.WriteString("\n    " + line)
 		}
 		verdict := "no match"
 		if all {
@@ -467,6 +476,104 @@ func explain(set *rules.Set, f *rules.Features, target string) []string {
 		out = append(out, b.String()+"\n    => "+verdict)
 	}
 	return out
+}
+
+// operands evaluates, on env, the sides of every comparison in condition
+// that are not literals, and returns them as "name = value" pairs in the
+// order they appear: what an author needs to see why a condition held or
+// not (`udp_share = 0.98`, `src_port_share(27015) = 0.01`). A side that does
+// not evaluate shows "?".
+func operands(condition string, env *rules.Env) string {
+	tree, err := parser.Parse(condition)
+	if err != nil {
+		return ""
+	}
+	c := &comparisons{}
+	ast.Walk(&tree.Node, c)
+	var out []string
+	seen := map[string]bool{}
+	for _, n := range c.sides {
+		text := n.String()
+		if seen[text] {
+			continue
+		}
+		seen[text] = true
+		val := "?"
+		if prog, err := expr.Compile(text, expr.Env(rules.Env{})); err == nil {
+			if v, err := expr.Run(prog, env); err == nil {
+				val = formatValue(v)
+			}
+		}
+		out = append(out, text+" = "+val)
+	}
+	return strings.Join(out, ", ")
+}
+
+// comparisons collects the non-literal sides of comparison operators.
+type comparisons struct{ sides []ast.Node }
+
+func (c *comparisons) Visit(node *ast.Node) {
+	n, ok := (*node).(*ast.BinaryNode)
+	if !ok {
+		return
+	}
+	switch n.Operator {
+	case "==", "!=", "<", "<=", ">", ">=", "in":
+	default:
+		return
+	}
+	for _, side := range []ast.Node{n.Left, n.Right} {
+		c.add(side)
+	}
+}
+
+// add collects side and, when it is arithmetic, the terms it adds up
+// (`src_port_share(53) + fragment_share` shows both terms too).
+func (c *comparisons) add(side ast.Node) {
+	if literal(side) {
+		return
+	}
+	c.sides = append(c.sides, side)
+	if b, ok := side.(*ast.BinaryNode); ok {
+		switch b.Operator {
+		case "+", "-", "*", "/":
+			c.add(b.Left)
+			c.add(b.Right)
+		}
+	}
+}
+
+// literal reports whether n is a constant written in the condition (its
+// value is already on the line).
+func literal(n ast.Node) bool {
+	switch n := n.(type) {
+	case *ast.IntegerNode, *ast.FloatNode, *ast.StringNode, *ast.BoolNode, *ast.NilNode, *ast.ConstantNode:
+		return true
+	case *ast.UnaryNode:
+		return literal(n.Node)
+	case *ast.ArrayNode:
+		for _, e := range n.Nodes {
+			if !literal(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// formatValue prints a value short enough to read: shares with four
+// significant digits, large rates without a fraction.
+func formatValue(v any) string {
+	f, ok := v.(float64)
+	switch {
+	case !ok:
+		return fmt.Sprint(v)
+	case math.Abs(f) >= 1000 || f == math.Trunc(f):
+		return strconv.FormatFloat(f, 'f', 0, 64)
+	default:
+		return strconv.FormatFloat(f, 'g', 4, 64)
+	}
 }
 
 // splitAnd splits an expression on && outside parentheses and brackets.
