@@ -130,6 +130,8 @@ var never = map[string][]string{
 	"engine":   {"rules", "policy", "mitigate", "pipeline"},
 	"rules":    {"policy", "mitigate", "pipeline"},
 	"pipeline": {"ingest", "config", "daemon", "cmd", "api"},
+	// The daemon is built by cmd/kapkan, never the other way round.
+	"daemon": {"cmd"},
 }
 
 // only lists leaf packages and the only module packages they may reach
