@@ -14,7 +14,7 @@ import (
 //
 //	GET    /api/v1/mitigations               the actions in force
 //	POST   /api/v1/mitigations               a manual action (BanRequest)
-//	DELETE /api/v1/mitigations?target=ADDR   withdraw every action on ADDR
+//	DELETE /api/v1/mitigations?target=PREFIX withdraw every action on or inside PREFIX
 //
 // Manual actions pass the same safety checks as any other; a refusal is a
 // 422 with the guard's reason.
@@ -57,7 +57,7 @@ func (d *Daemon) mitigationRoutes(r gin.IRouter) {
 		}
 		n := d.mit.mgr.Unban(t, time.Now(), "manual unban")
 		if n == 0 {
-			c.PureJSON(http.StatusNotFound, gin.H{"error": "no mitigation in force on " + t.String()})
+			c.PureJSON(http.StatusNotFound, gin.H{"error": "no mitigation in force on or inside " + t.String()})
 			return
 		}
 		c.PureJSON(http.StatusOK, gin.H{"target": t.String(), "withdrawn": n})
