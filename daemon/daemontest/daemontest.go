@@ -43,13 +43,19 @@ func Start(t *testing.T, cfg *config.Config, path string) (*daemon.Daemon, *test
 // real time, and returns the connection (closed when the test ends).
 func SendAttack(t *testing.T, to netip.AddrPort, kind demo.Kind, victim netip.Addr, dur time.Duration, seed uint64) *net.UDPConn {
 	t.Helper()
+	return SendAttackPPS(t, to, kind, victim, 100_000, dur, seed)
+}
+
+// SendAttackPPS is SendAttack at pps packets per second.
+func SendAttackPPS(t *testing.T, to netip.AddrPort, kind demo.Kind, victim netip.Addr, pps int, dur time.Duration, seed uint64) *net.UDPConn {
+	t.Helper()
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
 	s := demo.Scenario{Format: flow.FormatSFlow5, SamplingRate: 100,
-		Attacks:  []demo.Attack{{Kind: kind, Target: victim, PPS: 100_000, Duration: dur}},
+		Attacks:  []demo.Attack{{Kind: kind, Target: victim, PPS: pps, Duration: dur}},
 		Duration: dur, Agent: netip.MustParseAddr("127.0.0.1"), Seed: seed}
 	dgs, err := s.Generate()
 	if err != nil {
