@@ -61,6 +61,31 @@ func expectedLabel(kind, format string) string {
 	return kind
 }
 
+// knownBug names, for a combination that fails for a reason found and
+// reported but not yet fixed, that reason. It never makes a test pass: it
+// is logged next to the failure, so that whoever reads it starts from the
+// diagnosis. Remove an entry once its fix is in.
+func knownBug(kind, format string) string {
+	if strings.HasSuffix(kind, "-amplification") && format != "sflow5" {
+		// On the flow formats every record stands for `sampling rate`
+		// flows, so the fps threshold (3500) trips on the first few
+		// records: the first verdict stands on a sample of about 4
+		// records, no amplification rule can answer yet, and the vector
+		// is the dominant protocol's ({protocol: udp}); a flowspec-discard
+		// of it is announced. A second later the attack is classified
+		// again on a larger sample ({udp, src port 53} for DNS) and the
+		// ladder restarts: policy.Reclassify returns [announce new,
+		// withdraw old]. mitigate.Manager keys what is in force by (action,
+		// target), not by match: the announce finds the old entry "already
+		// in force" and only adds the attack as an owner; the withdrawal
+		// (Replaced) then removes that owner and withdraws the entry. From
+		// then on nothing is in force for an attack still running, and the
+		// final vector is never announced.
+		return "a verdict made again with the same action and another match withdraws the only action in force (mitigate keys actions by kind and target, not match)"
+	}
+	return ""
+}
+
 // simulateKinds lists the attack kinds `kapkan simulate -h` names, so
 // that a kind added there is tested here without a change.
 func simulateKinds(t *testing.T) []string {
@@ -125,25 +150,31 @@ func fnmConfigFile(t *testing.T) string {
 	return p
 }
 
-// checkMitigated checks the verdict and mitigation events of one attack
-// (replay's lines or the daemon's log): victim detected once; its final
-// verdict (the last one, made on the largest flow sample) holds
-// wantLabel and a vector; at least one announce in dry-run; and when the
-// attack ends, an action is in force on the victim whose match is the
-// final vector: the attack was mitigated as classified, not only at first.
-func checkMitigated(t *testing.T, evs []event, victim, wantLabel string) {
-	t.Helper()
+// mitigationProblems checks the verdict and mitigation events of one
+// attack (replay's lines or the daemon's log) and returns what is wrong:
+// the victim must be detected once and only it; its final verdict (the
+// last one, made on the largest flow sample) must hold wantLabel and a
+// vector; at least one action must be announced, in dry-run, none
+// refused; and when the attack ends, an action must be in force on the
+// victim whose match is the final vector: the attack was mitigated as
+// classified, not only at first.
+func mitigationProblems(evs []event, victim, wantLabel string) []string {
+	var problems []string
 	var labels []string
 	var vector *match
 	detected, ended, announces := 0, false, 0
 	inForce := map[string]event{} // action+match → announce
 	var finalForce []event
+	var lines []string
 	for _, e := range evs {
 		if e.Target != victim {
 			if e.What == "detected" {
-				t.Errorf("attack on %s, not the victim: %s", e.Target, e.Raw)
+				problems = append(problems, "attack on another target: "+e.Raw)
 			}
 			continue
+		}
+		if e.What != "updated" {
+			lines = append(lines, e.String())
 		}
 		if ended {
 			continue
@@ -166,43 +197,84 @@ func checkMitigated(t *testing.T, evs []event, victim, wantLabel string) {
 		case "announce":
 			announces++
 			if !e.DryRun {
-				t.Errorf("announced with dry_run false: %s", e.Raw)
+				problems = append(problems, "announced with dry_run false: "+e.Raw)
 			}
 			inForce[e.Action+" "+e.Match.String()] = e
 		case "withdraw":
 			delete(inForce, e.Action+" "+e.Match.String())
 		case "refused", "failed":
-			t.Errorf("mitigation %s: %s", e.What, e.Raw)
+			problems = append(problems, "mitigation "+e.What+": "+e.Raw)
 		}
 	}
-	var lines []string
-	for _, e := range evs {
-		if e.Target == victim && e.What != "updated" {
-			lines = append(lines, e.String())
-		}
-	}
-	seq := "\n  " + strings.Join(lines, "\n  ")
+	seq := ":\n  " + strings.Join(lines, "\n  ")
 	switch {
 	case detected != 1:
-		t.Fatalf("%s detected %d times, want once:%s", victim, detected, seq)
+		return append(problems, fmt.Sprintf("%s detected %d times, want once%s", victim, detected, seq))
 	case !ended:
-		t.Fatalf("the attack on %s never ended:%s", victim, seq)
+		return append(problems, fmt.Sprintf("the attack on %s never ended%s", victim, seq))
+	case announces == 0:
+		return append(problems, "no mitigation announced"+seq)
 	}
 	if !slices.Contains(labels, wantLabel) {
-		t.Errorf("final labels %v, want %s among them:%s", labels, wantLabel, seq)
+		problems = append(problems, fmt.Sprintf("final labels %v, want %s among them%s", labels, wantLabel, seq))
 	}
 	if vector.zero() {
-		t.Errorf("no vector:%s", seq)
-	}
-	if announces == 0 {
-		t.Fatalf("no mitigation announced:%s", seq)
+		problems = append(problems, "no vector"+seq)
 	}
 	ok := false
 	for _, a := range finalForce {
 		ok = ok || a.Action == "blackhole" || a.Match.String() == vector.String()
 	}
 	if !ok {
-		t.Errorf("when the attack ended, in force on %s: %v; want an action on its vector %s:%s", victim, finalForce, vector, seq)
+		problems = append(problems, fmt.Sprintf("when the attack ended, in force on %s: %v; want an action on its vector %s%s",
+			victim, finalForce, vector, seq))
+	}
+	return problems
+}
+
+// TestMitigationProblemsFires proves the check above catches what it is
+// there for, on made-up event sequences.
+func TestMitigationProblemsFires(t *testing.T) {
+	const v = "203.0.113.50/32"
+	udp, dns := &match{Protocol: "udp"}, &match{Protocol: "udp", SrcPorts: []string{"53"}}
+	detected := event{What: "detected", Target: v, Vector: udp}
+	updated := event{What: "updated", Target: v, Labels: []string{"dns-amplification"}, Vector: dns}
+	ended := event{What: "ended", Target: v, Labels: []string{"dns-amplification"}}
+	announce := func(m *match) event {
+		return event{What: "announce", Target: v, Action: "flowspec-discard", Match: m, DryRun: true}
+	}
+	withdraw := func(m *match) event { return event{What: "withdraw", Target: v, Action: "flowspec-discard", Match: m} }
+	for _, tc := range []struct {
+		name string
+		evs  []event
+		want string // a problem containing this; "" for none
+	}{
+		{"classified again, the new vector replaces the old", []event{detected, announce(udp), updated, announce(dns), withdraw(udp), ended}, ""},
+		{"classified again, the old vector withdrawn and the new never announced", []event{detected, announce(udp), updated, withdraw(udp), ended}, "when the attack ended, in force"},
+		{"only the first vector in force", []event{detected, announce(udp), updated, ended}, "when the attack ended, in force"},
+		{"not detected", []event{announce(dns)}, "detected 0 times"},
+		{"never ended", []event{detected, announce(udp)}, "never ended"},
+		{"nothing announced", []event{detected, updated, ended}, "no mitigation announced"},
+		{"wrong label", []event{detected, announce(udp), {What: "ended", Target: v, Labels: []string{"udp-flood"}}}, "want dns-amplification among them"},
+		{"live", []event{detected, {What: "announce", Target: v, Action: "flowspec-discard", Match: udp}, updated, announce(dns), ended}, "dry_run false"},
+		{"refused", []event{detected, announce(udp), {What: "refused", Target: v, Action: "flowspec-discard", Match: dns}, updated, ended}, "mitigation refused"},
+		{"another target", []event{{What: "detected", Target: "203.0.113.51/32"}, detected, updated, announce(dns), ended}, "another target"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := mitigationProblems(tc.evs, v, "dns-amplification")
+			found := slices.ContainsFunc(got, func(p string) bool { return tc.want != "" && strings.Contains(p, tc.want) })
+			if (tc.want == "" && len(got) > 0) || (tc.want != "" && !found) {
+				t.Errorf("problems %q, want one with %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// checkMitigated reports the problems mitigationProblems finds as errors.
+func checkMitigated(t *testing.T, evs []event, victim, wantLabel string) {
+	t.Helper()
+	for _, p := range mitigationProblems(evs, victim, wantLabel) {
+		t.Error(p)
 	}
 }
 
@@ -227,6 +299,9 @@ func TestFastNetMonThresholdsReplay(t *testing.T) {
 					}
 					checkMitigated(t, r.events, f.victim, expectedLabel(kind, format))
 					if t.Failed() {
+						if why := knownBug(kind, format); why != "" {
+							t.Logf("known bug: %s", why)
+						}
 						t.Logf("replay printed:\n%s", r.text)
 					}
 				})
@@ -306,6 +381,9 @@ func TestFastNetMonThresholdsLive(t *testing.T) {
 			t.Logf("played live in %s", c.took.Round(time.Millisecond))
 			checkMitigated(t, c.events, f.victim, expectedLabel(c.kind, c.format))
 			if t.Failed() {
+				if why := knownBug(c.kind, c.format); why != "" {
+					t.Logf("known bug: %s", why)
+				}
 				t.Logf("the daemon's log:\n%s", c.log)
 			}
 		})
@@ -360,6 +438,7 @@ func TestIssue20DNSAmplification(t *testing.T) {
 		t.Errorf("final verdict %v %s, want dns-amplification with vector %s:\n%s", final.Labels, final.Vector, &want, r.text)
 	}
 	if !announced {
+		t.Logf("known bug: %s", knownBug("dns-amplification", "netflow9"))
 		t.Errorf("no flowspec-discard of %s announced (dry-run) on %s:\n%s", &want, victim, r.text)
 	}
 }
