@@ -61,31 +61,6 @@ func expectedLabel(kind, format string) string {
 	return kind
 }
 
-// knownBug names, for a combination that fails for a reason found and
-// reported but not yet fixed, that reason. It never makes a test pass: it
-// is logged next to the failure, so that whoever reads it starts from the
-// diagnosis. Remove an entry once its fix is in.
-func knownBug(kind, format string) string {
-	if strings.HasSuffix(kind, "-amplification") && format != "sflow5" {
-		// On the flow formats every record stands for `sampling rate`
-		// flows, so the fps threshold (3500) trips on the first few
-		// records: the first verdict stands on a sample of about 4
-		// records, no amplification rule can answer yet, and the vector
-		// is the dominant protocol's ({protocol: udp}); a flowspec-discard
-		// of it is announced. A second later the attack is classified
-		// again on a larger sample ({udp, src port 53} for DNS) and the
-		// ladder restarts: policy.Reclassify returns [announce new,
-		// withdraw old]. mitigate.Manager keys what is in force by (action,
-		// target), not by match: the announce finds the old entry "already
-		// in force" and only adds the attack as an owner; the withdrawal
-		// (Replaced) then removes that owner and withdraws the entry. From
-		// then on nothing is in force for an attack still running, and the
-		// final vector is never announced.
-		return "a verdict made again with the same action and another match withdraws the only action in force (mitigate keys actions by kind and target, not match)"
-	}
-	return ""
-}
-
 // simulateKinds lists the attack kinds `kapkan simulate -h` names, so
 // that a kind added there is tested here without a change.
 func simulateKinds(t *testing.T) []string {
@@ -299,9 +274,6 @@ func TestFastNetMonThresholdsReplay(t *testing.T) {
 					}
 					checkMitigated(t, r.events, f.victim, expectedLabel(kind, format))
 					if t.Failed() {
-						if why := knownBug(kind, format); why != "" {
-							t.Logf("known bug: %s", why)
-						}
 						t.Logf("replay printed:\n%s", r.text)
 					}
 				})
@@ -381,9 +353,6 @@ func TestFastNetMonThresholdsLive(t *testing.T) {
 			t.Logf("played live in %s", c.took.Round(time.Millisecond))
 			checkMitigated(t, c.events, f.victim, expectedLabel(c.kind, c.format))
 			if t.Failed() {
-				if why := knownBug(c.kind, c.format); why != "" {
-					t.Logf("known bug: %s", why)
-				}
 				t.Logf("the daemon's log:\n%s", c.log)
 			}
 		})
@@ -438,7 +407,6 @@ func TestIssue20DNSAmplification(t *testing.T) {
 		t.Errorf("final verdict %v %s, want dns-amplification with vector %s:\n%s", final.Labels, final.Vector, &want, r.text)
 	}
 	if !announced {
-		t.Logf("known bug: %s", knownBug("dns-amplification", "netflow9"))
 		t.Errorf("no flowspec-discard of %s announced (dry-run) on %s:\n%s", &want, victim, r.text)
 	}
 }

@@ -207,6 +207,12 @@ func (m *Manager) Apply(d flowspec.Decision) error {
 	if e == nil {
 		return nil // refused when it was asked for, or already gone
 	}
+	if kind != flowspec.Blackhole && (e.Match.String() != d.Vector.String() || e.RateMbps != d.RateMbps) {
+		// The route this decision names was replaced by another on the
+		// same target and action (a new match: the attack was classified
+		// again): the one in force is not this decision's to withdraw.
+		return nil
+	}
 	delete(e.owners, d.AttackID)
 	if d.Replaced && len(e.owners) == 0 {
 		m.guard.Drop(k.kind, k.target)
@@ -253,14 +259,17 @@ func (m *Manager) Unban(target netip.Prefix, now time.Time, reason string) int {
 // admit runs a request through the guard; m.mu is held.
 func (m *Manager) admit(req Request, match flowspec.Match, attack uint64, ladder string, step int, now time.Time) error {
 	k := key{req.Kind, req.Target.Masked()}
+	if req.Kind == flowspec.Blackhole {
+		match = flowspec.Match{}
+	}
 	if e, ok := m.entries[k]; ok {
 		if attack != 0 {
 			e.owners[attack] = true // already in force: never announced twice
 		}
+		if e.Match.String() != match.String() || (req.Kind == flowspec.RateLimit && e.RateMbps != req.RateMbps) {
+			m.replace(e, match, req.RateMbps, attack, ladder, step, now, req.Reason)
+		}
 		return nil
-	}
-	if req.Kind == flowspec.Blackhole {
-		match = flowspec.Match{}
 	}
 	a, err := m.guard.Check(req, now)
 	if err != nil {
@@ -278,6 +287,31 @@ func (m *Manager) admit(req Request, match flowspec.Match, attack uint64, ladder
 	m.announce(e, attack, now, req.Reason)
 	m.save()
 	return nil
+}
+
+// replace changes the match (or rate) of an action in force on the same
+// target: the new route is announced before the old one is withdrawn, so
+// the target is never left without one, and the action keeps its place in
+// the guard (its TTL, the caps). An attack classified again on a larger
+// sample asks for this when its better vector keeps the same action.
+func (m *Manager) replace(e *entry, match flowspec.Match, rate float64, attack uint64, ladder string, step int, now time.Time, reason string) {
+	old := e.route()
+	e.Match, e.Ladder, e.Step = match, ladder, step
+	if e.Kind == flowspec.RateLimit {
+		e.RateMbps = rate
+	}
+	r := e.route()
+	m.actions.WithLabelValues(e.Kind.String(), EventAnnounce, "").Inc()
+	m.actions.WithLabelValues(e.Kind.String(), EventWithdraw, "").Inc()
+	if m.queue != nil {
+		m.queue.push(op{route: r})
+		m.queue.push(op{route: old, withdraw: true})
+	}
+	m.emit(Event{Type: EventAnnounce, Route: r, Action: e.Action, AttackID: attack, Ladder: ladder, Step: step,
+		DryRun: e.DryRun, At: now, Reason: reason})
+	m.emit(Event{Type: EventWithdraw, Route: old, Action: e.Action, AttackID: attack, Ladder: ladder, Step: step,
+		DryRun: e.DryRun, At: now, Reason: "replaced by " + r.Match.String()})
+	m.save()
 }
 
 func (m *Manager) announce(e *entry, attack uint64, now time.Time, reason string) {

@@ -397,3 +397,39 @@ func TestUnbanPrefix(t *testing.T) {
 		t.Errorf("announcer saw %d withdrawals, want 6:\n%s", withdrawn, strings.Join(f.ann.list(), "\n"))
 	}
 }
+
+// TestNewMatchReplacesTheRoute: an attack classified again keeps its action
+// with a better match. The new route is announced before the old one is
+// withdrawn, the later withdrawal of the old decision (the ladder's) does
+// not take the new route with it, and the action keeps its one place under
+// the caps. Before, the second announce only joined the entry in force and
+// the withdrawal then removed it: nothing stayed in force.
+func TestNewMatchReplacesTheRoute(t *testing.T) {
+	f := newFixture(t, "", nil)
+	udp := flowspec.Match{Protocol: "udp"}
+	first := decision(1, flowspec.Discard, t0, false, false)
+	first.Vector = udp
+	f.apply(t, first)
+	better := decision(1, flowspec.Discard, t0.Add(2*time.Second), false, false) // udp53
+	old := first
+	old.Withdraw, old.Replaced, old.At = true, true, t0.Add(2*time.Second)
+	f.apply(t, better, old)
+	oldKey := Route{Kind: flowspec.Discard, Target: netip.MustParsePrefix("203.0.113.5/32"), Match: udp}.Key()
+	want(t, f.ann.list(), "announce "+oldKey, "announce "+fd, "withdraw "+oldKey)
+	act := f.m.Active()
+	if len(act) != 1 || act[0].Match == nil || act[0].Match.String() != udp53.String() {
+		t.Fatalf("in force: %+v, want the discard of udp port 53", act)
+	}
+	if n := testutil.ToFloat64(f.m.active.WithLabelValues("flowspec-discard", "false")); n != 1 {
+		t.Fatalf("active gauge %v, want 1", n)
+	}
+	// The attack ends: the route in force is the one left to its TTL.
+	end := better
+	end.Withdraw, end.At = true, t0.Add(time.Minute)
+	f.apply(t, end)
+	f.m.Tick(t0.Add(11 * time.Minute))
+	f.m.Flush()
+	if got := f.ann.list(); got[len(got)-1] != "withdraw "+fd || len(f.m.Active()) != 0 {
+		t.Fatalf("after the TTL: %v, active %v", got, f.m.Active())
+	}
+}
