@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kapkan-io/kapkan/config"
 	"github.com/kapkan-io/kapkan/daemon/daemontest"
 	"github.com/kapkan-io/kapkan/events"
 	"github.com/kapkan-io/kapkan/ingest/demo"
@@ -22,33 +21,7 @@ import (
 func TestRouterRestartWithActionInForce(t *testing.T) {
 	router := testutil.StartGoBGPD(t, testutil.GoBGPNeighbor{Address: "127.0.0.1", ASN: 65010,
 		Families: []string{"ipv4-unicast", "ipv4-flowspec"}})
-	cfg, err := config.Parse("test.yaml", fmt.Appendf(nil, `
-dry_run: false
-ingest:
-  sflow: {listen: "127.0.0.1:0", workers: 1}
-  netflow: {listen: ""}
-detection: {window: 2s, cooldown: 2s}
-hostgroups:
-  - name: customers
-    prefixes: [203.0.113.0/24]
-    thresholds:
-      incoming: {pps: 20000}
-api:
-  listen: "127.0.0.1:0"
-mitigation:
-  state_file: ""
-  bgp:
-    asn: 65010
-    router_id: 192.0.2.10
-    peers:
-      - address: 127.0.0.1
-        port: %d
-        asn: 65000
-        families: [ipv4-unicast, ipv4-flowspec]
-`, router.BGPPort))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := daemontest.Config(t, daemontest.BGPMitigation(router.BGPPort, ""))
 	d, logs := daemontest.Start(t, cfg, "")
 	rd := d.Events().NewReader("test", 1)
 	router.WaitEstablished("127.0.0.1", 30*time.Second)

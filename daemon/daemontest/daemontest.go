@@ -3,9 +3,11 @@ package daemontest
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +17,53 @@ import (
 	"github.com/kapkan-io/kapkan/ingest/demo"
 	"github.com/kapkan-io/kapkan/internal/testutil"
 )
+
+// baseConfig is what the daemon tests share: sFlow on loopback, a 2 s
+// window and cool-down, 203.0.113.0/24 protected at 20 000 pps incoming,
+// the API on loopback.
+const baseConfig = `ingest:
+  sflow: {listen: "127.0.0.1:0", workers: 1}
+  netflow: {listen: ""}
+detection: {window: 2s, cooldown: 2s}
+hostgroups:
+  - name: customers
+    prefixes: [203.0.113.0/24]
+    thresholds:
+      incoming: {pps: 20000}
+api:
+  listen: "127.0.0.1:0"
+`
+
+// Config is the shared test configuration with extra YAML appended (for
+// instance a mitigation section from BGPMitigation).
+func Config(t testing.TB, extra string) *config.Config {
+	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(baseConfig+extra))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// BGPMitigation is a live (dry_run: false) mitigation section peering with
+// a router on loopback at port (Kapkan AS 65010, the router AS 65000,
+// IPv4 unicast and FlowSpec), keeping its state in stateFile ("" for
+// none), with allow-listed prefixes.
+func BGPMitigation(port int, stateFile string, allow ...string) string {
+	return fmt.Sprintf(`dry_run: false
+mitigation:
+  allowlist: [%s]
+  state_file: %q
+  bgp:
+    asn: 65010
+    router_id: 192.0.2.10
+    peers:
+      - address: 127.0.0.1
+        port: %d
+        asn: 65000
+        families: [ipv4-unicast, ipv4-flowspec]
+`, strings.Join(allow, ", "), stateFile, port)
+}
 
 // Start builds and runs a daemon logging JSON into the returned lines,
 // with the configuration read from path ("" for none: no reload); it is
