@@ -121,6 +121,9 @@ type Attack struct {
 	// Skipped are the classifier modules that did not answer (suspended,
 	// over budget, failed).
 	Skipped []string `json:"skipped,omitempty"`
+	// Sample summarises the flow sample the verdict stood on (nil when
+	// there was none): who sends, from and to which ports, what sizes.
+	Sample *SampleSummary `json:"sample,omitempty"`
 	// Ladder, Step and Action are the mitigation step in force, if any.
 	Ladder string          `json:"ladder,omitempty"`
 	Step   int             `json:"step,omitempty"`
@@ -128,6 +131,28 @@ type Attack struct {
 	// Reason explains the event (why no action is taken, why the ladder
 	// moved).
 	Reason string `json:"reason,omitempty"`
+}
+
+// SampleSummary is what an attack's flow sample shows, in shares of its
+// sampling-corrected packets (0 to 1).
+type SampleSummary struct {
+	// TopSources are the sources sending most, most first (at most 5).
+	TopSources []Share `json:"top_sources,omitempty"`
+	// Sources is the number of distinct sources in the sample.
+	Sources     int     `json:"sources"`
+	TopSrcPorts []Share `json:"top_src_ports,omitempty"`
+	TopDstPorts []Share `json:"top_dst_ports,omitempty"`
+	// Packet sizes in bytes: mean and percentiles over packets.
+	MeanPacketSize float64 `json:"mean_packet_size"`
+	P10PacketSize  float64 `json:"p10_packet_size"`
+	P50PacketSize  float64 `json:"p50_packet_size"`
+	P90PacketSize  float64 `json:"p90_packet_size"`
+}
+
+// Share is a source address or a port, with its share of the packets.
+type Share struct {
+	Value string  `json:"value"`
+	Share float64 `json:"share"`
 }
 
 // Mitigation is an action on a target's traffic, as the mitigation manager

@@ -119,8 +119,10 @@ type attack struct {
 
 	tracker *policy.Tracker
 	verdict rules.Verdict
-	// records is the size of the sample the verdict stood on.
+	// records is the size of the sample the verdict stood on, sample its
+	// summary.
 	records int
+	sample  *events.SampleSummary
 	// final: the verdict is not made again.
 	final bool
 	// unmitigated is the reason published for having no action in force
@@ -339,6 +341,7 @@ func (p *Pipeline) classify(ctx context.Context, set *rules.Set, c *engine.Candi
 		}
 	}
 	a.verdict, a.records = v, len(c.Sample)
+	a.sample = sampleSummary(c, &f)
 	return f
 }
 
@@ -431,7 +434,7 @@ func attackEvent(kind events.Kind, c *engine.Candidate, a *attack) events.Event 
 		ID: c.ID, Target: c.Target, Scope: c.Scope.String(), Direction: c.Direction.String(), Hostgroup: c.Hostgroup,
 		Started: c.Started, Trigger: c.Trigger.String(), Rate: MetricValue(c.Trigger, c.Rate),
 		Threshold: MetricValue(c.Trigger, c.Threshold), Rates: RatesMap(c.Rates), SampleRecords: a.records,
-		Labels: v.Labels, Vector: v.Vector, Rules: v.Rules, Decider: v.Decider,
+		Labels: v.Labels, Vector: v.Vector, Rules: v.Rules, Decider: v.Decider, Sample: a.sample,
 	}
 	for _, u := range v.Unanswered {
 		e.Skipped = append(e.Skipped, u.Rule+" ("+u.Reason+")")

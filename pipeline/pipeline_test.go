@@ -369,3 +369,37 @@ func TestEveryAttackActsOrSaysWhy(t *testing.T) {
 		t.Errorf("reason %q does not say what the ladder waits for", why)
 	}
 }
+
+// TestSampleSummary: the attack event summarises its flow sample: the
+// sources sending most (sampling-corrected), ports and sizes.
+func TestSampleSummary(t *testing.T) {
+	set := builtinSet(t, wasm.NewHost(quiet()))
+	rec := newRecorder()
+	pl, err := pipeline.New(pipeline.Config{Workers: 1}, pipeline.Deps{Rules: func() *rules.Set { return set }, Events: rec, Log: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := candidate(1, "203.0.113.70", engine.AttackStarted, 100, time.Unix(1_800_000_000, 0))
+	for i := range c.Sample {
+		c.Sample[i].SamplingRate = 100
+		if i < 10 {
+			// One source at ten times the rate: half of the packets.
+			c.Sample[i].Src = netip.MustParseAddr("192.0.2.99").As16()
+			c.Sample[i].SamplingRate = 900
+		}
+	}
+	pl.Handle(context.Background(), &c)
+	s := rec.events[0].Attack.Sample
+	if s == nil || len(s.TopSources) == 0 {
+		t.Fatalf("no sample summary: %+v", rec.events[0].Attack)
+	}
+	if s.TopSources[0].Value != "192.0.2.99" || s.TopSources[0].Share != 0.5 {
+		t.Errorf("top source %+v, want 192.0.2.99 at 0.5", s.TopSources[0])
+	}
+	if len(s.TopSrcPorts) == 0 || s.TopSrcPorts[0].Value != "53" || s.TopSrcPorts[0].Share != 1 {
+		t.Errorf("top source ports %+v, want 53 at 1", s.TopSrcPorts)
+	}
+	if s.P50PacketSize != 1400 || s.Sources != 91 {
+		t.Errorf("sizes/sources %+v", s)
+	}
+}
