@@ -1,9 +1,16 @@
 package main
 
 import (
+	"flag"
+	"fmt"
 	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
@@ -11,6 +18,8 @@ import (
 
 	"github.com/kapkan-io/kapkan/config"
 	"github.com/kapkan-io/kapkan/daemon"
+	"github.com/kapkan-io/kapkan/daemon/daemontest"
+	"github.com/kapkan-io/kapkan/ingest"
 )
 
 // lint runs promlint over a registry, ignoring the Go and process
@@ -74,5 +83,107 @@ func TestMetricLintFires(t *testing.T) {
 	reg.MustRegister(g)
 	if p := lint(t, reg); len(p) < 2 {
 		t.Errorf("lint found %v, want the counter without _total and the unprefixed gauge", p)
+	}
+}
+
+var updateMetricsDoc = flag.Bool("update-metrics-doc", false, "rewrite docs/71-metrics.md from the daemon's registry")
+
+// metricsDoc renders the metrics reference: every metric a running daemon
+// registers (with a BGP peer, and after one sFlow and one NetFlow exporter
+// sent, so that theirs exist), with its type, labels and help.
+func metricsDoc(mfs []*dto.MetricFamily) string {
+	var b strings.Builder
+	b.WriteString("# Metrics reference\n\n")
+	b.WriteString("Generated from the daemon's registry by `go test ./cmd/kapkan -run TestMetricsDoc -update-metrics-doc`;\n")
+	b.WriteString("a test fails when this file and the code disagree. The Go runtime's `go_*` and `process_*`\n")
+	b.WriteString("metrics are left out. Label values come only from bounded sets (configuration, reasons).\n\n")
+	b.WriteString("| metric | type | labels | what it counts |\n|---|---|---|---|\n")
+	for _, mf := range mfs {
+		n := mf.GetName()
+		if !strings.HasPrefix(n, "kapkan_") {
+			continue
+		}
+		labels := map[string]bool{}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = true
+			}
+		}
+		names := make([]string, 0, len(labels))
+		for l := range labels {
+			names = append(names, "`"+l+"`")
+		}
+		sort.Strings(names)
+		help := strings.ReplaceAll(mf.GetHelp(), "|", "\\|")
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s |\n", n, strings.ToLower(mf.GetType().String()), strings.Join(names, ", "), help)
+	}
+	return b.String()
+}
+
+// TestMetricsDoc keeps docs/71-metrics.md equal to what the daemon
+// registers.
+func TestMetricsDoc(t *testing.T) {
+	cfg, err := config.Parse("t.yaml", []byte(`ingest:
+  sflow: {listen: "127.0.0.1:0"}
+  netflow: {listen: "127.0.0.1:0"}
+api: {listen: "127.0.0.1:0"}
+mitigation:
+  state_file: ""
+  bgp:
+    asn: 65010
+    router_id: 192.0.2.10
+    peers:
+      - {address: 127.0.0.1, port: 1, asn: 65000}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, _ := daemontest.Start(t, cfg, "")
+	// Metrics labelled per exporter exist once one has sent: play a few
+	// datagrams of each capture (sFlow and NetFlow v9) to the listeners.
+	for i, c := range []string{"sflow-udp-flood", "netflow9-dns-amplification"} {
+		conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(d.FlowAddrs()[i]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		pcaps, _ := filepath.Glob(filepath.Join("../../testdata/captures", c, "*.pcap*"))
+		n := 0
+		_, err = ingest.ReadCapture(pcaps[0], func(dg ingest.Datagram) error {
+			if n++; n <= 20 {
+				_, err := conn.Write(dg.Payload)
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		n := 0
+		for _, mf := range mustGather(t, d.Registry()) {
+			if mf.GetName() == "kapkan_ingest_records_total" {
+				n = len(mf.GetMetric())
+			}
+		}
+		if n >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	got := metricsDoc(mustGather(t, d.Registry()))
+	const path = "../../docs/71-metrics.md"
+	if *updateMetricsDoc {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (generate it with -update-metrics-doc)", err)
+	}
+	if string(want) != got {
+		t.Errorf("docs/71-metrics.md is not what the daemon registers; run go test ./cmd/kapkan -run TestMetricsDoc -update-metrics-doc and read the diff")
 	}
 }
