@@ -35,21 +35,22 @@ import (
 )
 
 type options struct {
-	bin        string
-	formats    []string
-	hosts      []int
-	rates      []int
-	fnmRates   []int
-	duration   time.Duration
-	sampling   int
-	fastnetmon bool
-	out        string
-	work       string
-	pregen     time.Duration
-	profiles   string
-	sessions   bool
-	readBuffer int
-	warmup     time.Duration
+	apiClients, sseSubscribers int
+	bin                        string
+	formats                    []string
+	hosts                      []int
+	rates                      []int
+	fnmRates                   []int
+	duration                   time.Duration
+	sampling                   int
+	fastnetmon                 bool
+	out                        string
+	work                       string
+	pregen                     time.Duration
+	profiles                   string
+	sessions                   bool
+	readBuffer                 int
+	warmup                     time.Duration
 }
 
 // step is one measured run: one system, format, host count and rate.
@@ -78,6 +79,8 @@ type step struct {
 	SendSeconds float64   `json:"send_seconds"`
 	LatenciesMS []float64 `json:"detection_latencies_ms"`
 	Missed      int       `json:"attacks_missed"`
+	// API is the load on the daemon's API during the step (-api-clients).
+	API *apiLoad `json:"api,omitempty"`
 }
 
 func main() {
@@ -97,6 +100,8 @@ func main() {
 	flag.IntVar(&o.readBuffer, "read-buffer", 32<<20, "socket receive buffer of both collectors, in bytes: Kapkan's ingest read_buffer, and net.core.rmem_default during FastNetMon's steps")
 	flag.DurationVar(&o.warmup, "warmup", 0, "before each step, send the same background (no attacks) for this long and measure only what follows: a collector that has already seen every host, as in steady state")
 	flag.StringVar(&o.profiles, "cpuprofile", "", "write a CPU profile of each Kapkan step into this directory (KAPKAN_CPUPROFILE)")
+	flag.IntVar(&o.apiClients, "api-clients", 0, "during each Kapkan step, this many clients fetch the API's read routes in a loop")
+	flag.IntVar(&o.sseSubscribers, "sse-subscribers", 0, "during each Kapkan step, this many clients follow /api/v1/events (and one more stops reading, to be cut off)")
 	flag.Parse()
 	o.formats = strings.Split(formats, ",")
 	o.hosts = ints(hosts)
@@ -272,7 +277,7 @@ hostgroups:
     prefixes: [%s]
     thresholds:
       incoming: {pps: %d}
-api: {listen: "127.0.0.1:%d"}
+api: {listen: "127.0.0.1:%d", open_read: true}
 mitigation: {state_file: ""}
 `, sflowPort, o.readBuffer, nfPort, o.readBuffer, prefix, thresholdPPS, apiPort)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
@@ -323,7 +328,15 @@ mitigation: {state_file: ""}
 		}
 		cpu0, _ = usage(daemon.Process.Pid)
 	}
+	var stopLoad func() apiLoad
+	if o.apiClients > 0 || o.sseSubscribers > 0 {
+		stopLoad = startAPILoad(ctx, api, o.apiClients, o.sseSubscribers)
+	}
 	rep, victims, err := simulate(ctx, o, format, hosts, rate, port, 0)
+	if stopLoad != nil {
+		l := stopLoad()
+		s.API = &l
+	}
 	if err != nil {
 		return s, err
 	}
@@ -591,6 +604,9 @@ func printStep(s step) {
 		s.System, s.Format, s.Hosts, s.OfferedRPS, s.Accounted, s.SentRecords, s.LossPercent, s.CPUSeconds, s.CPUPerMillon,
 		s.PeakRSSMiB, percentile(s.LatenciesMS, 0.5), percentile(s.LatenciesMS, 0.99), s.Missed, s.GenCPU,
 		s.BoxCPU, s.SendSeconds*float64(runtime.NumCPU()), s.RunDelay)
+	if s.API != nil {
+		fmt.Printf("           %s\n", s.API)
+	}
 }
 
 // summarize prints, per system, format and host count, the highest lossless
