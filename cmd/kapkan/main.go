@@ -1,6 +1,6 @@
 // Command kapkan is the one Kapkan binary: the daemon (run), and the tools
 // operators use around it (check, replay, simulate, test, ban, unban,
-// version).
+// top, version).
 //
 // main.go is the composition root: only this package knows every stage and
 // wires them together.
@@ -31,6 +31,7 @@ var commands = map[string]command{
 	"simulate": {"send generated flow telemetry (background and attacks) to a collector", cmdSimulate},
 	"ban":      {"mitigate an address now, through the running daemon (same safety checks)", cmdBan},
 	"unban":    {"withdraw the mitigations of an address or inside a prefix, through the running daemon", cmdUnban},
+	"top":      {"live view of the running daemon: top targets, attacks, mitigations, exporters", cmdTop},
 }
 
 func usage(w io.Writer) {
