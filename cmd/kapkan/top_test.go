@@ -78,9 +78,9 @@ func TestTopPipe(t *testing.T) {
 		t.Errorf("escape codes in a pipe:\n%q", got)
 	}
 	for _, want := range []string{
-		"203.0.113.66  customers  1.2M  9.9k  3.5k  #7", // an incoming target under attack, marked
+		"203.0.113.66  customers  1.2M  9.9k  3.5k  #7",  // an incoming target under attack, marked
 		"203.0.113.5   customers  350k  96.2  12    -\n", // the attack on its /24 is outgoing
-		"203.0.113.9  customers  4.1k  30    40   #8",     // inside the attacked outgoing prefix
+		"203.0.113.9  customers  4.1k  30    40   #8",    // inside the attacked outgoing prefix
 		"#7  203.0.113.66/32  in   customers  udp-flood,dns-amplification  1.2M/20k pps    1m30s  flowspec-discard",
 		"none (no vector yet)",
 		"m-1  203.0.113.66/32  flowspec-discard            proto udp src-port 53  8m31s",
