@@ -143,11 +143,19 @@ func (t *top) run(ctx context.Context, stdout, stderr io.Writer, scr screen) int
 		return 0
 	}
 
-	if scr.restore != nil {
-		defer scr.restore()
-	}
 	_, _ = io.WriteString(stdout, ansiEnter)
-	defer func() { _, _ = io.WriteString(stdout, ansiLeave) }()
+	left := false
+	leave := func() { // the shell's screen, cursor and terminal mode back
+		if left {
+			return
+		}
+		left = true
+		_, _ = io.WriteString(stdout, ansiLeave)
+		if scr.restore != nil {
+			scr.restore()
+		}
+	}
+	defer leave()
 	keys := make(chan byte, 1)
 	if scr.keys != nil {
 		go readKeys(scr.keys, keys) // blocks in Read until a key or the process ends
@@ -159,7 +167,7 @@ func (t *top) run(ctx context.Context, stdout, stderr io.Writer, scr screen) int
 			var ae *apiError
 			if errors.As(err, &ae) {
 				// The token was revoked or lost its scope: waiting will not help.
-				_, _ = io.WriteString(stdout, ansiLeave)
+				leave()
 				fmt.Fprintf(stderr, "kapkan top: %v\n", err)
 				return 1
 			}

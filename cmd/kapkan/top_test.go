@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -419,6 +420,46 @@ func TestCut(t *testing.T) {
 	} {
 		if got := cut(tc.in, tc.width); got != tc.want {
 			t.Errorf("cut(%q, %d) = %q, want %q", tc.in, tc.width, got, tc.want)
+		}
+	}
+}
+
+// TestTopLiveTokenRevoked: a live view whose token stops being accepted
+// leaves the screen and exits 1 with the message; waiting would not help.
+func TestTopLiveTokenRevoked(t *testing.T) {
+	var revoked atomic.Bool
+	f := &fakeAPI{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if revoked.Load() {
+			w.WriteHeader(http.StatusUnauthorized)
+			_, _ = io.WriteString(w, `{"error": {"code": "unauthorized", "message": "no or unknown token"}}`)
+			return
+		}
+		f.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	scr := screen{live: true, size: func() (int, int) { return 100, 50 }}
+	tp := &top{api: newAPIClient(srv.URL, "old"), limit: 10, by: "pps", interval: 100 * time.Millisecond}
+	out := &frames{writes: make(chan string, 64)}
+	var errb bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- tp.run(context.Background(), out, &errb, scr) }()
+	for n := 0; n < 2; n++ { // enter, first frame
+		<-out.writes
+	}
+	revoked.Store(true)
+	for {
+		select {
+		case w := <-out.writes:
+			if w != ansiLeave {
+				continue
+			}
+			if code := <-done; code != 1 || !strings.Contains(errb.String(), "the token was not accepted") {
+				t.Errorf("exit %d, stderr %q; want 1 and the token refused", code, errb.String())
+			}
+			return
+		case <-time.After(10 * time.Second):
+			t.Fatal("top did not stop on a refused token")
 		}
 	}
 }
