@@ -214,16 +214,44 @@ func (s *shard) tick(now int64) {
 }
 
 // evict drops windows that have seen no traffic for longer than the window
-// (and follow no attack), and detail of addresses that cooled down.
+// (and follow no attack), and detail of addresses that cooled down. The
+// same walk, the one that touches every window each second, takes the
+// shard's part of the traffic snapshot (Engine.Top): a second walk over a
+// million windows would cost as much again in cache misses.
 func (s *shard) evict(now int64) {
 	t := s.table
+	sc := s.beginTraffic(t)
+	defer s.publishTraffic(sc, t, now)
 	for i := range s.n {
 		e := s.entry(i)
-		if e.free() || e.attack >= 0 {
-			continue // a free slot, or an attack's window
+		if e.free() {
+			continue
 		}
-		s.advance(uint32(i), now)
-		tot := s.totals(uint32(i))
+		var tot [numTotals]uint64
+		if e.isTotal() {
+			if e.attack >= 0 {
+				continue // an attack's window
+			}
+			s.advance(i, now)
+			tot = s.totals(i)
+		} else {
+			// The rate now reads the window up to the second before now
+			// (rateSpan moves it there); moving on to now then drops the
+			// oldest second, which is subtracted rather than summed again.
+			span := s.rateSpan(i, now*int64(time.Second))
+			tot = s.totals(i)
+			s.observeTraffic(sc, t, i, &tot, span)
+			if e.attack >= 0 {
+				continue // an attack's window
+			}
+			if int64(e.last) < now {
+				b := s.bucket(i, now) // second now-window, leaving
+				tot[0] -= uint64(b.pkts)
+				tot[1] -= b.bytes
+				tot[2] -= uint64(b.flows)
+				s.advance(i, now)
+			}
+		}
 		if tot == [numTotals]uint64{} {
 			s.remove(uint32(i)) // nothing left in the window
 			continue

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"math/bits"
+	"sync/atomic"
 	"time"
 
 	"github.com/kapkan-io/kapkan/flow"
@@ -82,6 +83,11 @@ type shard struct {
 	outbox []Candidate
 
 	touched uint64 // what prefetch read, kept so that its loads are not removed
+
+	// traffic is filled by the once-a-second walk (evict) and published
+	// in trafficSnap for Engine.Top.
+	traffic     trafficScratch
+	trafficSnap atomic.Pointer[shardTraffic]
 
 	stats shardStats
 }
@@ -358,20 +364,27 @@ func (s *shard) windowSums(ei uint32, t [numTotals]uint64) (v [NumMetrics]uint64
 // still trip on the window sum as records arrive (check), which is what
 // makes detection fast.
 func (s *shard) rateNow(ei uint32, now int64) (r Rates) {
-	sec := now / int64(time.Second)
-	if last := int64(s.entry(ei).last); last < sec-1 {
-		s.advance(ei, sec-1) // the seconds since are complete and empty
-	}
-	e := s.entry(ei)
+	span := s.rateSpan(ei, now)
 	sums := s.windowSums(ei, s.totals(ei))
-	span := float64(s.window)
-	if int64(e.last) >= sec && s.window > 1 {
-		span = float64(s.window-1) + float64(now-sec*int64(time.Second))/float64(time.Second)
-	}
 	for m := range NumMetrics {
 		r[m] = uint64(float64(sums[m]) / span)
 	}
 	return r
+}
+
+// rateSpan moves entry ei's window to the second before now (Unix ns) if
+// it is older, and returns the seconds its traffic is divided by for the
+// rate now (see rateNow).
+func (s *shard) rateSpan(ei uint32, now int64) float64 {
+	sec := now / int64(time.Second)
+	if last := int64(s.entry(ei).last); last < sec-1 {
+		s.advance(ei, sec-1) // the seconds since are complete and empty
+	}
+	span := float64(s.window)
+	if int64(s.entry(ei).last) >= sec && s.window > 1 {
+		span = float64(s.window-1) + float64(now-sec*int64(time.Second))/float64(time.Second)
+	}
+	return span
 }
 
 // makeHot gives entry ei per-protocol detail and a sample ring, if the hot
