@@ -7,11 +7,13 @@ package ingest
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -44,6 +46,9 @@ type ExporterOptions struct {
 type Deps struct {
 	Registry prometheus.Registerer // nil: metrics are kept but not registered
 	Logger   *slog.Logger          // nil: slog.Default()
+	// Now is the clock Exporters reads the records of the last second
+	// against (time.Now when nil); a replay passes its virtual clock.
+	Now func() time.Time
 }
 
 // ErrUnknownFormat is returned for a datagram that is none of the four
@@ -65,6 +70,7 @@ type Decoder struct {
 	opts    Options
 	log     *slog.Logger
 	metrics *metrics
+	now     func() time.Time
 
 	mu        sync.RWMutex
 	exporters map[netip.Addr]*exporterState
@@ -84,8 +90,13 @@ func New(opts Options, deps Deps) *Decoder {
 	if log == nil {
 		log = slog.Default()
 	}
+	now := deps.Now
+	if now == nil {
+		now = time.Now
+	}
 	return &Decoder{
 		opts:      opts,
+		now:       now,
 		log:       log.With("component", "ingest"),
 		metrics:   newMetrics(deps.Registry),
 		exporters: make(map[netip.Addr]*exporterState),
@@ -132,13 +143,15 @@ func (d *Decoder) Decode(data []byte, exporter netip.Addr, recv time.Time, out *
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.counters.datagrams[res.Format].Inc()
+	st.stats.datagram(res.Format, recv)
 	defer func() {
 		if p := recover(); p != nil {
-			d.metrics.decodeError(st.label, res.Format, reasonPanic)
+			d.decodeError(st, res.Format, reasonPanic)
 			err = fmt.Errorf("decode %s datagram from %s: %w: %v", res.Format, exporter, errDecoderPanic, p)
 		}
 		if res.Records > 0 {
 			st.counters.records[res.Format].Add(float64(res.Records))
+			st.stats.addRecords(res.Records, recv)
 		}
 		if res.Options > 0 {
 			st.counters.optionsRecords[res.Format].Add(float64(res.Options))
@@ -153,7 +166,7 @@ func (d *Decoder) Decode(data []byte, exporter netip.Addr, recv time.Time, out *
 	case flow.FormatNetFlow9, flow.FormatIPFIX:
 		err = d.decodeNetFlow(st, data, now, out, &res)
 	default:
-		d.metrics.decodeError(st.label, res.Format, reasonVersion)
+		d.decodeError(st, res.Format, reasonVersion)
 		return res, fmt.Errorf("decode datagram from %s: %w", exporter, ErrUnknownFormat)
 	}
 	if err != nil {
@@ -220,6 +233,8 @@ type exporterState struct {
 	warnedDefault [len(flow.Formats) + 1]bool
 	warnedTimeout bool
 	activeTimeout uint64
+
+	stats exporterStats
 }
 
 // resolveRate applies the sampling precedence: a configured override wins,
@@ -240,16 +255,54 @@ func (d *Decoder) resolveRate(st *exporterState, r *flow.Record, rate uint32, sr
 				"exporter", st.name, "format", r.Format.String(), "default_sampling_rate", d.opts.DefaultSamplingRate)
 		}
 	}
+	st.stats.sampling(r.Format, r.SamplingRate, r.Sampling)
 }
 
-// ExporterInfo is a snapshot of what is known about one exporter, for the API
-// and tests.
+// decodeError counts a datagram or set of st's that could not be decoded.
+func (d *Decoder) decodeError(st *exporterState, f flow.Format, reason string) {
+	st.stats.decodeErrors++
+	d.metrics.decodeError(st.label, f, reason)
+}
+
+// ExporterInfo is a snapshot of what is known about one exporter, for the
+// API and tests: the telemetry self-check. Totals count from the
+// exporter's first datagram; RecordsPerSecond is the last complete second.
 type ExporterInfo struct {
 	Address       netip.Addr
 	Name          string
 	Override      uint32
 	ActiveTimeout time.Duration
-	Samplers      []SamplerInfo
+	// ActiveTimeoutWarning is set when the exporter announced an active
+	// timeout longer than the detection window: its long flows arrive in
+	// bursts, late.
+	ActiveTimeoutWarning bool
+	Samplers             []SamplerInfo
+	// Formats are the formats the exporter sent, in flow.Formats order
+	// (FormatUnknown last, for datagrams of no known format).
+	Formats []flow.Format
+	// Sampling lists the sampling rates applied to its records and where
+	// each came from, per format (the first maxSamplingSeen distinct ones).
+	Sampling []SamplingSeen
+	// DatagramsTotal counts every datagram, RecordsTotal the flow records
+	// decoded from them.
+	DatagramsTotal, RecordsTotal uint64
+	// RecordsPerSecond is the records decoded from the datagrams received
+	// in the last complete second, by the Decoder's clock (Deps.Now).
+	RecordsPerSecond uint64
+	// SequenceGaps counts the units its sequence numbers say went missing
+	// (see kapkan_ingest_sequence_gaps_total), DecodeErrors the datagrams
+	// and sets that could not be decoded.
+	SequenceGaps, DecodeErrors uint64
+	// LastSeen is when its newest datagram was received.
+	LastSeen time.Time
+}
+
+// SamplingSeen is a sampling rate applied to an exporter's records of a
+// format, and where it came from.
+type SamplingSeen struct {
+	Format flow.Format
+	Rate   uint32
+	Source flow.SamplingSource
 }
 
 // SamplerInfo is one learned sampling rate.
@@ -261,7 +314,10 @@ type SamplerInfo struct {
 	Rate    uint32
 }
 
-// Exporters returns a snapshot of every exporter's state.
+// Exporters returns a snapshot of every exporter's state, ordered by
+// address. It takes each exporter's lock for a moment (the one its
+// datagrams are decoded under), so it is current, and meant for the API's
+// pace rather than a loop.
 func (d *Decoder) Exporters() []ExporterInfo {
 	d.mu.RLock()
 	states := make([]*exporterState, 0, len(d.exporters))
@@ -269,20 +325,115 @@ func (d *Decoder) Exporters() []ExporterInfo {
 		states = append(states, st)
 	}
 	d.mu.RUnlock()
+	slices.SortFunc(states, func(a, b *exporterState) int { return a.addr.Compare(b.addr) })
+	now := d.now().Unix()
 	out := make([]ExporterInfo, 0, len(states))
 	kinds := [...]string{"domain", "sampler", "selector"}
 	for _, st := range states {
 		st.mu.Lock()
+		timeout := time.Duration(st.activeTimeout) * time.Second
 		info := ExporterInfo{Address: st.addr, Name: st.name, Override: st.override,
-			ActiveTimeout: time.Duration(st.activeTimeout) * time.Second}
+			ActiveTimeout: timeout, ActiveTimeoutWarning: d.opts.Window > 0 && timeout > d.opts.Window}
 		for k, e := range st.rates.rates {
 			info.Samplers = append(info.Samplers, SamplerInfo{Version: k.version, Domain: k.domain,
 				Kind: kinds[k.kind], ID: k.id, Rate: e.rate})
 		}
+		st.stats.fill(&info, now)
 		st.mu.Unlock()
 		out = append(out, info)
 	}
 	return out
+}
+
+// maxSamplingSeen bounds the sampling rates remembered per exporter.
+const maxSamplingSeen = 16
+
+// exporterStats are the per-exporter figures behind ExporterInfo, guarded
+// by the exporter's lock, which decoding holds anyway: plain fields,
+// updated per datagram, and per record only a compare with the previous
+// record's sampling.
+type exporterStats struct {
+	formats      uint8 // bit set of flow.Format
+	datagrams    uint64
+	records      uint64
+	decodeErrors uint64
+	sequenceGaps uint64
+	lastSeen     int64 // Unix ns of the newest datagram
+	// recs counts the records of the datagrams received in second secs[i],
+	// the two most recent seconds by parity.
+	secs [2]int64
+	recs [2]uint64
+	// seen are the distinct sampling rates and sources, last the one of
+	// the previous record.
+	seen        [maxSamplingSeen]SamplingSeen
+	nSeen, last int
+}
+
+func (s *exporterStats) datagram(f flow.Format, recv time.Time) {
+	s.formats |= 1 << f
+	s.datagrams++
+	if ns := recv.UnixNano(); ns > s.lastSeen {
+		s.lastSeen = ns
+	}
+}
+
+// addRecords counts n records of a datagram received at recv; one older
+// than the second its slot counts is left out of the rate (not the total).
+func (s *exporterStats) addRecords(n int, recv time.Time) {
+	s.records += uint64(n)
+	sec := recv.Unix()
+	i := sec & 1
+	switch {
+	case s.secs[i] == sec:
+	case s.secs[i] < sec:
+		s.secs[i], s.recs[i] = sec, 0
+	default:
+		return
+	}
+	s.recs[i] += uint64(n)
+}
+
+// sampling notes the rate and source applied to a record of format f.
+func (s *exporterStats) sampling(f flow.Format, rate uint32, src flow.SamplingSource) {
+	v := SamplingSeen{Format: f, Rate: rate, Source: src}
+	if s.nSeen > 0 && s.seen[s.last] == v {
+		return
+	}
+	for i := range s.nSeen {
+		if s.seen[i] == v {
+			s.last = i
+			return
+		}
+	}
+	if s.nSeen < len(s.seen) {
+		s.seen[s.nSeen] = v
+		s.last = s.nSeen
+		s.nSeen++
+	}
+}
+
+// fill copies the figures into info, reading the rate at Unix second now.
+func (s *exporterStats) fill(info *ExporterInfo, now int64) {
+	for _, f := range flow.Formats {
+		if s.formats&(1<<f) != 0 {
+			info.Formats = append(info.Formats, f)
+		}
+	}
+	if s.formats&(1<<flow.FormatUnknown) != 0 {
+		info.Formats = append(info.Formats, flow.FormatUnknown)
+	}
+	info.Sampling = slices.Clone(s.seen[:s.nSeen])
+	slices.SortFunc(info.Sampling, func(a, b SamplingSeen) int {
+		return cmp.Or(cmp.Compare(a.Format, b.Format), cmp.Compare(a.Rate, b.Rate), cmp.Compare(a.Source, b.Source))
+	})
+	info.DatagramsTotal, info.RecordsTotal = s.datagrams, s.records
+	info.SequenceGaps, info.DecodeErrors = s.sequenceGaps, s.decodeErrors
+	if i := (now - 1) & 1; s.secs[i] == now-1 {
+		info.RecordsPerSecond = s.recs[i]
+	}
+	if s.lastSeen != 0 {
+		info.LastSeen = time.Unix(0, s.lastSeen).UTC()
+	}
 }
 
 // noteActiveTimeout records an exporter's active timeout and warns once when

@@ -111,7 +111,7 @@ func (d *Decoder) decodeNetFlow(st *exporterState, data []byte, now int64, out *
 		flowSets, seq = ipfix.FlowSets, ipfix.SequenceNumber
 	}
 	if fatal && len(flowSets) == 0 && ctx.exportSecs == 0 && seq == 0 {
-		d.metrics.decodeError(st.label, res.Format, reasonTruncated)
+		d.decodeError(st, res.Format, reasonTruncated)
 		return derr
 	}
 
@@ -187,7 +187,7 @@ func (d *Decoder) decodeNetFlow(st *exporterState, data []byte, now int64, out *
 	}
 
 	if fatal {
-		d.metrics.decodeError(st.label, res.Format, classify(derr))
+		d.decodeError(st, res.Format, classify(derr))
 		return derr
 	}
 	return nil

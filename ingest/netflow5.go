@@ -34,7 +34,7 @@ func (d *Decoder) decodeNetFlow5(st *exporterState, data []byte, now int64, out 
 			data = bytes.Clone(data)
 			binary.BigEndian.PutUint16(data[2:4], uint16(avail))
 			defer func() {
-				d.metrics.decodeError(st.label, flow.FormatNetFlow5, reasonTruncated)
+				d.decodeError(st, flow.FormatNetFlow5, reasonTruncated)
 				if err == nil {
 					err = errShort
 				}
@@ -43,7 +43,7 @@ func (d *Decoder) decodeNetFlow5(st *exporterState, data []byte, now int64, out 
 	}
 	var pkt netflowlegacy.PacketNetFlowV5
 	if err := netflowlegacy.DecodeMessageVersion(newBuffer(data), &pkt); err != nil {
-		d.metrics.decodeError(st.label, flow.FormatNetFlow5, reasonTruncated)
+		d.decodeError(st, flow.FormatNetFlow5, reasonTruncated)
 		return err
 	}
 	n := int(pkt.Count)

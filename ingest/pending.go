@@ -36,14 +36,14 @@ func (d *Decoder) keepPending(st *exporterState, ctx *nfContext, template uint16
 	d.expirePending(st, ctx.now)
 	for len(p.sets) > 0 && (len(p.sets) >= maxPendingSets || p.bytes+len(data) > maxPendingBytes) {
 		d.metrics.pending(st.label, p.sets[0].ctx.format, "dropped", 1)
-		d.metrics.decodeError(st.label, p.sets[0].ctx.format, reasonPendingDrop)
+		d.decodeError(st, p.sets[0].ctx.format, reasonPendingDrop)
 		p.bytes -= len(p.sets[0].data)
 		p.sets[0] = pendingSet{}
 		p.sets = p.sets[1:]
 	}
 	if len(data) > maxPendingBytes {
 		d.metrics.pending(st.label, ctx.format, "dropped", 1)
-		d.metrics.decodeError(st.label, ctx.format, reasonPendingDrop)
+		d.decodeError(st, ctx.format, reasonPendingDrop)
 		return
 	}
 	p.sets = append(p.sets, pendingSet{ctx: *ctx, template: template, data: bytes.Clone(data)})
@@ -58,7 +58,7 @@ func (d *Decoder) expirePending(st *exporterState, now int64) {
 	i := 0
 	for i < len(p.sets) && now-p.sets[i].ctx.now > int64(pendingTTL) {
 		d.metrics.pending(st.label, p.sets[i].ctx.format, "expired", 1)
-		d.metrics.decodeError(st.label, p.sets[i].ctx.format, reasonPendingStale)
+		d.decodeError(st, p.sets[i].ctx.format, reasonPendingStale)
 		p.bytes -= len(p.sets[i].data)
 		p.sets[i] = pendingSet{}
 		i++

@@ -15,7 +15,7 @@ import (
 // reached its target.
 func (d *Decoder) decodeSFlow(st *exporterState, data []byte, now int64, out *Batcher, res *Result) error {
 	if err := sflowPlausible(data); err != nil {
-		d.metrics.decodeError(st.label, flow.FormatSFlow5, reasonMalformed)
+		d.decodeError(st, flow.FormatSFlow5, reasonMalformed)
 		return err
 	}
 	if !d.noFastPath && sflowFastOK(data) {
@@ -60,7 +60,7 @@ func (d *Decoder) decodeSFlow(st *exporterState, data []byte, now int64, out *Ba
 		if errors.Is(derr, errShort) || isShortRead(derr) {
 			reason = reasonTruncated
 		}
-		d.metrics.decodeError(st.label, flow.FormatSFlow5, reason)
+		d.decodeError(st, flow.FormatSFlow5, reason)
 		return derr
 	}
 	return nil
