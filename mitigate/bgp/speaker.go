@@ -111,6 +111,7 @@ type Speaker struct {
 	srv       *server.BgpServer
 	announced map[string]*api.Path // by route key: in GoBGP's RIB, or to be put there by Start
 	up        map[string]bool      // peer address → session established
+	since     map[string]time.Time // peer address → its last state change (or Start)
 	stop      context.CancelFunc
 
 	sessionUp   *prometheus.GaugeVec
@@ -141,7 +142,7 @@ func New(cfg Config, deps Deps) (*Speaker, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Speaker{cfg: cfg, log: log.With("component", "bgp"), onSession: deps.OnSession,
-		announced: map[string]*api.Path{}, up: map[string]bool{},
+		announced: map[string]*api.Path{}, up: map[string]bool{}, since: map[string]time.Time{},
 		sessionUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "kapkan_bgp_session_up",
 			Help: "1 while the BGP session with the peer is established, 0 otherwise.",
@@ -219,6 +220,9 @@ func (s *Speaker) Start(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.srv = srv
+	for _, p := range s.cfg.Peers {
+		s.since[p.Address.String()] = time.Now()
+	}
 	s.mu.Unlock()
 	if err := srv.StartBgp(ctx, &api.StartBgpRequest{Global: global}); err != nil {
 		s.Stop()
@@ -351,6 +355,7 @@ func (s *Speaker) peerEvent(ev *api.WatchEventResponse) {
 	}
 	was := s.up[addr]
 	s.up[addr] = established
+	s.since[addr] = time.Now()
 	n := len(s.announced)
 	s.mu.Unlock()
 	if established == was {
@@ -382,6 +387,76 @@ func (s *Speaker) Up() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Session is the state of the session with one peer.
+type Session struct {
+	// Peer is the neighbour's address, as in the configuration.
+	Peer string
+	// State is the BGP state (established, idle, active, connect,
+	// opensent, openconfirm); idle while the speaker is not running.
+	State string
+	// Since is when the session last changed state (or the speaker
+	// started, if it never did); zero while the speaker is not running.
+	Since time.Time
+	// Uptime is how long the session has been established (0 if not).
+	Uptime time.Duration
+	// RoutesSent counts the routes GoBGP advertises to the peer now (its
+	// Adj-RIB-Out, every family of the session).
+	RoutesSent uint64
+}
+
+// Sessions returns the state of every configured peer's session, in
+// configuration order. It asks GoBGP (one management call, which counts
+// each peer's Adj-RIB-Out), so it is current when called, and safe from any
+// goroutine; a speaker not running reports every session idle. It
+// holds the speaker's lock through the call, like Announce.
+func (s *Speaker) Sessions(ctx context.Context) ([]Session, error) {
+	// The lock is held through the call, as Announce does, so that Stop
+	// cannot stop GoBGP under it.
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	srv, running, since := s.srv, s.phase == running, s.since
+	out := make([]Session, len(s.cfg.Peers))
+	index := map[string]int{}
+	for i, p := range s.cfg.Peers {
+		a := p.Address.String()
+		out[i] = Session{Peer: a, State: "idle"}
+		index[a] = i
+	}
+	if !running {
+		return out, nil
+	}
+	now := time.Now()
+	err := srv.ListPeer(ctx, &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
+		if p.State == nil {
+			return
+		}
+		i, ok := index[p.State.NeighborAddress]
+		if !ok {
+			if p.Conf == nil {
+				return
+			}
+			if i, ok = index[p.Conf.NeighborAddress]; !ok {
+				return
+			}
+		}
+		ss := &out[i]
+		ss.State = strings.ToLower(strings.TrimPrefix(p.State.SessionState.String(), "SESSION_STATE_"))
+		ss.Since = since[ss.Peer]
+		if p.State.SessionState == api.PeerState_ESTABLISHED && p.Timers != nil && p.Timers.State != nil && p.Timers.State.Uptime != nil {
+			ss.Uptime = now.Sub(p.Timers.State.Uptime.AsTime()).Truncate(time.Second)
+		}
+		for _, af := range p.AfiSafis {
+			if af.State != nil {
+				ss.RoutesSent += af.State.Advertised
+			}
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bgp: list sessions: %w", err)
+	}
+	return out, nil
 }
 
 // Announce adds a route to the RIB, from which GoBGP sends it to every
