@@ -28,6 +28,7 @@ var allowed = map[string][]string{
 	"mitigate/bgp":      {"flowspec", "mitigate"},
 	"pipeline":          {"flow", "flowspec", "engine", "events", "rules", "policy", "mitigate"},
 	"ruletest":          {"flow", "flowspec", "engine", "events", "ingest", "ingest/demo", "ingest/flowgen", "pipeline", "rules"},
+	"notify":            {"config", "events", "flowspec"},
 	"internal/testutil": {},
 	// Only the daemon (and cmd/kapkan through it) knows every part.
 	"daemon":            {"builtin", "config", "engine", "events", "flow", "flowspec", "ingest", "ingest/demo", "mitigate", "mitigate/bgp", "pipeline", "rules", "rules/wasm"},
@@ -133,6 +134,7 @@ var never = map[string][]string{
 	"engine":   {"rules", "policy", "mitigate", "pipeline"},
 	"rules":    {"policy", "mitigate", "pipeline"},
 	"pipeline": {"ingest", "config", "daemon", "cmd", "api"},
+	"notify":   {"mitigate", "engine", "pipeline", "rules", "policy", "ingest", "daemon", "api", "store", "cmd"},
 	// The daemon is built by cmd/kapkan, never the other way round.
 	"daemon": {"cmd"},
 }

@@ -39,6 +39,9 @@ type Config struct {
 	// Mitigation configures the safety limits of mitigation and the BGP
 	// speaker that announces it.
 	Mitigation Mitigation `yaml:"mitigation"`
+	// Notify are the notification channels: who is told about attacks and
+	// mitigations, and how.
+	Notify []Notifier `yaml:"notify"`
 
 	// file is the name the configuration was parsed under, and pos the
 	// position of every node that was decoded, keyed by its path
@@ -289,6 +292,87 @@ type Peer struct {
 	NextHopIPv6 netip.Addr `yaml:"next_hop_ipv6"`
 	// LocalPref, when set, replaces bgp.local_pref for this neighbour.
 	LocalPref uint32 `yaml:"local_pref"`
+}
+
+// Notifier is one notification channel: a Telegram chat, a Slack incoming
+// webhook, an email, a generic webhook or a program to run. The keys below
+// type apply to some types only; a key of another type is an error.
+// Secrets (tokens, passwords, signing keys, Slack webhook URLs) are read
+// from a file or an environment variable, never written in this file.
+type Notifier struct {
+	// Name identifies the channel in logs and metric labels: lower-case
+	// letters, digits, "_" and "-".
+	Name string `yaml:"name"`
+	// Type is telegram, slack, email, webhook or exec.
+	Type string `yaml:"type"`
+	// Events are what the channel is told: attack_started,
+	// attack_escalated, attack_ended, mitigation (announced, withdrawn,
+	// refused, failed), or one mitigation kind alone.
+	Events []string `yaml:"events"`
+	// DryRun also sends the mitigations taken in dry-run, marked as such.
+	DryRun bool `yaml:"dry_run"`
+	// Timeout bounds one delivery attempt.
+	Timeout Duration `yaml:"timeout"`
+	// RatePerMinute bounds the messages sent a minute (after a burst of up
+	// to 5); 0 sends without limit. Messages over it wait in the queue.
+	RatePerMinute int `yaml:"rate_per_minute"`
+	// QueueSize is how many messages may wait for the channel; more are
+	// dropped and counted.
+	QueueSize int `yaml:"queue_size"`
+	// Retries is how many times a delivery that failed for a reason that
+	// may pass (a server error, a timeout, HTTP 429) is tried again, with a
+	// backoff doubling from 1s.
+	Retries int `yaml:"retries"`
+
+	// BotTokenFile and BotTokenEnv hold the Telegram bot token (telegram).
+	BotTokenFile string `yaml:"bot_token_file,omitempty"`
+	BotTokenEnv  string `yaml:"bot_token_env,omitempty"`
+	// BotToken is refused: a token is never written in the config.
+	BotToken string `yaml:"bot_token,omitempty"`
+	// ChatID is the Telegram chat the bot writes to (telegram).
+	ChatID string `yaml:"chat_id,omitempty"`
+	// APIURL replaces the Telegram Bot API's address (telegram; for a
+	// local Bot API server or tests).
+	APIURL string `yaml:"api_url,omitempty"`
+
+	// URL, URLFile and URLEnv give the address to POST to (slack,
+	// webhook); a Slack webhook URL is a secret, better kept in a file.
+	URL     string `yaml:"url,omitempty"`
+	URLFile string `yaml:"url_file,omitempty"`
+	URLEnv  string `yaml:"url_env,omitempty"`
+	// SecretFile and SecretEnv hold the key that signs the body (webhook):
+	// X-Kapkan-Signature: sha256=<hex HMAC-SHA256>.
+	SecretFile string `yaml:"secret_file,omitempty"`
+	SecretEnv  string `yaml:"secret_env,omitempty"`
+	// Secret is refused: a key is never written in the config.
+	Secret string `yaml:"secret,omitempty"`
+
+	// SMTP is the mail server, host:port (email).
+	SMTP string `yaml:"smtp,omitempty"`
+	// From and To are the sender and recipients (email).
+	From string   `yaml:"from,omitempty"`
+	To   []string `yaml:"to,omitempty"`
+	// Username logs in with AUTH PLAIN, with the password of PasswordFile
+	// or PasswordEnv (email).
+	Username     string `yaml:"username,omitempty"`
+	PasswordFile string `yaml:"password_file,omitempty"`
+	PasswordEnv  string `yaml:"password_env,omitempty"`
+	// Password is refused: a password is never written in the config.
+	Password string `yaml:"password,omitempty"`
+	// StartTLS requires STARTTLS before anything is sent (email). Without
+	// it, authentication is refused unless the server is on loopback.
+	StartTLS bool `yaml:"starttls"`
+	// CAFile holds PEM certificates that verify the mail server instead of
+	// the system's (email).
+	CAFile string `yaml:"ca_file,omitempty"`
+
+	// Command is the absolute path of the program to run, never through a
+	// shell (exec).
+	Command string `yaml:"command,omitempty"`
+	// Mode is fastnetmon (FastNetMon's notify-script arguments: IP
+	// DIRECTION PPS ban|unban, details on stdin) or json (the event as
+	// JSON on stdin) (exec).
+	Mode string `yaml:"mode,omitempty"`
 }
 
 // BGP address families a peer may carry.

@@ -198,10 +198,17 @@ func (d *decoder) sequence(n *yaml.Node, v reflect.Value, path string) {
 	}
 	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
 	for i, item := range n.Content {
+		if dv, ok := s.Index(i).Addr().Interface().(defaulter); ok {
+			dv.setDefaults()
+		}
 		d.decode(item, s.Index(i), fmt.Sprintf("%s[%d]", path, i))
 	}
 	v.Set(s)
 }
+
+// defaulter is a list item with defaults of its own (a notify item), set
+// before the file's keys are decoded into it.
+type defaulter interface{ setDefaults() }
 
 // setScalar decodes the non-null scalar n into v, or says why it cannot.
 func setScalar(n *yaml.Node, v reflect.Value) string {

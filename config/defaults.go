@@ -113,3 +113,30 @@ func DefaultAPI() API {
 func DefaultRules() Rules {
 	return Rules{PollInterval: Duration{2 * time.Second}}
 }
+
+// Notifier types, and the event names a notifier's events may list.
+var (
+	NotifierTypes  = []string{"telegram", "slack", "email", "webhook", "exec"}
+	NotifierModes  = []string{"fastnetmon", "json"}
+	NotifierEvents = []string{"attack_started", "attack_escalated", "attack_ended", "mitigation",
+		"mitigation_announced", "mitigation_withdrawn", "mitigation_refused", "mitigation_failed"}
+)
+
+// DefaultNotifier returns the defaults of a notify list item: attacks
+// started, escalated and ended and mitigations; no dry-run mitigations;
+// 10 s per attempt, 3 retries, 20 messages a minute (Telegram's limit for
+// a group), 100 waiting; STARTTLS required.
+func DefaultNotifier() Notifier {
+	return Notifier{
+		Events:        []string{"attack_started", "attack_escalated", "mitigation", "attack_ended"},
+		Timeout:       Duration{10 * time.Second},
+		RatePerMinute: 20,
+		QueueSize:     100,
+		Retries:       3,
+		StartTLS:      true,
+	}
+}
+
+// setDefaults is called by the decoder on each new notify item before the
+// file's keys are decoded into it.
+func (n *Notifier) setDefaults() { *n = DefaultNotifier() }

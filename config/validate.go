@@ -43,6 +43,7 @@ func (c *Config) Validate() error {
 	v.rules()
 	v.api()
 	v.mitigation()
+	v.notify()
 	return v.errs.err()
 }
 
