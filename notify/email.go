@@ -124,11 +124,19 @@ func (m *email) send(ctx context.Context, msg []byte) error {
 			return fmt.Errorf("auth: %w", err)
 		}
 	}
-	if err := c.Mail(m.from); err != nil {
+	from, err := mail.ParseAddress(m.from)
+	if err != nil {
+		return fmt.Errorf("from %q: %w", m.from, err)
+	}
+	if err := c.Mail(from.Address); err != nil {
 		return err
 	}
-	for _, to := range m.to {
-		if err := c.Rcpt(to); err != nil {
+	for _, t := range m.to {
+		to, err := mail.ParseAddress(t)
+		if err != nil {
+			return fmt.Errorf("to %q: %w", t, err)
+		}
+		if err := c.Rcpt(to.Address); err != nil {
 			return fmt.Errorf("rcpt %s: %w", to, err)
 		}
 	}
