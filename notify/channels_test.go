@@ -226,7 +226,9 @@ type smtpBackend struct {
 	authed bool
 }
 
-func (b *smtpBackend) NewSession(c *smtp.Conn) (smtp.Session, error) { return &smtpSession{b: b, c: c}, nil }
+func (b *smtpBackend) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	return &smtpSession{b: b, c: c}, nil
+}
 
 type smtpSession struct {
 	b *smtpBackend

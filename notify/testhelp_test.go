@@ -30,10 +30,11 @@ func mitigationEvent(kind events.Kind, id uint64, action flowspec.Action, dryRun
 }
 
 // notifierConfig returns a notify item with the defaults and the given
-// name and type.
+// name and type, without a rate limit (a test that wants one sets it).
 func notifierConfig(name, typ string) config.Notifier {
 	c := config.DefaultNotifier()
 	c.Name, c.Type = name, typ
+	c.RatePerMinute = 0
 	return c
 }
 
