@@ -3,6 +3,8 @@ package config
 import (
 	"net/netip"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // Default ports of the flow listeners: the IANA sFlow port and the customary
@@ -140,3 +142,15 @@ func DefaultNotifier() Notifier {
 // setDefaults is called by the decoder on each new notify item before the
 // file's keys are decoded into it.
 func (n *Notifier) setDefaults() { *n = DefaultNotifier() }
+
+// UnmarshalYAML applies the item's defaults before its keys, so that a
+// plain yaml.v3 decode agrees with Parse.
+func (n *Notifier) UnmarshalYAML(node *yaml.Node) error {
+	type plain Notifier // without this method
+	p := plain(DefaultNotifier())
+	if err := node.Decode(&p); err != nil {
+		return err
+	}
+	*n = Notifier(p)
+	return nil
+}

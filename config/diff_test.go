@@ -116,6 +116,11 @@ func TestDiff(t *testing.T) {
 			c.Hostgroups[0].IgnoreSources = []netip.Prefix{}
 			c.Mitigation.BGP.Peers[0].Communities = []string{}
 		}},
+		{name: "notifier added needs a restart", change: func(c *Config) {
+			n := DefaultNotifier()
+			n.Name, n.Type, n.URL = "siem", "webhook", "https://siem.example.net/kapkan"
+			c.Notify = append(c.Notify, n)
+		}, restart: []string{"notify"}},
 		{name: "a mix", change: func(c *Config) {
 			c.Hostgroups[0].Thresholds.Incoming.PPS = 1
 			c.API.Listen = "127.0.0.1:1"
@@ -223,6 +228,7 @@ func TestIsLive(t *testing.T) {
 		{"mitigation.ttl_extra", false}, // a prefix of a name is not the key
 		{"mitigation.bgp.peers", false},
 		{"dry_run", false},
+		{"notify", false},
 		{"unknown.key", false},
 	}
 	for _, tc := range tests {

@@ -81,6 +81,16 @@ func checkDocDefault(t *testing.T, key string, typ reflect.Type, def string) {
 	var code reflect.Value
 	if inside {
 		code = reflect.Zero(typ)
+		// A list item with defaults of its own (a notify item) has them.
+		if list, rest, ok := strings.Cut(key, "[]."); ok && !strings.Contains(rest, "[]") {
+			if lt, ok := typeAt(list); ok && lt.Kind() == reflect.Slice {
+				item := reflect.New(lt.Elem())
+				if d, ok := item.Interface().(defaulter); ok {
+					d.setDefaults()
+					code = valueAt(item.Elem(), rest)
+				}
+			}
+		}
 	} else {
 		code = valueAt(reflect.ValueOf(Default()).Elem(), key)
 	}

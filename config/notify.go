@@ -235,11 +235,4 @@ func (v *validator) notifierExec(path string, n *Notifier) {
 	if n.DryRun {
 		v.errorf(path+".dry_run", "true is refused with mode fastnetmon: a script called with ban would block traffic Kapkan only pretends to (want false, or mode json)")
 	}
-	if _, set := v.c.pos[path+".events"]; set {
-		for j, e := range n.Events {
-			if strings.HasPrefix(e, "attack_") {
-				v.errorf(fmt.Sprintf("%s.events[%d]", path, j), "%q is not passed to a fastnetmon script (it is called with ban and unban when a mitigation is announced and withdrawn; want mitigation)", e)
-			}
-		}
-	}
 }
