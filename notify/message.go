@@ -29,7 +29,7 @@ const DryRunMark = "[DRY-RUN] "
 // render renders e for people.
 func render(e *events.Event) message {
 	var b body
-	title := "Kapkan: " + string(e.Kind)
+	var title string
 	switch {
 	case e.Attack != nil && strings.HasPrefix(string(e.Kind), "attack_"):
 		a := e.Attack

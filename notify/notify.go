@@ -231,10 +231,12 @@ func (ch *channel) wants(e *events.Event) bool {
 func (d *Dispatcher) Run(ctx context.Context) error {
 	defer d.rd.Close()
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // before wg.Wait: the workers stop with Run, whatever ends it
 	for _, ch := range d.channels {
 		wg.Go(func() { d.work(ctx, ch) })
 	}
-	defer wg.Wait()
 	var observers []observer
 	for _, ch := range d.channels {
 		if o, ok := ch.n.(observer); ok {
