@@ -31,7 +31,7 @@ var allowed = map[string][]string{
 	"notify":            {"config", "events", "flowspec"},
 	"internal/testutil": {},
 	// Only the daemon (and cmd/kapkan through it) knows every part.
-	"daemon":            {"builtin", "config", "engine", "events", "flow", "flowspec", "ingest", "ingest/demo", "mitigate", "mitigate/bgp", "pipeline", "rules", "rules/wasm"},
+	"daemon":            {"builtin", "config", "engine", "events", "flow", "flowspec", "ingest", "ingest/demo", "mitigate", "mitigate/bgp", "notify", "pipeline", "rules", "rules/wasm"},
 	"daemon/daemontest": {"config", "daemon", "flow", "ingest/demo", "internal/testutil"},
 	"cmd/kapkan":        {"*"},
 	"bench/e2e":         {"bench/fnm", "ingest", "flow"},

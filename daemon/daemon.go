@@ -25,6 +25,7 @@ import (
 	"github.com/kapkan-io/kapkan/events"
 	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/ingest"
+	"github.com/kapkan-io/kapkan/notify"
 	"github.com/kapkan-io/kapkan/pipeline"
 )
 
@@ -76,6 +77,7 @@ type Daemon struct {
 	mit           *Mitigation
 	events        *events.Ring
 	pipeline      *pipeline.Pipeline
+	notify        *notify.Dispatcher
 	listeners     []*ingest.Listener
 	http          *http.Server
 	httpLn        net.Listener
@@ -118,6 +120,9 @@ func New(cfg *config.Config, deps Deps) (*Daemon, error) {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
 	d.rules.pub = d.events
+	if d.notify, err = notify.New(cfg.Notify, notify.Deps{Events: d.events, Logger: log, Registerer: d.registry}); err != nil {
+		return nil, fmt.Errorf("notify: %w", err)
+	}
 	if d.mit, err = NewMitigation(cfg, cfg.Mitigation.StateFile, log, d.registry, d.events); err != nil {
 		return nil, fmt.Errorf("mitigation: %w", err)
 	}
@@ -230,6 +235,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.handleSignals(ctx) })
 	g.Go(func() error { return d.rules.Watch(ctx, d.cfg.Rules.PollInterval.Duration) })
 	g.Go(func() error { return d.mit.mgr.Run(ctx) })
+	g.Go(func() error { return d.notify.Run(ctx) })
 	if d.demo {
 		g.Go(func() error { return runDemo(ctx, d.log, d.cfg.Ingest.SFlow.Listen) })
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/mitigate"
+	"github.com/kapkan-io/kapkan/notify"
 )
 
 // preflight checks a validated configuration for everything `kapkan run`
@@ -55,6 +56,9 @@ func Preflight(cfg *config.Config) (warnings config.Errors, err error) {
 		if _, err := BGPConfig(cfg.Mitigation.BGP); err != nil {
 			errs = append(errs, cfg.ErrorAt("mitigation.bgp", "%v", err))
 		}
+	}
+	if err := notify.Check(cfg.Notify, notify.Deps{}); err != nil {
+		errs = append(errs, cfg.ErrorAt("notify", "%v", err))
 	}
 	stateOK := true
 	if err := stateFileWritable(cfg.Mitigation.StateFile); err != nil {
