@@ -152,7 +152,7 @@ func New(cfg config.API, deps Deps) (*Server, error) {
 	s := &Server{deps: deps, log: deps.Log, openRead: cfg.OpenRead, attacks: newAttackIndex(),
 		subs: make(chan struct{}, MaxSubscribers), keepalive: 15 * time.Second, writeTimeout: 10 * time.Second}
 	for i, tc := range cfg.Tokens {
-		secret, err := readToken(tc)
+		secret, err := loadToken(tc)
 		if err != nil {
 			return nil, fmt.Errorf("api.tokens[%d] (%s): %w", i, tc.Name, err)
 		}
@@ -164,9 +164,9 @@ func New(cfg config.API, deps Deps) (*Server, error) {
 	return s, nil
 }
 
-// readToken reads a token's secret from its file or environment variable.
+// loadToken reads a token's secret from its file or environment variable.
 // Errors name where it was looked for, never what was found.
-func readToken(tc config.APIToken) (string, error) {
+func loadToken(tc config.APIToken) (string, error) {
 	var secret string
 	switch {
 	case tc.TokenFile != "":

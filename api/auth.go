@@ -78,6 +78,9 @@ func (s *Server) refuse(c *gin.Context, err error, why string) {
 		args = append(args, "token_name", name)
 	}
 	s.log.Warn("api request refused", args...)
+	if errors.Is(err, ErrUnauthorized) {
+		c.Header("WWW-Authenticate", `Bearer realm="kapkan"`)
+	}
 	s.fail(c, err)
 }
 
