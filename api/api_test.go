@@ -558,3 +558,5 @@ func TestNewTokenErrors(t *testing.T) {
 		t.Errorf("token from the environment: %v", err)
 	}
 }
+
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
