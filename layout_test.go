@@ -26,11 +26,12 @@ var allowed = map[string][]string{
 	"policy":            {"flow", "flowspec", "engine", "rules"},
 	"mitigate":          {"flowspec"},
 	"mitigate/bgp":      {"flowspec", "mitigate"},
+	"api":               {"config", "events", "flowspec", "mitigate"},
 	"pipeline":          {"flow", "flowspec", "engine", "events", "rules", "policy", "mitigate"},
 	"ruletest":          {"flow", "flowspec", "engine", "events", "ingest", "ingest/demo", "ingest/flowgen", "pipeline", "rules"},
 	"internal/testutil": {},
 	// Only the daemon (and cmd/kapkan through it) knows every part.
-	"daemon":            {"builtin", "config", "engine", "events", "flow", "flowspec", "ingest", "ingest/demo", "mitigate", "mitigate/bgp", "pipeline", "rules", "rules/wasm"},
+	"daemon":            {"api", "builtin", "config", "engine", "events", "flow", "flowspec", "ingest", "ingest/demo", "mitigate", "mitigate/bgp", "pipeline", "rules", "rules/wasm"},
 	"daemon/daemontest": {"config", "daemon", "flow", "ingest/demo", "internal/testutil"},
 	"cmd/kapkan":        {"*"},
 	"bench/e2e":         {"bench/fnm", "ingest", "flow"},

@@ -149,6 +149,13 @@ func ParseTarget(s string) (netip.Prefix, error) {
 	return p, nil
 }
 
+// Check checks a ban as the API does (kapkan ban checks before sending);
+// check, when not nil, checks the FlowSpec match.
+func (b *BanRequest) Check(check func(netip.Prefix, flowspec.Match) error) error {
+	_, _, err := b.request(check)
+	return err
+}
+
 // request checks a ban and turns it into the manager's form. check, when
 // not nil, checks the FlowSpec match.
 func (b *BanRequest) request(check func(netip.Prefix, flowspec.Match) error) (mitigate.Request, flowspec.Match, error) {
