@@ -33,8 +33,8 @@ type Config struct {
 	Hostgroups []Hostgroup `yaml:"hostgroups"`
 	// Rules configures the operator's rule directories.
 	Rules Rules `yaml:"rules"`
-	// API configures the HTTP server of /metrics, /healthz and the REST API
-	// (no dashboard yet).
+	// API configures the HTTP server of /metrics, /healthz, /readyz and
+	// the REST API, and its tokens.
 	API API `yaml:"api"`
 	// Mitigation configures the safety limits of mitigation and the BGP
 	// speaker that announces it.
@@ -206,12 +206,37 @@ type Rules struct {
 	PollInterval Duration `yaml:"poll_interval"`
 }
 
-// API configures the HTTP server of /metrics, /healthz and the REST API
-// (today /api/v1/mitigations: the actions in force, the BGP peers whose
-// session is up, manual ban and unban). There is no dashboard yet.
+// API configures the HTTP server of /metrics, /healthz, /readyz and the
+// REST API under /api/v1 (docs/70-api.md), and who may use it.
 type API struct {
 	// Listen is the TCP address the HTTP server listens on, as host:port.
 	Listen string `yaml:"listen"`
+	// OpenRead lets requests without a token read (GET routes and
+	// /metrics). Writes (ban, unban, reloads) always need an operate
+	// token; /healthz, /readyz and the OpenAPI document are always open.
+	OpenRead bool `yaml:"open_read"`
+	// Tokens are the bearer tokens the API accepts. The secret itself is
+	// never in this file: it is read at start from TokenFile or TokenEnv.
+	Tokens []APIToken `yaml:"tokens"`
+}
+
+// Token scopes: operate implies read.
+const (
+	ScopeRead    = "read"
+	ScopeOperate = "operate"
+)
+
+// APIToken is one bearer token of the API.
+type APIToken struct {
+	// Name identifies the token in logs (never the token itself).
+	Name string `yaml:"name"`
+	// Scope is read (GET routes) or operate (also ban, unban, reloads).
+	Scope string `yaml:"scope"`
+	// TokenFile is a file holding the token (surrounding white space is
+	// trimmed). Exactly one of TokenFile and TokenEnv is set.
+	TokenFile string `yaml:"token_file,omitempty"`
+	// TokenEnv is an environment variable holding the token.
+	TokenEnv string `yaml:"token_env,omitempty"`
 }
 
 // Mitigation configures the safety limits every mitigation passes and the

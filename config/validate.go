@@ -292,6 +292,44 @@ func (v *validator) api() {
 		return
 	}
 	v.hostPort("api.listen", v.c.API.Listen, "TCP", DefaultAPIListen)
+	v.apiTokens()
+}
+
+var (
+	tokenName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	envName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+// apiTokens checks the token list; the secrets are read at start, by the
+// API, never here (a check on another host has no access to them).
+func (v *validator) apiTokens() {
+	seen := map[string]int{}
+	for i, tk := range v.c.API.Tokens {
+		p := fmt.Sprintf("api.tokens[%d]", i)
+		switch {
+		case tk.Name == "":
+			v.errorf(p+".name", "no name (want one for the logs, like noc)")
+		case !tokenName.MatchString(tk.Name):
+			v.errorf(p+".name", "%q is not a token name (want letters, digits, '-', '_' or '.')", tk.Name)
+		default:
+			if j, dup := seen[tk.Name]; dup {
+				v.errorf(p+".name", "%q is already the name of %s", tk.Name, v.c.where(fmt.Sprintf("api.tokens[%d].name", j)))
+			} else {
+				seen[tk.Name] = i
+			}
+		}
+		if tk.Scope != ScopeRead && tk.Scope != ScopeOperate {
+			v.errorf(p+".scope", "%q is not a scope (want read or operate)", tk.Scope)
+		}
+		switch {
+		case tk.TokenFile == "" && tk.TokenEnv == "":
+			v.errorf(p, "no token_file or token_env (want one: the token itself is never written in the configuration)")
+		case tk.TokenFile != "" && tk.TokenEnv != "":
+			v.errorf(p+".token_env", "both token_file and token_env are set (want one of them)")
+		case tk.TokenEnv != "" && !envName.MatchString(tk.TokenEnv):
+			v.errorf(p+".token_env", "%q is not an environment variable name (want one like KAPKAN_TOKEN)", tk.TokenEnv)
+		}
+	}
 }
 
 // hostPort checks a listen address and reports whether it is usable.

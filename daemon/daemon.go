@@ -14,12 +14,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kapkan-io/kapkan/api"
 	"github.com/kapkan-io/kapkan/config"
 	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/events"
@@ -79,6 +78,7 @@ type Daemon struct {
 	pipeline      *pipeline.Pipeline
 	notify        *notify.Dispatcher
 	listeners     []*ingest.Listener
+	api           *api.Server
 	http          *http.Server
 	httpLn        net.Listener
 	demo          bool
@@ -154,12 +154,11 @@ func New(cfg *config.Config, deps Deps) (*Daemon, error) {
 		d.listeners = append(d.listeners, l)
 	}
 
-	gin.SetMode(gin.ReleaseMode)
-	r := gin.New()
-	r.Use(gin.Recovery())
-	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(d.registry, promhttp.HandlerOpts{Registry: d.registry})))
-	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	d.mitigationRoutes(r)
+	if d.api, err = api.New(cfg.API, d.apiDeps()); err != nil {
+		d.mit.Close()
+		d.close()
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", cfg.API.Listen)
 	if err != nil {
 		d.mit.Close()
@@ -167,7 +166,7 @@ func New(cfg *config.Config, deps Deps) (*Daemon, error) {
 		return nil, fmt.Errorf("api listen on %s: %w", cfg.API.Listen, err)
 	}
 	d.httpLn = ln
-	d.http = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
+	d.http = &http.Server{Handler: d.api.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	return d, nil
 }
 
@@ -219,6 +218,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	for _, l := range d.listeners {
 		g.Go(func() error { return l.Run(ctx) })
 	}
+	g.Go(func() error { return d.api.Run(ctx) })
 	g.Go(func() error {
 		err := d.http.Serve(d.httpLn)
 		if errors.Is(err, http.ErrServerClosed) {

@@ -28,6 +28,7 @@ hostgroups:
       incoming: {pps: 20000}
 api:
   listen: "127.0.0.1:0"
+  open_read: true
 mitigation:
   state_file: ""
 `))

@@ -1,16 +1,13 @@
 package daemon
 
 import (
-	"fmt"
 	"log/slog"
-	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kapkan-io/kapkan/config"
 	"github.com/kapkan-io/kapkan/events"
-	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/mitigate"
 	"github.com/kapkan-io/kapkan/mitigate/bgp"
 	"github.com/kapkan-io/kapkan/pipeline"
@@ -119,65 +116,6 @@ func (m *Mitigation) ExpireIdle() {
 		}
 		m.mgr.Tick(next)
 	}
-}
-
-// BanRequest is the body of a manual ban (POST /api/v1/mitigations):
-// what `kapkan ban` sends.
-type BanRequest struct {
-	Target   string          `json:"target"`
-	Action   string          `json:"action"` // blackhole (default), flowspec-discard, flowspec-ratelimit
-	RateMbps float64         `json:"rate_mbps,omitempty"`
-	Match    *flowspec.Match `json:"match,omitempty"`
-	TTL      string          `json:"ttl,omitempty"`
-	Reason   string          `json:"reason,omitempty"`
-}
-
-// parseTarget reads an address (a /32 or /128) or a prefix.
-func ParseTarget(s string) (netip.Prefix, error) {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return netip.PrefixFrom(a, a.BitLen()), nil
-	}
-	p, err := netip.ParsePrefix(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("target %q is neither an address nor a prefix", s)
-	}
-	return p, nil
-}
-
-// Request checks a ban request and turns it into the manager's form.
-func (b *BanRequest) Request() (mitigate.Request, flowspec.Match, error) {
-	var r mitigate.Request
-	var match flowspec.Match
-	t, err := ParseTarget(b.Target)
-	if err != nil {
-		return r, match, err
-	}
-	kind := flowspec.Blackhole
-	if b.Action != "" {
-		if kind, err = flowspec.ParseAction(b.Action); err != nil || kind == flowspec.None {
-			return r, match, fmt.Errorf("%w: action %q (want blackhole, flowspec-discard or flowspec-ratelimit)", mitigate.ErrInvalid, b.Action)
-		}
-	}
-	if b.Match != nil {
-		match = *b.Match
-		if kind == flowspec.Blackhole && !match.IsZero() {
-			return r, match, fmt.Errorf("a blackhole takes no match (use a FlowSpec action)")
-		}
-		if _, err := bgp.FlowSpecComponents(t, match); err != nil {
-			return r, match, fmt.Errorf("match: %w", err)
-		}
-	}
-	var ttl time.Duration
-	if b.TTL != "" {
-		if ttl, err = time.ParseDuration(b.TTL); err != nil || ttl <= 0 {
-			return r, match, fmt.Errorf("ttl %q is not a positive duration (want e.g. 30m)", b.TTL)
-		}
-	}
-	reason := b.Reason
-	if reason == "" {
-		reason = "manual"
-	}
-	return mitigate.Request{Kind: kind, Target: t, RateMbps: b.RateMbps, TTL: ttl, Reason: reason}, match, nil
 }
 
 // BGPConfig converts the configuration file's BGP section into the

@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/kapkan-io/kapkan/api"
 	"github.com/kapkan-io/kapkan/builtin"
 	"github.com/kapkan-io/kapkan/events"
 	"github.com/kapkan-io/kapkan/pipeline"
@@ -39,6 +40,8 @@ type ruleRuntime struct {
 	mu      sync.Mutex // serialises reloads
 	sum     [32]byte   // checksum of the files the running set came from
 	lastErr atomic.Pointer[error]
+	// last is the outcome of the last reload, for the API.
+	last atomic.Pointer[api.ReloadView]
 
 	// pub, when set, receives the outcome of each reload as an event (the
 	// daemon's event log renders it); without it, reloads are logged here.
@@ -81,6 +84,7 @@ func newRuleRuntime(dirs []string, log *slog.Logger, reg prometheus.Registerer) 
 	r.sum = sum
 	r.lastOK.Set(1)
 	r.lastTime.SetToCurrentTime()
+	r.last.Store(&api.ReloadView{OK: true, At: time.Now().UTC(), Trigger: "start", Errors: []string{}})
 	r.log.Info("rules loaded", "rules", len(set.Rules()), "wasm_modules", len(set.Modules()), "disabled", len(set.Disabled()), "dirs", dirs)
 	return r, nil
 }
@@ -150,6 +154,14 @@ func (r *ruleRuntime) reload(why string) error {
 		r.lastErr.Store(&err)
 		r.sum = sum // do not retry the same broken files every poll
 		var es rules.Errors
+		lv := &api.ReloadView{At: time.Now().UTC(), Trigger: why, Errors: []string{err.Error()}}
+		if errors.As(err, &es) {
+			lv.Errors = lv.Errors[:0]
+			for _, e := range es {
+				lv.Errors = append(lv.Errors, e.Error())
+			}
+		}
+		r.last.Store(lv)
 		if r.pub != nil {
 			ev := &events.Reload{What: "rules", Trigger: why, Err: err.Error()}
 			if errors.As(err, &es) {
@@ -173,6 +185,7 @@ func (r *ruleRuntime) reload(why string) error {
 	r.set.Store(set)
 	r.sum = sum
 	r.lastErr.Store(nil)
+	r.last.Store(&api.ReloadView{OK: true, At: time.Now().UTC(), Trigger: why, Errors: []string{}})
 	r.lastOK.Set(1)
 	r.lastTime.SetToCurrentTime()
 	r.reloads.WithLabelValues("success").Inc()

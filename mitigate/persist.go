@@ -17,6 +17,8 @@ import (
 // ActiveAction is an action in force as the API shows it and the state
 // file keeps it.
 type ActiveAction struct {
+	// ID names the action in the API (ActionID): its kind and target.
+	ID       string          `json:"id"`
 	Kind     flowspec.Action `json:"-"`
 	KindName string          `json:"kind"`
 	Target   netip.Prefix    `json:"target"`
@@ -32,7 +34,7 @@ type ActiveAction struct {
 }
 
 func (e *entry) view() ActiveAction {
-	v := ActiveAction{Kind: e.Kind, KindName: e.Kind.String(), Target: e.Target, RateMbps: e.RateMbps, TTL: e.TTL.Round(time.Millisecond).String(),
+	v := ActiveAction{ID: ActionID(e.Kind, e.Target), Kind: e.Kind, KindName: e.Kind.String(), Target: e.Target, RateMbps: e.RateMbps, TTL: e.TTL.Round(time.Millisecond).String(),
 		Expires: e.Expires.UTC(), Reason: e.Reason, Ladder: e.Ladder, Step: e.Step, DryRun: e.DryRun}
 	if !e.Match.IsZero() {
 		m := e.Match

@@ -273,7 +273,7 @@ func (m *Manager) admit(req Request, match flowspec.Match, attack uint64, ladder
 	}
 	a, err := m.guard.Check(req, now)
 	if err != nil {
-		reason := refusalReason(err)
+		reason := RefusalReason(err)
 		m.actions.WithLabelValues(req.Kind.String(), EventRefused, reason).Inc()
 		m.emit(Event{Type: EventRefused, Route: Route{Kind: req.Kind, Target: req.Target, Match: match, RateMbps: req.RateMbps},
 			AttackID: attack, Ladder: ladder, Step: step, DryRun: m.dryRun, At: now, Reason: req.Reason, Err: err})
@@ -509,7 +509,9 @@ func (m *Manager) recovered(o op, attempts int) {
 	m.log.Info("announcer recovered: change sent", "op", o.name(), "route", o.route.Key(), "failed_attempts", attempts)
 }
 
-func refusalReason(err error) string {
+// RefusalReason is the label of a refusal of the guard (not_protected,
+// allowlisted, …), "invalid" for any other error.
+func RefusalReason(err error) string {
 	for _, e := range []struct {
 		err    error
 		reason string

@@ -9,12 +9,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
-	"github.com/kapkan-io/kapkan/daemon"
+	"github.com/kapkan-io/kapkan/api"
 	"github.com/kapkan-io/kapkan/flowspec"
+	"github.com/kapkan-io/kapkan/mitigate/bgp"
 )
 
 // cmdBan asks the running daemon, through its API, to mitigate a target.
@@ -24,6 +27,7 @@ func cmdBan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	apiURL := fs.String("api", "", "the daemon's API, like http://127.0.0.1:8080 (default: api.listen of --config, or the default listen address)")
 	configPath := fs.String("config", "", "the daemon's configuration file, to find its API")
+	token := tokenFlag(fs)
 	action := fs.String("action", "blackhole", "blackhole, flowspec-discard or flowspec-ratelimit")
 	rate := fs.Float64("rate-mbps", 0, "rate limit in Mbps (flowspec-ratelimit)")
 	ttl := fs.String("ttl", "", "how long (default: mitigation.ttl)")
@@ -39,7 +43,7 @@ func cmdBan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if status != 0 || target == "" { // target "": help was asked for
 		return status
 	}
-	b := daemon.BanRequest{Target: target, Action: *action, RateMbps: *rate, TTL: *ttl, Reason: *reason}
+	b := api.BanRequest{Target: target, Action: *action, RateMbps: *rate, TTL: *ttl, Reason: *reason}
 	if *proto != "" || *srcPort != "" || *dstPort != "" {
 		v := flowspec.Match{Protocol: *proto}
 		if *srcPort != "" {
@@ -50,12 +54,12 @@ func cmdBan(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		b.Match = &v
 	}
-	if _, _, err := b.Request(); err != nil {
+	if err := checkBan(b); err != nil {
 		fmt.Fprintf(stderr, "kapkan ban: %v\n", err)
 		return 2
 	}
 	body, _ := json.Marshal(b)
-	return apiCall(ctx, http.MethodPost, base+"/api/v1/mitigations", body, stdout, stderr, "ban")
+	return apiCall(ctx, http.MethodPost, base+"/api/v1/mitigations", *token, body, stdout, stderr, "ban")
 }
 
 // cmdUnban asks the running daemon to withdraw every action on a target:
@@ -65,6 +69,7 @@ func cmdUnban(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.SetOutput(stderr)
 	apiURL := fs.String("api", "", "the daemon's API, like http://127.0.0.1:8080")
 	configPath := fs.String("config", "", "the daemon's configuration file, to find its API")
+	token := tokenFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: kapkan unban [flags] ADDRESS|PREFIX")
 		fs.PrintDefaults()
@@ -73,7 +78,7 @@ func cmdUnban(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if status != 0 || target == "" { // target "": help was asked for
 		return status
 	}
-	return apiCall(ctx, http.MethodDelete, base+"/api/v1/mitigations?target="+url.QueryEscape(target), nil, stdout, stderr, "unban")
+	return apiCall(ctx, http.MethodDelete, base+"/api/v1/mitigations?target="+url.QueryEscape(target), *token, nil, stdout, stderr, "unban")
 }
 
 // targetAndAPI parses the flags and the one target argument of ban and
@@ -88,7 +93,7 @@ func targetAndAPI(fs *flag.FlagSet, args []string, apiURL, configPath *string, s
 		fs.Usage()
 		return "", "", 2
 	}
-	if _, err := daemon.ParseTarget(rest[0]); err != nil {
+	if _, err := api.ParseTarget(rest[0]); err != nil {
 		fmt.Fprintf(stderr, "kapkan %s: %v\n", fs.Name(), err)
 		return "", "", 2
 	}
@@ -119,7 +124,21 @@ func apiBase(flagURL, configPath string) (string, error) {
 	return "http://" + net.JoinHostPort(host, port), nil
 }
 
-func apiCall(ctx context.Context, method, u string, body []byte, stdout, stderr io.Writer, what string) int {
+// checkBan checks a ban before it is sent, as the daemon will.
+func checkBan(b api.BanRequest) error {
+	return b.Check(func(t netip.Prefix, m flowspec.Match) error {
+		_, err := bgp.FlowSpecComponents(t, m)
+		return err
+	})
+}
+
+// tokenFlag is the --token flag of the commands that call the API; its
+// default is $KAPKAN_TOKEN (ban and unban need an operate token).
+func tokenFlag(fs *flag.FlagSet) *string {
+	return fs.String("token", os.Getenv("KAPKAN_TOKEN"), "the API token (default: $KAPKAN_TOKEN); ban and unban need an operate token")
+}
+
+func apiCall(ctx context.Context, method, u, token string, body []byte, stdout, stderr io.Writer, what string) int {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
@@ -128,6 +147,9 @@ func apiCall(ctx context.Context, method, u string, body []byte, stdout, stderr 
 		return 2
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		fmt.Fprintf(stderr, "kapkan %s: is the daemon running? %v\n", what, err)
@@ -137,10 +159,16 @@ func apiCall(ctx context.Context, method, u string, body []byte, stdout, stderr 
 	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if resp.StatusCode >= 300 {
 		var e struct {
-			Error string `json:"error"`
+			Error struct {
+				Code    string `json:"code"`
+				Message string `json:"message"`
+			} `json:"error"`
 		}
-		if json.Unmarshal(out, &e) == nil && e.Error != "" {
-			fmt.Fprintf(stderr, "kapkan %s: refused: %s\n", what, e.Error)
+		if json.Unmarshal(out, &e) == nil && e.Error.Code != "" {
+			fmt.Fprintf(stderr, "kapkan %s: %s: %s\n", what, strings.ReplaceAll(e.Error.Code, "_", " "), e.Error.Message)
+			if e.Error.Code == "unauthorized" || e.Error.Code == "forbidden" {
+				fmt.Fprintf(stderr, "kapkan %s: give an operate token with --token or KAPKAN_TOKEN\n", what)
+			}
 		} else {
 			fmt.Fprintf(stderr, "kapkan %s: %s: %s\n", what, resp.Status, out)
 		}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kapkan-io/kapkan/daemon"
+	"github.com/kapkan-io/kapkan/api"
 	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/internal/testutil"
 )
@@ -61,8 +61,7 @@ func TestBanMatchErrors(t *testing.T) {
 		{flowspec.Match{Protocol: "xyz"}, `protocol "xyz" (want tcp, udp, icmp, icmpv6 or a number 0-255)`},
 	} {
 		m := tc.match
-		b := daemon.BanRequest{Target: "203.0.113.1", Action: "flowspec-discard", Match: &m}
-		_, _, err := b.Request()
+		err := checkBan(api.BanRequest{Target: "203.0.113.1", Action: "flowspec-discard", Match: &m})
 		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "strconv") {
 			t.Errorf("%+v: %v, want %q", tc.match, err, tc.want)
 		}

@@ -37,6 +37,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		daemon.AddDemoHostgroup(cfg)
 		if *configPath == "" {
 			cfg.Mitigation.StateFile = "" // the demo's dry-run actions need not outlive it
+			// The demo is for looking: reads are open (the API stays on
+			// loopback by default); writes still need a token.
+			cfg.API.OpenRead = true
 		}
 	}
 	if err := cfg.Validate(); err != nil {

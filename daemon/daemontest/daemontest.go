@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,7 +22,8 @@ import (
 
 // baseConfig is what the daemon tests share: sFlow on loopback, a 2 s
 // window and cool-down, 203.0.113.0/24 protected at 20 000 pps incoming,
-// the API on loopback.
+// the API on loopback with open reads and one operate token (Token, read
+// from a file).
 const baseConfig = `ingest:
   sflow: {listen: "127.0.0.1:0", workers: 1}
   netflow: {listen: ""}
@@ -32,13 +35,22 @@ hostgroups:
       incoming: {pps: 20000}
 api:
   listen: "127.0.0.1:0"
+  open_read: true
+  tokens: [{name: test, scope: operate, token_file: %q}]
 `
+
+// Token is the operate token of the shared test configuration.
+const Token = "daemontest-operate-token"
 
 // Config is the shared test configuration with extra YAML appended (for
 // instance a mitigation section from BGPMitigation).
 func Config(t testing.TB, extra string) *config.Config {
 	t.Helper()
-	cfg, err := config.Parse("test.yaml", []byte(baseConfig+extra))
+	tok := filepath.Join(t.TempDir(), "api.token")
+	if err := os.WriteFile(tok, []byte(Token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Parse("test.yaml", []byte(fmt.Sprintf(baseConfig, tok)+extra))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,85 @@
+package daemon
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/kapkan-io/kapkan/api"
+	"github.com/kapkan-io/kapkan/builtin"
+	"github.com/kapkan-io/kapkan/flowspec"
+	"github.com/kapkan-io/kapkan/mitigate/bgp"
+)
+
+// apiDeps are the parts of the daemon the API reads. Traffic, exporters
+// and BGP session details are not wired yet: those routes answer 503.
+func (d *Daemon) apiDeps() api.Deps {
+	return api.Deps{
+		Log:         d.log.With("component", "api"),
+		Registry:    d.registry,
+		Events:      d.events,
+		Mitigations: d.mit.mgr,
+		DryRun:      d.started.DryRun,
+		CheckMatch: func(t netip.Prefix, m flowspec.Match) error {
+			_, err := bgp.FlowSpecComponents(t, m)
+			return err
+		},
+		Rules:  apiRules{d},
+		Config: apiConfig{d},
+		Ready:  d.ready,
+	}
+}
+
+// apiRules shows the running rule set and reloads it.
+type apiRules struct{ d *Daemon }
+
+func (r apiRules) RulesView() api.RulesView {
+	set := r.d.rules.Set()
+	v := api.RulesView{Version: builtin.Version, Rules: set.Rules(), Ladders: set.Ladders(), Modules: set.Modules(),
+		Disabled: set.Disabled()}
+	if v.Disabled == nil {
+		v.Disabled = []string{}
+	}
+	if p := r.d.rules.last.Load(); p != nil {
+		v.LastReload = *p
+	}
+	if v.LastReload.Errors == nil {
+		v.LastReload.Errors = []string{}
+	}
+	return v
+}
+
+func (r apiRules) ReloadRules(trigger string) error { return r.d.rules.Reload(trigger) }
+
+// apiConfig shows the running configuration and reloads it. The
+// configuration holds no secret itself (tokens are read from files or
+// the environment), so there is nothing to redact yet.
+type apiConfig struct{ d *Daemon }
+
+func (c apiConfig) Redacted() any { return c.d.Config() }
+
+func (c apiConfig) ReloadConfig(trigger string) error {
+	if c.d.configPath == "" {
+		return fmt.Errorf("the daemon runs on the embedded defaults: there is no file to reload")
+	}
+	return c.d.reloadConfig(trigger)
+}
+
+// ready: the listeners are bound by New; the rules are loaded unless the
+// last reload failed (the running set still classifies, so it says so
+// without being unready); BGP is ready when every peer's session is up.
+func (d *Daemon) ready() api.ReadyView {
+	v := api.ReadyView{Ready: true, Checks: map[string]string{"listeners": "ok", "rules": "ok", "bgp": "n/a"}}
+	if err := d.rules.LastError(); err != nil {
+		v.Checks["rules"] = "ok (the last reload failed; the previous set runs)"
+	}
+	if sp := d.mit.speaker; sp != nil {
+		peers := len(d.started.Mitigation.BGP.Peers)
+		if up := len(sp.Up()); up < peers {
+			v.Ready = false
+			v.Checks["bgp"] = fmt.Sprintf("down: %d of %d sessions up", up, peers)
+		} else {
+			v.Checks["bgp"] = "ok"
+		}
+	}
+	return v
+}
