@@ -295,10 +295,9 @@ func (v *validator) api() {
 	v.apiTokens()
 }
 
-var (
-	tokenName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
-	envName   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-)
+// tokenName is an API token's name (envName, the name of an environment
+// variable, is in notify.go).
+var tokenName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
 
 // apiTokens checks the token list; the secrets are read at start, by the
 // API, never here (a check on another host has no access to them).
