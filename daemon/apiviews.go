@@ -10,8 +10,7 @@ import (
 	"github.com/kapkan-io/kapkan/mitigate/bgp"
 )
 
-// apiDeps are the parts of the daemon the API reads. Traffic, exporters
-// and BGP session details are not wired yet: those routes answer 503.
+// apiDeps are the parts of the daemon the API reads.
 func (d *Daemon) apiDeps() api.Deps {
 	return api.Deps{
 		Log:         d.log.With("component", "api"),
@@ -23,9 +22,12 @@ func (d *Daemon) apiDeps() api.Deps {
 			_, err := bgp.FlowSpecComponents(t, m)
 			return err
 		},
-		Rules:  apiRules{d},
-		Config: apiConfig{d},
-		Ready:  d.ready,
+		Rules:     apiRules{d},
+		Config:    apiConfig{d},
+		Ready:     d.ready,
+		Traffic:   apiTraffic{d.engine},
+		Exporters: apiExporters{d.decoder},
+		BGP:       apiBGP{d.mit.speaker},
 	}
 }
 
