@@ -89,7 +89,7 @@ func TestMetricLintFires(t *testing.T) {
 var updateMetricsDoc = flag.Bool("update-metrics-doc", false, "rewrite docs/71-metrics.md from the daemon's registry")
 
 // metricsDoc renders the metrics reference: every metric a running daemon
-// registers (with a BGP peer, and after one sFlow and one NetFlow exporter
+// registers (with a BGP peer and a notifier, and after one sFlow and one NetFlow exporter
 // sent, so that theirs exist), with its type, labels and help.
 func metricsDoc(mfs []*dto.MetricFamily) string {
 	var b strings.Builder
@@ -134,6 +134,8 @@ mitigation:
     router_id: 192.0.2.10
     peers:
       - {address: 127.0.0.1, port: 1, asn: 65000}
+notify:
+  - {name: siem, type: webhook, url: "http://127.0.0.1:1/kapkan"}
 `))
 	if err != nil {
 		t.Fatal(err)
