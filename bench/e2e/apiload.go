@@ -37,9 +37,10 @@ type apiLoad struct {
 // apiRoutes are the read routes the clients fetch in turn.
 var apiRoutes = []string{"/api/v1/traffic", "/api/v1/attacks", "/api/v1/mitigations", "/api/v1/exporters", "/healthz"}
 
-// startAPILoad starts the load on api (http://host:port) and returns a
-// function that stops it and reports.
-func startAPILoad(ctx context.Context, api string, clients, subscribers int) func() apiLoad {
+// startAPILoad starts the load on api (http://host:port), each client
+// fetching a route every interval (0: back to back), and returns a function
+// that stops it and reports.
+func startAPILoad(ctx context.Context, api string, clients, subscribers int, every time.Duration) func() apiLoad {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	rep := apiLoad{Clients: clients, Subscribers: subscribers, Events: make([]int64, subscribers)}
@@ -49,7 +50,16 @@ func startAPILoad(ctx context.Context, api string, clients, subscribers int) fun
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			tick := time.NewTicker(max(every, time.Millisecond))
+			defer tick.Stop()
 			for n := i; ctx.Err() == nil; n++ {
+				if every > 0 {
+					select {
+					case <-tick.C:
+					case <-ctx.Done():
+						return
+					}
+				}
 				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, api+apiRoutes[n%len(apiRoutes)], nil)
 				resp, err := client.Do(req)
 				if err != nil {

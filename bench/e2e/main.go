@@ -36,6 +36,7 @@ import (
 
 type options struct {
 	apiClients, sseSubscribers int
+	apiEvery                   time.Duration
 	bin                        string
 	formats                    []string
 	hosts                      []int
@@ -101,6 +102,7 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 0, "before each step, send the same background (no attacks) for this long and measure only what follows: a collector that has already seen every host, as in steady state")
 	flag.StringVar(&o.profiles, "cpuprofile", "", "write a CPU profile of each Kapkan step into this directory (KAPKAN_CPUPROFILE)")
 	flag.IntVar(&o.apiClients, "api-clients", 0, "during each Kapkan step, this many clients fetch the API's read routes in a loop")
+	flag.DurationVar(&o.apiEvery, "api-interval", 100*time.Millisecond, "how often each API client fetches a route (0: back to back)")
 	flag.IntVar(&o.sseSubscribers, "sse-subscribers", 0, "during each Kapkan step, this many clients follow /api/v1/events (and one more stops reading, to be cut off)")
 	flag.Parse()
 	o.formats = strings.Split(formats, ",")
@@ -330,7 +332,7 @@ mitigation: {state_file: ""}
 	}
 	var stopLoad func() apiLoad
 	if o.apiClients > 0 || o.sseSubscribers > 0 {
-		stopLoad = startAPILoad(ctx, api, o.apiClients, o.sseSubscribers)
+		stopLoad = startAPILoad(ctx, api, o.apiClients, o.sseSubscribers, o.apiEvery)
 	}
 	rep, victims, err := simulate(ctx, o, format, hosts, rate, port, 0)
 	if stopLoad != nil {
