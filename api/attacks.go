@@ -101,7 +101,33 @@ func (x *attackIndex) addMitigation(id uint64, e events.Event, m *events.Mitigat
 func (en *attackEntry) view() AttackView {
 	mits := make([]MitigationEvent, len(en.mits))
 	copy(mits, en.mits)
-	return AttackView{Attack: en.attack, Active: !en.ended, Mitigations: mits}
+	return AttackView{Attack: en.attack, Active: !en.ended, Action: inForce(mits), Mitigations: mits}
+}
+
+// inForce is the action of the last route announced for an attack and not
+// withdrawn since, from its mitigation history.
+func inForce(mits []MitigationEvent) string {
+	type route struct{ action, match string }
+	live := map[route]int{} // route → index of its announcement
+	for i, m := range mits {
+		if m.Mitigation == nil {
+			continue
+		}
+		r := route{m.Action.String(), m.Match.String()}
+		switch m.Kind {
+		case events.MitigationAnnounced:
+			live[r] = i
+		case events.MitigationWithdrawn:
+			delete(live, r)
+		}
+	}
+	last, action := -1, ""
+	for r, i := range live {
+		if i > last {
+			last, action = i, r.action
+		}
+	}
+	return action
 }
 
 // list returns the active attacks (oldest first) and the recent ones

@@ -101,7 +101,11 @@ type ReadyView struct {
 // AttackView is an attack with its mitigation history.
 type AttackView struct {
 	*events.Attack
-	Active      bool              `json:"active"`
+	Active bool `json:"active"`
+	// Action is the action in force for the attack now (the last one
+	// announced and not withdrawn; "" for none): it shadows the attack
+	// event's own action, which escalation events alone carry.
+	Action      string            `json:"action,omitempty"`
 	Mitigations []MitigationEvent `json:"mitigations"`
 }
 
