@@ -106,7 +106,10 @@ func New(cfg *config.Config, deps Deps) (*Daemon, error) {
 	ideps := ingest.Deps{Registry: d.registry, Logger: log}
 	d.decoder = ingest.New(IngestOptions(cfg), ideps)
 
-	eng, err := engine.New(EngineConfig(cfg), engine.Deps{Registry: d.registry, Logger: log, Pool: flow.DefaultPool})
+	// Attack ids count from the start time in microseconds, so that they
+	// stay unique across restarts in the history.
+	eng, err := engine.New(EngineConfig(cfg), engine.Deps{Registry: d.registry, Logger: log, Pool: flow.DefaultPool,
+		FirstID: uint64(time.Now().UnixMicro())})
 	if err != nil {
 		return nil, err
 	}

@@ -47,6 +47,10 @@ type Deps struct {
 	Now func() time.Time
 	// Pool receives the batches the engine is done with.
 	Pool *flow.Pool
+	// FirstID is the id after which attack ids count (0: ids start at 1,
+	// as replay wants). The daemon gives the time it starts in
+	// microseconds, so ids stay unique across restarts in the history.
+	FirstID uint64
 }
 
 // presizeAddrs bounds the number of addresses the shards' indexes are
@@ -156,6 +160,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		e.shards = append(e.shards, newShard(e, i, e.window, cfg.QueueSize, expect))
 	}
 	e.shed.Store(1)
+	e.nextID.Store(deps.FirstID)
 	e.routers.New = func() any { return &router{subs: make([]*subBatch, len(e.shards))} }
 	e.subs.New = func() any { return new(subBatch) }
 	e.m = newEngineMetrics(e, deps.Registry)

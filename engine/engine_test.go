@@ -763,3 +763,23 @@ func TestRateNowIsTheSteadyRate(t *testing.T) {
 		t.Fatalf("%d updates with a full window, want at least 3 (events %d)", updates, len(f.events))
 	}
 }
+
+// TestFirstID: attack ids count after Deps.FirstID (the daemon's start
+// time), so that they stay unique across restarts; replay starts at 1.
+func TestFirstID(t *testing.T) {
+	for _, first := range []uint64{0, 1_765_000_000_000_000} {
+		cfg := cfgWith(hostgroup(Thresholds{PPS: 1000}, Thresholds{}, "203.0.113.0/24"))
+		e, err := NewSync(cfg, Deps{Logger: quiet(), FirstID: first})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := &feeder{t: t, e: e, sec: t0.Unix()}
+		for i := range 20 {
+			f.add(rec("198.51.100.1", "203.0.113.7", 17, 0, 1000, 100_000, 1, float64(i)/10))
+		}
+		f.flush()
+		if len(f.events) == 0 || f.events[0].ID != first+1 {
+			t.Fatalf("FirstID %d: events %+v, want the first attack to be %d", first, f.events, first+1)
+		}
+	}
+}
