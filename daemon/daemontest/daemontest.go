@@ -43,12 +43,18 @@ api:
 const Token = "daemontest-operate-token"
 
 // Config is the shared test configuration with extra YAML appended (for
-// instance a mitigation section from BGPMitigation).
+// instance a mitigation section from BGPMitigation); without a mitigation
+// section it keeps no state file.
 func Config(t testing.TB, extra string) *config.Config {
 	t.Helper()
 	tok := filepath.Join(t.TempDir(), "api.token")
 	if err := os.WriteFile(tok, []byte(Token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if !strings.Contains(extra, "mitigation:") {
+		// Never the default state file: a test must not leave actions in
+		// force for the next one (or the machine) to restore.
+		extra += "mitigation: {state_file: \"\"}\n"
 	}
 	cfg, err := config.Parse("test.yaml", []byte(fmt.Sprintf(baseConfig, tok)+extra))
 	if err != nil {
