@@ -26,7 +26,8 @@ var allowed = map[string][]string{
 	"policy":            {"flow", "flowspec", "engine", "rules"},
 	"mitigate":          {"flowspec"},
 	"mitigate/bgp":      {"flowspec", "mitigate"},
-	"api":               {"config", "events", "flowspec", "mitigate"},
+	"api":               {"config", "events", "flowspec", "mitigate", "store"},
+	"store":             {"events", "flowspec"},
 	"pipeline":          {"flow", "flowspec", "engine", "events", "rules", "policy", "mitigate"},
 	"ruletest":          {"flow", "flowspec", "engine", "events", "ingest", "ingest/demo", "ingest/flowgen", "pipeline", "rules"},
 	"notify":            {"config", "events", "flowspec"},
@@ -136,6 +137,9 @@ var never = map[string][]string{
 	"rules":    {"policy", "mitigate", "pipeline"},
 	"pipeline": {"ingest", "config", "daemon", "cmd", "api"},
 	"notify":   {"mitigate", "engine", "pipeline", "rules", "policy", "ingest", "daemon", "api", "store", "cmd"},
+	// History is written from the event ring and read through interfaces:
+	// it knows no stage.
+	"store": {"engine", "pipeline", "rules", "policy", "mitigate", "ingest", "daemon", "api", "notify", "cmd"},
 	// The daemon is built by cmd/kapkan, never the other way round.
 	"daemon": {"cmd"},
 }

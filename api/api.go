@@ -107,6 +107,10 @@ type Deps struct {
 	BGP        BGP
 	Rules      Rules
 	Config     Config
+	// History, when set, answers the history queries: attacks in a time
+	// range or filtered, an attack the live index no longer holds, a
+	// hostgroup's traffic series, exports (store.Store satisfies it).
+	History History
 	// Ready says whether the daemon is ready to serve (listeners bound,
 	// rules loaded, BGP sessions up when configured): /readyz.
 	Ready func() ReadyView

@@ -137,6 +137,7 @@ func newFixture(t *testing.T, mod func(*config.API, *Deps)) *fixture {
 		BGP:       fakeBGP{},
 		Rules:     &fakeRules{},
 		Config:    &fakeConfig{},
+		History:   &fakeHistory{},
 		Ready:     func() ReadyView { return ReadyView{Ready: true, Checks: map[string]string{"listeners": "ok"}} },
 		Now:       func() time.Time { return f.now },
 	}
@@ -212,6 +213,7 @@ var routeCases = []routeCase{
 		setup: func(t *testing.T, f *fixture) {
 			f.s.attacks.add(events.Event{Seq: 1, Kind: events.AttackStarted, Attack: &events.Attack{ID: 7}})
 		}},
+	{method: "GET", path: "/api/v1/attacks/export", url: "/api/v1/attacks/export?from=24h", need: read, status: 200},
 	{method: "GET", path: "/api/v1/mitigations", need: read, status: 200},
 	{method: "POST", path: "/api/v1/mitigations", body: `{"target": "203.0.113.9", "action": "blackhole", "ttl": "10m"}`, need: operate, status: 201},
 	{method: "DELETE", path: "/api/v1/mitigations", url: "/api/v1/mitigations?target=203.0.113.0/24", need: operate, status: 200,

@@ -55,6 +55,10 @@ const (
 )
 
 func (s *Server) traffic(c *gin.Context) {
+	if hg := c.Query("hostgroup"); hg != "" {
+		s.historyTraffic(c, hg)
+		return
+	}
 	limit := defaultTrafficLimit
 	if q := c.Query("limit"); q != "" {
 		n, err := strconv.Atoi(q)
@@ -87,6 +91,10 @@ func (s *Server) traffic(c *gin.Context) {
 }
 
 func (s *Server) listAttacks(c *gin.Context) {
+	if isHistory(c) {
+		s.historyAttacks(c)
+		return
+	}
 	if s.deps.Events == nil {
 		s.fail(c, unavailable("event ring"))
 		return
@@ -107,7 +115,10 @@ func (s *Server) getAttack(c *gin.Context) {
 	}
 	a, ok := s.attacks.get(id)
 	if !ok {
-		s.fail(c, fmt.Errorf("%w: attack %d (not active, nor among the last %d ended)", ErrNotFound, id, RecentAttacks))
+		if s.historyAttack(c, id) {
+			return
+		}
+		s.fail(c, fmt.Errorf("%w: attack %d (not active, nor among the last %d ended, nor in the history)", ErrNotFound, id, RecentAttacks))
 		return
 	}
 	c.PureJSON(http.StatusOK, a)

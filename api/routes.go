@@ -31,6 +31,7 @@ func (s *Server) routes(r *gin.Engine) {
 	v1.GET("/openapi.yaml", s.authorize(open), func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openAPI) })
 	v1.GET("/traffic", s.authorize(read), s.traffic)
 	v1.GET("/attacks", s.authorize(read), s.listAttacks)
+	v1.GET("/attacks/export", s.authorize(read), s.exportAttacks)
 	v1.GET("/attacks/:id", s.authorize(read), s.getAttack)
 	v1.GET("/mitigations", s.authorize(read), s.listMitigations)
 	v1.POST("/mitigations", s.authorize(operate), s.ban)
