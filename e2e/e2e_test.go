@@ -277,6 +277,7 @@ type daemon struct {
 	cmd        *exec.Cmd
 	sflow      string // host:port of the sFlow listener
 	netflow    string // host:port of the NetFlow/IPFIX listener
+	api        string // host:port of the API
 	done       chan struct{}
 	mu         sync.Mutex
 	lines      []string
@@ -311,7 +312,13 @@ func startDaemon(t *testing.T, base string) *daemon {
 		"sflow":   map[string]any{"listen": d.sflow, "read_buffer": 1 << 20},
 		"netflow": map[string]any{"listen": d.netflow, "read_buffer": 1 << 20},
 	}
-	cfg["api"] = map[string]any{"listen": fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))}
+	api, _ := cfg["api"].(map[string]any)
+	if api == nil {
+		api = map[string]any{}
+	}
+	d.api = fmt.Sprintf("127.0.0.1:%d", freePort(t, "tcp"))
+	api["listen"] = d.api
+	cfg["api"] = api
 	mit, _ := cfg["mitigation"].(map[string]any)
 	if mit == nil {
 		mit = map[string]any{}
