@@ -216,7 +216,7 @@ func a104(kind events.Kind, sec int) events.Event {
 	a := &events.Attack{
 		ID: 104, Target: netip.MustParsePrefix("198.51.100.7/32"), Scope: "address", Direction: "incoming",
 		Hostgroup: "dc", Started: at(195), Trigger: "fps", Rate: 9000, Threshold: 5000,
-		Rates:  map[string]float64{"pps": 20000, "mbps": 10, "fps": 9000},
+		Rates:   map[string]float64{"pps": 20000, "mbps": 10, "fps": 9000},
 		Labels:  []string{"random-ports"},
 		Decider: "random-dst-ports", // a decider not among Rules: the filter still finds it
 	}
