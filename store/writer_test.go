@@ -1,0 +1,214 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kapkan-io/kapkan/events"
+	"github.com/kapkan-io/kapkan/internal/testutil"
+	"github.com/kapkan-io/kapkan/store"
+)
+
+// fake is a Store that keeps the events and traffic written, fails the
+// first fail writes of events and, when gate is set, waits on it in every
+// write of events.
+type fake struct {
+	store.Store // reads are not called
+	mu          sync.Mutex
+	fail        int
+	gate        chan struct{}
+	calls       int
+	evs         []events.Event
+	pts         []store.TrafficPoint
+	prunes      []time.Time
+}
+
+func (f *fake) PutEvents(ctx context.Context, evs []events.Event) error {
+	if f.gate != nil {
+		select {
+		case <-f.gate:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.fail > 0 {
+		f.fail--
+		return errors.New("disk on fire")
+	}
+	f.evs = append(f.evs, evs...)
+	return nil
+}
+
+func (f *fake) PutTraffic(_ context.Context, pts []store.TrafficPoint) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.pts = append(f.pts, pts...)
+	return nil
+}
+
+func (f *fake) Prune(_ context.Context, before time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.prunes = append(f.prunes, before)
+	return nil
+}
+
+func (f *fake) seqs() []uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []uint64
+	for _, e := range f.evs {
+		out = append(out, e.Seq)
+	}
+	return out
+}
+
+func publish(r *events.Ring, n int) {
+	for range n {
+		r.Publish(events.Event{Kind: events.AttackUpdated, Attack: &events.Attack{ID: 1}})
+	}
+}
+
+func TestWriterRetries(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		ring := events.NewRing(64, nil)
+		f := &fake{fail: 3}
+		w := store.NewWriter(f, ring, nil, store.WriterDeps{Registerer: reg, BatchSize: 4})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- w.Run(ctx) }()
+
+		publish(ring, 10)
+		// 100+200+400 ms of backoff, then the rest in 200 ms batches.
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+		if got := f.seqs(); len(got) != 10 || got[0] != 1 || got[9] != 10 {
+			t.Errorf("written %v, want seq 1…10 in order", got)
+		}
+		if got := testutil.MetricValue(t, reg, "kapkan_store_write_retries_total", nil); got != 3 {
+			t.Errorf("retries = %v, want 3", got)
+		}
+		if got := testutil.MetricValue(t, reg, "kapkan_store_events_written_total", nil); got != 10 {
+			t.Errorf("written = %v, want 10", got)
+		}
+		if got := testutil.MetricValue(t, reg, "kapkan_store_errors_total", map[string]string{"op": "events"}); got != 3 {
+			t.Errorf("errors = %v, want 3", got)
+		}
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+func TestWriterGivesUp(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		ring := events.NewRing(64, nil)
+		f := &fake{fail: 1000}
+		w := store.NewWriter(f, ring, nil, store.WriterDeps{Registerer: reg, BatchSize: 5, MaxAttempts: 3})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go w.Run(ctx)
+		publish(ring, 5)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if got := testutil.MetricValue(t, reg, "kapkan_store_events_dropped_total", nil); got != 5 {
+			t.Errorf("dropped = %v, want 5", got)
+		}
+		if f.calls != 3 {
+			t.Errorf("%d attempts, want 3", f.calls)
+		}
+	})
+}
+
+// A store that hangs never holds the ring up: Publish goes on, the
+// writer's reader is lapped (counted), and when the store comes back the
+// writer catches up from the oldest event the ring still holds.
+func TestWriterSlowStoreLoses(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		ring := events.NewRing(16, reg)
+		f := &fake{gate: make(chan struct{})}
+		w := store.NewWriter(f, ring, nil, store.WriterDeps{Registerer: reg, BatchSize: 4})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go w.Run(ctx)
+
+		publish(ring, 4) // a full batch: the writer now hangs in PutEvents
+		synctest.Wait()
+		publish(ring, 100) // never blocks
+		close(f.gate)
+		time.Sleep(5 * time.Second)
+		synctest.Wait()
+
+		lost := testutil.MetricValue(t, reg, "kapkan_store_events_lost_total", nil)
+		got := f.seqs()
+		if lost == 0 {
+			t.Fatal("no events counted lost")
+		}
+		if len(got)+int(lost) != 104 {
+			t.Errorf("%d written + %v lost, want 104", len(got), lost)
+		}
+		if got[len(got)-1] != 104 {
+			t.Errorf("last written seq %d, want 104 (caught up)", got[len(got)-1])
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i] <= got[i-1] {
+				t.Fatalf("out of order: %v", got)
+			}
+		}
+		if ringLost := testutil.MetricValue(t, reg, "kapkan_events_lost_total", map[string]string{"reader": "store"}); ringLost != lost {
+			t.Errorf("ring counted %v lost for the store reader, writer %v", ringLost, lost)
+		}
+	})
+}
+
+func TestWriterTrafficAndPrune(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		ring := events.NewRing(16, nil)
+		f := &fake{}
+		n := 0
+		traffic := func() []store.TrafficPoint {
+			n++
+			if n == 2 {
+				return nil // nothing to write this second
+			}
+			return []store.TrafficPoint{{At: time.Now(), Hostgroup: "web", Direction: "incoming", PPS: float64(n)}}
+		}
+		start := time.Now()
+		w := store.NewWriter(f, ring, traffic, store.WriterDeps{Registerer: reg, Retention: 90 * 24 * time.Hour})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- w.Run(ctx) }()
+		time.Sleep(2*time.Hour + 500*time.Millisecond)
+		synctest.Wait()
+		cancel()
+		<-done
+		secs := int(2 * time.Hour / time.Second)
+		if len(f.pts) != secs-1 || testutil.MetricValue(t, reg, "kapkan_store_traffic_points_written_total", nil) != float64(secs-1) {
+			t.Errorf("%d traffic points, want %d", len(f.pts), secs-1)
+		}
+		// At start, then hourly.
+		want := []time.Time{start, start.Add(time.Hour), start.Add(2 * time.Hour)}
+		if len(f.prunes) != 3 {
+			t.Fatalf("prunes %v, want 3", f.prunes)
+		}
+		for i, p := range f.prunes {
+			if !p.Equal(want[i].Add(-90 * 24 * time.Hour)) {
+				t.Errorf("prune %d before %v, want %v", i, p, want[i].Add(-90*24*time.Hour))
+			}
+		}
+	})
+}
