@@ -10,6 +10,7 @@ package config
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,6 +43,9 @@ type Config struct {
 	// Notify are the notification channels: who is told about attacks and
 	// mitigations, and how.
 	Notify []Notifier `yaml:"notify"`
+	// Store configures the history: attacks, mitigations, reloads and
+	// hostgroup traffic, kept for the API and the dashboard.
+	Store Store `yaml:"store"`
 
 	// file is the name the configuration was parsed under, and pos the
 	// position of every node that was decoded, keyed by its path
@@ -403,8 +407,30 @@ type Notifier struct {
 // BGP address families a peer may carry.
 var BGPFamilies = []string{"ipv4-unicast", "ipv6-unicast", "ipv4-flowspec", "ipv6-flowspec"}
 
+// Store configures the history store.
+type Store struct {
+	// Path is the directory of the embedded store (its file is
+	// history.db inside it); "" turns the history off.
+	Path string `yaml:"path"`
+	// Retention is how long history is kept; 0 keeps it all.
+	Retention Duration `yaml:"retention"`
+	// MaxBytes bounds the bytes the embedded store uses: the oldest
+	// history is dropped until it is under; 0 for no bound.
+	MaxBytes int64 `yaml:"max_bytes"`
+	// ClickHouse, when its dsn is set, keeps the history in ClickHouse.
+	ClickHouse ClickHouse `yaml:"clickhouse"`
+}
+
+// ClickHouse configures the ClickHouse history store.
+type ClickHouse struct {
+	// DSN is the server and database, as clickhouse://host:port/database;
+	// "" for none.
+	DSN string `yaml:"dsn"`
+}
+
 // Duration is a time.Duration written in YAML as a string such as "5s" or
-// "1m30s" (the syntax of time.ParseDuration).
+// "1m30s" (the syntax of time.ParseDuration), with days added: "90d",
+// "1d12h". It is written back in hours ("2160h0m0s").
 type Duration struct {
 	time.Duration
 }
@@ -429,11 +455,42 @@ func parseDuration(n *yaml.Node) (time.Duration, error) {
 	if n.Kind != yaml.ScalarNode || n.ShortTag() == "!!null" {
 		return 0, fmt.Errorf("%s is not a duration (want a string like \"5s\")", describe(n))
 	}
-	v, err := time.ParseDuration(strings.TrimSpace(n.Value))
+	v, err := ParseDuration(strings.TrimSpace(n.Value))
 	if err != nil {
-		return 0, fmt.Errorf("%s is not a duration (want a number with a unit, like \"5s\" or \"1m30s\")", describe(n))
+		return 0, fmt.Errorf("%s is not a duration (want a number with a unit, like \"5s\", \"1m30s\" or \"90d\")", describe(n))
 	}
 	return v, nil
+}
+
+// ParseDuration is time.ParseDuration with a leading whole number of days
+// allowed: "90d", "1d12h", "-2d".
+func ParseDuration(s string) (time.Duration, error) {
+	i := strings.IndexByte(s, 'd')
+	if i < 0 {
+		return time.ParseDuration(s)
+	}
+	num, rest := s[:i], s[i+1:]
+	neg := strings.HasPrefix(num, "-")
+	num = strings.TrimPrefix(strings.TrimPrefix(num, "-"), "+")
+	days, err := strconv.ParseUint(num, 10, 32)
+	if err != nil || num == "" || days > 106_000 { // time.Duration tops out at about 292 years
+		return 0, fmt.Errorf("time: invalid duration %q", s)
+	}
+	d := time.Duration(days) * 24 * time.Hour
+	if rest != "" {
+		if rest[0] == '-' || rest[0] == '+' {
+			return 0, fmt.Errorf("time: invalid duration %q", s)
+		}
+		r, err := time.ParseDuration(rest)
+		if err != nil {
+			return 0, fmt.Errorf("time: invalid duration %q", s)
+		}
+		d += r
+	}
+	if neg {
+		d = -d
+	}
+	return d, nil
 }
 
 // Dump renders the effective configuration, defaults included, as YAML.

@@ -381,7 +381,14 @@ func TestDuration(t *testing.T) {
 	}{
 		{name: "seconds", in: "5s", want: 5 * time.Second},
 		{name: "compound", in: "1m30s", want: 90 * time.Second},
-		{name: "no unit", in: "5", wantErr: `5 is not a duration (want a number with a unit, like "5s" or "1m30s")`},
+		{name: "days", in: "90d", want: 90 * 24 * time.Hour},
+		{name: "days and hours", in: "1d12h", want: 36 * time.Hour},
+		{name: "negative days", in: "-2d", want: -48 * time.Hour},
+		{name: "no unit", in: "5", wantErr: `5 is not a duration (want a number with a unit, like "5s", "1m30s" or "90d")`},
+		{name: "fractional days", in: "1.5d", wantErr: `"1.5d" is not a duration (want a number with a unit, like "5s", "1m30s" or "90d")`},
+		{name: "days without number", in: "d", wantErr: `"d" is not a duration (want a number with a unit, like "5s", "1m30s" or "90d")`},
+		{name: "days then sign", in: "1d-1h", wantErr: `"1d-1h" is not a duration (want a number with a unit, like "5s", "1m30s" or "90d")`},
+		{name: "days overflow", in: "200000d", wantErr: `"200000d" is not a duration (want a number with a unit, like "5s", "1m30s" or "90d")`},
 		{name: "list", in: "[5s]", wantErr: `a list is not a duration (want a string like "5s")`},
 	}
 	for _, tt := range tests {

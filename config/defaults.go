@@ -30,8 +30,18 @@ func Default() *Config {
 		Rules:      DefaultRules(),
 		API:        DefaultAPI(),
 		Mitigation: DefaultMitigation(),
+		Store:      DefaultStore(),
 	}
 }
+
+// DefaultStore returns the default history settings: the embedded store
+// in /var/lib/kapkan, 90 days kept, no size bound, no ClickHouse.
+func DefaultStore() Store {
+	return Store{Path: DefaultStorePath, Retention: Duration{90 * 24 * time.Hour}}
+}
+
+// DefaultStorePath is the directory of the embedded history store.
+const DefaultStorePath = "/var/lib/kapkan"
 
 // DefaultMitigation returns the default mitigation section: at most 100
 // blackholes and 100 FlowSpec rules at once, 20 new actions a minute, a

@@ -101,6 +101,12 @@ func TestDiff(t *testing.T) {
 			c.Mitigation.FlapMultiplier++
 		}, live: []string{"mitigation.allowlist", "mitigation.max_active_blackholes", "mitigation.max_active_flowspec",
 			"mitigation.max_new_per_minute", "mitigation.ttl", "mitigation.max_ttl", "mitigation.flap_window", "mitigation.flap_multiplier"}},
+		{name: "store needs a restart", change: func(c *Config) {
+			c.Store.Path = ""
+			c.Store.Retention.Duration = time.Hour
+			c.Store.MaxBytes = 1 << 30
+			c.Store.ClickHouse.DSN = "clickhouse://127.0.0.1:9000/kapkan"
+		}, restart: []string{"store.path", "store.retention", "store.max_bytes", "store.clickhouse.dsn"}},
 		{name: "state file", change: func(c *Config) { c.Mitigation.StateFile = "/tmp/state.json" },
 			restart: []string{"mitigation.state_file"}},
 		{name: "bgp identity and peers", change: func(c *Config) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -44,6 +45,7 @@ func (c *Config) Validate() error {
 	v.api()
 	v.mitigation()
 	v.notify()
+	v.store()
 	return v.errs.err()
 }
 
@@ -500,6 +502,29 @@ func (v *validator) communities(path string, list []string) {
 	for i, c := range list {
 		if _, err := ParseCommunity(c); err != nil {
 			v.errorf(fmt.Sprintf("%s[%d]", path, i), "%s", err)
+		}
+	}
+}
+
+// MinStoreBytes is the smallest store.max_bytes: a bolt file holds a few
+// pages even when empty.
+const MinStoreBytes = 1 << 20
+
+func (v *validator) store() {
+	s := v.c.Store
+	if s.Retention.Duration < 0 {
+		v.errorf("store.retention", "%s is negative (want 0 to keep everything, or a duration like 90d)", s.Retention)
+	}
+	if s.MaxBytes != 0 && s.MaxBytes < MinStoreBytes {
+		v.errorf("store.max_bytes", "%d is too small (want 0 for no bound, or at least %d)", s.MaxBytes, MinStoreBytes)
+	}
+	if dsn := s.ClickHouse.DSN; dsn != "" {
+		u, err := url.Parse(dsn)
+		switch {
+		case err != nil:
+			v.errorf("store.clickhouse.dsn", "the value does not parse as a URL (want clickhouse://host:port/database; not shown, it may hold a password)")
+		case !slices.Contains([]string{"clickhouse", "tcp", "http", "https"}, u.Scheme) || u.Host == "":
+			v.errorf("store.clickhouse.dsn", "scheme %q or host missing (want clickhouse://host:port/database)", u.Scheme)
 		}
 	}
 }
