@@ -147,6 +147,7 @@ func (s *Store) PutEvents(ctx context.Context, evs []events.Event) error {
 		return err
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
+		fill(tx)
 		w := writeTx{tx: tx, rows: map[uint64]*row{}}
 		for i := range evs {
 			if err := w.put(&evs[i]); err != nil {
@@ -345,6 +346,19 @@ func readMaxDur(meta *bolt.Bucket) time.Duration {
 	return 0
 }
 
+// appendFill is how full bolt packs a page it splits, for buckets whose
+// keys mostly arrive in order (times, ids): its default of a half leaves
+// half of every page of an append-only bucket empty for ever. Measured on
+// the disk benchmark: bytes per attack and per traffic point fall by about
+// a third.
+const appendFill = 0.9
+
+func fill(tx *bolt.Tx) {
+	for _, name := range [][]byte{bAttacks, bStarted, bRates, bMits, bMitsOf, bReloads} {
+		tx.Bucket(name).FillPercent = appendFill
+	}
+}
+
 func trafficBucket(hostgroup, direction string) []byte {
 	return []byte(hostgroup + "\x00" + direction)
 }
@@ -364,6 +378,7 @@ func (s *Store) PutTraffic(ctx context.Context, pts []store.TrafficPoint) error 
 			if err != nil {
 				return err
 			}
+			b.FillPercent = appendFill
 			if err := b.Put(u64(ns(p.At)), rateValue(p.PPS, p.Mbps, p.FPS)); err != nil {
 				return err
 			}
