@@ -19,10 +19,10 @@ func benchAttack(id uint64, at time.Time, kind events.Kind) events.Event {
 	a := &events.Attack{
 		ID: id, Target: target, Scope: "address", Direction: "incoming", Hostgroup: "web",
 		Started: at, Trigger: "pps", Rate: 90000, Threshold: 50000,
-		Rates:   map[string]float64{"pps": 90000, "mbps": 800, "fps": 300, "udp_pps": 90000},
-		Labels:  []string{"dns-amplification", "udp-flood"},
-		Vector:  flowspec.Match{Protocol: "udp", SrcPorts: []string{"53"}, PacketLength: ">=512"},
-		Rules:   []string{"dns-amp", "udp-generic"}, Decider: "dns-amp", SampleRecords: 300,
+		Rates:  map[string]float64{"pps": 90000, "mbps": 800, "fps": 300, "udp_pps": 90000},
+		Labels: []string{"dns-amplification", "udp-flood"},
+		Vector: flowspec.Match{Protocol: "udp", SrcPorts: []string{"53"}, PacketLength: ">=512"},
+		Rules:  []string{"dns-amp", "udp-generic"}, Decider: "dns-amp", SampleRecords: 300,
 		Sample: &events.SampleSummary{
 			TopSources: []events.Share{{Value: "203.0.113.7", Share: 0.4}, {Value: "203.0.113.8", Share: 0.3}},
 			Sources:    12, TopSrcPorts: []events.Share{{Value: "53", Share: 0.98}},
