@@ -28,7 +28,17 @@ func (d *Daemon) apiDeps() api.Deps {
 		Traffic:   apiTraffic{d.engine},
 		Exporters: apiExporters{d.decoder},
 		BGP:       apiBGP{d.mit.speaker},
+		History:   d.apiHistory(),
 	}
+}
+
+// apiHistory is the store for the API's history queries (nil without one,
+// and the routes answer 503).
+func (d *Daemon) apiHistory() api.History {
+	if d.history == nil {
+		return nil
+	}
+	return d.history
 }
 
 // apiRules shows the running rule set and reloads it.

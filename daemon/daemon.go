@@ -26,6 +26,7 @@ import (
 	"github.com/kapkan-io/kapkan/ingest"
 	"github.com/kapkan-io/kapkan/notify"
 	"github.com/kapkan-io/kapkan/pipeline"
+	"github.com/kapkan-io/kapkan/store"
 )
 
 // eventRingSize is how many events the daemon keeps for its readers (the
@@ -77,12 +78,16 @@ type Daemon struct {
 	events        *events.Ring
 	pipeline      *pipeline.Pipeline
 	notify        *notify.Dispatcher
-	listeners     []*ingest.Listener
-	api           *api.Server
-	http          *http.Server
-	httpLn        net.Listener
-	demo          bool
-	version       string
+	// history is the store (nil when store.path is empty), writer what
+	// fills it from the event ring.
+	history   store.Store
+	writer    *store.Writer
+	listeners []*ingest.Listener
+	api       *api.Server
+	http      *http.Server
+	httpLn    net.Listener
+	demo      bool
+	version   string
 }
 
 // New builds every component and opens every socket, so that a port in use
@@ -115,7 +120,7 @@ func New(cfg *config.Config, deps Deps) (*Daemon, error) {
 	}
 	d.engine = eng
 	warnNoThresholds(log, cfg)
-	if err := stateFileWritable(cfg.Mitigation.StateFile); err != nil { // see preflight
+	if err := writable(cfg.Mitigation.StateFile, `state_file: "" to keep no state`); err != nil { // see preflight
 		return nil, fmt.Errorf("mitigation: %w", err)
 	}
 	d.events = events.NewRing(eventRingSize, d.registry)
@@ -126,6 +131,15 @@ func New(cfg *config.Config, deps Deps) (*Daemon, error) {
 	if d.notify, err = notify.New(cfg.Notify, notify.Deps{Events: d.events, Logger: log, Registerer: d.registry}); err != nil {
 		return nil, fmt.Errorf("notify: %w", err)
 	}
+	if err := d.openHistory(cfg); err != nil {
+		return nil, err
+	}
+	built := false
+	defer func() {
+		if !built && d.history != nil {
+			_ = d.history.Close() // the file stays locked until closed
+		}
+	}()
 	if d.mit, err = NewMitigation(cfg, cfg.Mitigation.StateFile, log, d.registry, d.events); err != nil {
 		return nil, fmt.Errorf("mitigation: %w", err)
 	}
@@ -170,6 +184,7 @@ func New(cfg *config.Config, deps Deps) (*Daemon, error) {
 	}
 	d.httpLn = ln
 	d.http = &http.Server{Handler: d.api.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	built = true
 	return d, nil
 }
 
@@ -179,6 +194,11 @@ func (d *Daemon) close() {
 	}
 	if d.httpLn != nil {
 		d.httpLn.Close()
+	}
+	if d.history != nil {
+		if err := d.history.Close(); err != nil {
+			d.log.Error("closing the history store", "err", err)
+		}
 	}
 }
 
@@ -239,6 +259,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error { return d.rules.Watch(ctx, d.cfg.Rules.PollInterval.Duration) })
 	g.Go(func() error { return d.mit.mgr.Run(ctx) })
 	g.Go(func() error { return d.notify.Run(ctx) })
+	if d.writer != nil {
+		g.Go(func() error { return d.writer.Run(ctx) })
+	}
 	if d.demo {
 		g.Go(func() error { return runDemo(ctx, d.log, d.cfg.Ingest.SFlow.Listen) })
 	}

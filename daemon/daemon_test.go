@@ -31,6 +31,7 @@ api:
   open_read: true
 mitigation:
   state_file: ""
+store: {path: ""}
 `))
 	if err != nil {
 		t.Fatal(err)

@@ -22,7 +22,7 @@ import (
 // engine and the BGP speaker accept their settings, and the safety guard
 // its own. It builds the same components newDaemon builds, with the same
 // constructors, and throws them away; `kapkan check` calls it, and newDaemon
-// calls the checks that its constructors do not make (stateFileWritable), so
+// calls the checks that its constructors do not make (writable), so
 // the two refuse the same files. TestCheckAgreesWithRun holds them to it.
 //
 // Problems are returned as config.Errors, positioned in the file where the
@@ -60,8 +60,13 @@ func Preflight(cfg *config.Config) (warnings config.Errors, err error) {
 	if err := notify.Check(cfg.Notify, notify.Deps{}); err != nil {
 		errs = append(errs, cfg.ErrorAt("notify", "%v", err))
 	}
+	if cfg.Store.Path != "" {
+		if err := writable(filepath.Join(cfg.Store.Path, "history.db"), `store.path: "" to keep no history`); err != nil {
+			errs = append(errs, cfg.ErrorAt("store.path", "%v", err))
+		}
+	}
 	stateOK := true
-	if err := stateFileWritable(cfg.Mitigation.StateFile); err != nil {
+	if err := writable(cfg.Mitigation.StateFile, `state_file: "" to keep no state`); err != nil {
 		errs, stateOK = append(errs, cfg.ErrorAt("mitigation.state_file", "%v", err)), false
 	}
 	// The manager checks the safety settings and reads the state file as
@@ -81,11 +86,11 @@ func Preflight(cfg *config.Config) (warnings config.Errors, err error) {
 	return cfg.Warnings(), nil
 }
 
-// stateFileWritable checks that the state file can be saved: its directory,
+// writable checks that a file (the state file, the history) can be saved: its directory,
 // or the nearest one that exists (the daemon creates the rest), takes a new
 // file. A daemon that cannot save its state would forget the actions in
 // force at the next restart, so it does not start.
-func stateFileWritable(name string) error {
+func writable(name, orElse string) error {
 	if name == "" {
 		return nil
 	}
@@ -109,7 +114,7 @@ func stateFileWritable(name string) error {
 	}
 	f, err := os.CreateTemp(dir, ".kapkan-write-check-*")
 	if err != nil {
-		return fmt.Errorf("%s cannot be written: %w (want a directory kapkan may write to, or state_file: \"\" to keep no state)", name, err)
+		return fmt.Errorf("%s cannot be written: %w (want a directory kapkan may write to, or %s)", name, err, orElse)
 	}
 	f.Close()
 	return os.Remove(f.Name())

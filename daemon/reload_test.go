@@ -29,6 +29,7 @@ api:
   listen: "127.0.0.1:0"
 mitigation:
   state_file: ""
+store: {path: ""}
 `
 
 // TestConfigReloadOnSIGHUP: a flood of 30 000 pps runs under a threshold

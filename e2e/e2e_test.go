@@ -325,6 +325,9 @@ func startDaemon(t *testing.T, base string) *daemon {
 	}
 	mit["state_file"] = ""
 	cfg["mitigation"] = mit
+	if _, ok := cfg["store"]; !ok {
+		cfg["store"] = map[string]any{"path": ""}
+	}
 	raw, err := yaml.Marshal(cfg)
 	if err != nil {
 		t.Fatal(err)

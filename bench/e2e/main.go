@@ -281,6 +281,7 @@ hostgroups:
       incoming: {pps: %d}
 api: {listen: "127.0.0.1:%d", open_read: true}
 mitigation: {state_file: ""}
+store: {path: ""}
 `, sflowPort, o.readBuffer, nfPort, o.readBuffer, prefix, thresholdPPS, apiPort)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return s, err

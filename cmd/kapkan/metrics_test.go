@@ -59,7 +59,7 @@ func mustGather(t *testing.T, g prometheus.Gatherer) []*dto.MetricFamily {
 
 // TestMetricNames lints every metric the daemon registers.
 func TestMetricNames(t *testing.T) {
-	cfg, err := config.Parse("t.yaml", []byte("ingest:\n  sflow: {listen: \"127.0.0.1:0\"}\n  netflow: {listen: \"127.0.0.1:0\"}\napi: {listen: \"127.0.0.1:0\"}\n"))
+	cfg, err := config.Parse("t.yaml", []byte("ingest:\n  sflow: {listen: \"127.0.0.1:0\"}\n  netflow: {listen: \"127.0.0.1:0\"}\napi: {listen: \"127.0.0.1:0\"}\nstore: {path: \"\"}\nmitigation: {state_file: \"\"}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func metricsDoc(mfs []*dto.MetricFamily) string {
 // TestMetricsDoc keeps docs/71-metrics.md equal to what the daemon
 // registers.
 func TestMetricsDoc(t *testing.T) {
-	cfg, err := config.Parse("t.yaml", []byte(`ingest:
+	cfg, err := config.Parse("t.yaml", []byte(strings.Replace(`ingest:
   sflow: {listen: "127.0.0.1:0"}
   netflow: {listen: "127.0.0.1:0"}
 api: {listen: "127.0.0.1:0"}
@@ -136,7 +136,8 @@ mitigation:
       - {address: 127.0.0.1, port: 1, asn: 65000}
 notify:
   - {name: siem, type: webhook, url: "http://127.0.0.1:1/kapkan"}
-`))
+store: {path: STORE}
+`, "STORE", filepath.Join(t.TempDir(), "history"), 1)))
 	if err != nil {
 		t.Fatal(err)
 	}

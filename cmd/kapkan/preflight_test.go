@@ -63,7 +63,10 @@ api: {listen: "127.0.0.1:0"}
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "kapkan.yaml")
-			if err := os.WriteFile(path, []byte(tc.yaml), 0o644); err != nil {
+			// The history in the test's directory (last, so that the
+			// expected positions hold).
+			yaml := tc.yaml + "\nstore: {path: \"" + filepath.Join(t.TempDir(), "history") + "\"}\n"
+			if err := os.WriteFile(path, []byte(yaml), 0o644); err != nil {
 				t.Fatal(err)
 			}
 			var out, errb bytes.Buffer

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 
 	"github.com/kapkan-io/kapkan/config"
 	"github.com/kapkan-io/kapkan/daemon"
@@ -37,6 +39,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		daemon.AddDemoHostgroup(cfg)
 		if *configPath == "" {
 			cfg.Mitigation.StateFile = "" // the demo's dry-run actions need not outlive it
+			// Its history outlives it, where any user may write.
+			cfg.Store.Path = filepath.Join(os.TempDir(), "kapkan-demo")
 			// The demo is for looking: reads are open (the API stays on
 			// loopback by default); writes still need a token.
 			cfg.API.OpenRead = true

@@ -51,6 +51,7 @@ ingest:
   netflow: {listen: ""}
 api: {listen: "127.0.0.1:0"}
 mitigation: {state_file: ""}
+store: {path: ""}
 `))
 	if err != nil {
 		t.Fatal(err)
@@ -65,6 +66,7 @@ ingest:
   netflow: {listen: ""}
 api: {listen: "127.0.0.1:0"}
 mitigation: {state_file: ""}
+store: {path: ""}
 `, port)
 	if err := os.WriteFile(path, []byte(second), 0o644); err != nil {
 		t.Fatal(err)

@@ -51,6 +51,10 @@ func Config(t testing.TB, extra string) *config.Config {
 	if err := os.WriteFile(tok, []byte(Token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	if !strings.Contains(extra, "store:") {
+		// The history in the test's own directory, never the default one.
+		extra += fmt.Sprintf("store: {path: %q}\n", filepath.Join(t.TempDir(), "history"))
+	}
 	if !strings.Contains(extra, "mitigation:") {
 		// Never the default state file: a test must not leave actions in
 		// force for the next one (or the machine) to restore.

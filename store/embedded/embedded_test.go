@@ -1,6 +1,7 @@
 package embedded_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/kapkan-io/kapkan/store"
@@ -30,4 +31,18 @@ func TestConformance(t *testing.T) {
 			return open(t, path[:len(path)-len(embedded.FileName)-1])
 		},
 	})
+}
+
+// TestOpenInUse: a second Open of the same store (another kapkan on the
+// same store.path) fails with a clear message instead of waiting.
+func TestOpenInUse(t *testing.T) {
+	dir := t.TempDir()
+	s, err := embedded.Open(dir, embedded.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := embedded.Open(dir, embedded.Options{}); err == nil || !strings.Contains(err.Error(), "in use by another process") {
+		t.Fatalf("second open: %v", err)
+	}
 }

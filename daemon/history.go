@@ -1,0 +1,49 @@
+package daemon
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/kapkan-io/kapkan/config"
+	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/store"
+	"github.com/kapkan-io/kapkan/store/embedded"
+)
+
+// openHistory opens the history store the configuration names (none when
+// store.path is empty) and the writer that fills it from the event ring and
+// the engine's traffic snapshot.
+func (d *Daemon) openHistory(cfg *config.Config) error {
+	if cfg.Store.Path == "" {
+		return nil
+	}
+	s, err := embedded.Open(cfg.Store.Path, embedded.Options{MaxBytes: cfg.Store.MaxBytes})
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	d.history = s
+	d.writer = store.NewWriter(s, d.events, d.trafficPoints, store.WriterDeps{Logger: d.log.With("component", "store"),
+		Registerer: d.registry, Retention: cfg.Store.Retention.Duration})
+	return nil
+}
+
+// trafficPoints are the hostgroups' totals now, per direction, for the
+// history's traffic series.
+func (d *Daemon) trafficPoints() []store.TrafficPoint {
+	snap := d.engine.Top(1, engine.MetricPPS)
+	at := snap.At
+	if at.IsZero() {
+		return nil // no walk yet
+	}
+	out := make([]store.TrafficPoint, 0, 2*len(snap.Hostgroups))
+	for _, h := range snap.Hostgroups {
+		for _, p := range []struct {
+			dir string
+			r   engine.TrafficRates
+		}{{"incoming", h.Incoming}, {"outgoing", h.Outgoing}} {
+			out = append(out, store.TrafficPoint{At: at.Truncate(time.Second), Hostgroup: h.Name, Direction: p.dir,
+				PPS: float64(p.r.PPS), Mbps: engine.Mbps(p.r.BPS), FPS: float64(p.r.FPS)})
+		}
+	}
+	return out
+}
