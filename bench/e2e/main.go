@@ -37,6 +37,7 @@ import (
 type options struct {
 	apiClients, sseSubscribers int
 	apiEvery                   time.Duration
+	history                    bool
 	bin                        string
 	formats                    []string
 	hosts                      []int
@@ -103,6 +104,7 @@ func main() {
 	flag.StringVar(&o.profiles, "cpuprofile", "", "write a CPU profile of each Kapkan step into this directory (KAPKAN_CPUPROFILE)")
 	flag.IntVar(&o.apiClients, "api-clients", 0, "during each Kapkan step, this many clients fetch the API's read routes in a loop")
 	flag.DurationVar(&o.apiEvery, "api-interval", 100*time.Millisecond, "how often each API client fetches a route (0: back to back)")
+	flag.BoolVar(&o.history, "history", false, "keep the daemon's history (embedded store in a temporary directory) during each Kapkan step")
 	flag.IntVar(&o.sseSubscribers, "sse-subscribers", 0, "during each Kapkan step, this many clients follow /api/v1/events (and one more stops reading, to be cut off)")
 	flag.Parse()
 	o.formats = strings.Split(formats, ",")
@@ -188,6 +190,14 @@ func run(ctx context.Context, o *options) error {
 }
 
 // mergeRates returns the rates of a and b, sorted, once each.
+// storePath is the history directory of a step: none unless -history.
+func storePath(o *options) string {
+	if !o.history {
+		return ""
+	}
+	return filepath.Join(o.work, fmt.Sprintf("history-%d", time.Now().UnixNano()))
+}
+
 func mergeRates(a, b []int) []int {
 	out := slices.Concat(a, b)
 	slices.Sort(out)
@@ -281,8 +291,8 @@ hostgroups:
       incoming: {pps: %d}
 api: {listen: "127.0.0.1:%d", open_read: true}
 mitigation: {state_file: ""}
-store: {path: ""}
-`, sflowPort, o.readBuffer, nfPort, o.readBuffer, prefix, thresholdPPS, apiPort)
+store: {path: %q}
+`, sflowPort, o.readBuffer, nfPort, o.readBuffer, prefix, thresholdPPS, apiPort, storePath(o))
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return s, err
 	}
