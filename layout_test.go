@@ -29,6 +29,7 @@ var allowed = map[string][]string{
 	"api":               {"config", "events", "flowspec", "mitigate", "store"},
 	"store":             {"events", "flowspec"},
 	"store/embedded":    {"events", "flowspec", "store"},
+	"store/clickhouse":  {"events", "flow", "flowspec", "store"},
 	"store/storetest":   {"events", "flowspec", "store"},
 	"pipeline":          {"flow", "flowspec", "engine", "events", "rules", "policy", "mitigate"},
 	"ruletest":          {"flow", "flowspec", "engine", "events", "ingest", "ingest/demo", "ingest/flowgen", "pipeline", "rules"},

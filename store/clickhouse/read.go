@@ -32,7 +32,7 @@ func nilIfEmpty(s []string) []string {
 	return s
 }
 
-const attackColumns = "id, started_ns, ended_ns, target, scope, direction, hostgroup, trigger, rate, threshold, peak_keys, peak_values, labels, vector, rules, decider, sample_records, sample"
+const attackColumns = "id, last_ns, started_ns, ended_ns, target, scope, direction, hostgroup, trigger, rate, threshold, peak_keys, peak_values, labels, vector, rules, decider, sample_records, sample"
 
 // Attacks lists the attacks the filter selects, newest first, each with
 // its rate points.
@@ -74,12 +74,14 @@ func (s *Store) Attacks(ctx context.Context, f store.AttackFilter) ([]store.Atta
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
 	q += " ORDER BY started_ns DESC, id DESC LIMIT " + strconv.Itoa(limit)
-	out, err := s.queryAttacks(ctx, q, args...)
+	sts, err := s.queryAttacks(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list attacks: %w", err)
 	}
-	if err := s.addRates(ctx, out); err != nil {
-		return nil, err
+	// A list leaves the rate points out (Attack has them).
+	var out []store.Attack
+	for i := range sts {
+		out = append(out, sts[i].a)
 	}
 	return out, nil
 }
@@ -97,15 +99,16 @@ func lastAddr(p netip.Prefix) string {
 	return hex.EncodeToString(a[:])
 }
 
-func (s *Store) queryAttacks(ctx context.Context, q string, args ...any) ([]store.Attack, error) {
+func (s *Store) queryAttacks(ctx context.Context, q string, args ...any) ([]attackState, error) {
 	rows, err := s.conn.Query(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []store.Attack
+	var out []attackState
 	for rows.Next() {
 		var (
+			last                    int64
 			a                       store.Attack
 			started, ended          int64
 			target, vector, sample  string
@@ -113,7 +116,7 @@ func (s *Store) queryAttacks(ctx context.Context, q string, args ...any) ([]stor
 			peakVals                []float64
 			sampleRecords           uint32
 		)
-		if err := rows.Scan(&a.ID, &started, &ended, &target, &a.Scope, &a.Direction, &a.Hostgroup, &a.Trigger,
+		if err := rows.Scan(&a.ID, &last, &started, &ended, &target, &a.Scope, &a.Direction, &a.Hostgroup, &a.Trigger,
 			&a.Rate, &a.Threshold, &peakKeys, &peakVals, &labels, &vector, &rules, &a.Decider, &sampleRecords, &sample); err != nil {
 			return nil, err
 		}
@@ -144,7 +147,7 @@ func (s *Store) queryAttacks(ctx context.Context, q string, args ...any) ([]stor
 				return nil, fmt.Errorf("attack %d: sample: %w", a.ID, err)
 			}
 		}
-		out = append(out, a)
+		out = append(out, attackState{a: a, last: tm(last)})
 	}
 	return out, rows.Err()
 }
@@ -155,13 +158,13 @@ func (s *Store) addRates(ctx context.Context, as []store.Attack) error {
 		return nil
 	}
 	idx := make(map[uint64]int, len(as))
-	ids := make([]string, len(as))
+	ids := make([]uint64, len(as))
 	for i, a := range as {
 		idx[a.ID] = i
-		ids[i] = strconv.FormatUint(a.ID, 10)
+		ids[i] = a.ID
 	}
 	rows, err := s.conn.Query(ctx, "SELECT attack_id, at_ns, pps, mbps, fps FROM "+s.db+".attack_rates FINAL WHERE attack_id IN ("+
-		strings.Join(ids, ",")+") ORDER BY attack_id, at_ns")
+		idList(ids)+") ORDER BY attack_id, at_ns")
 	if err != nil {
 		return fmt.Errorf("read attack rates: %w", err)
 	}
@@ -185,13 +188,14 @@ func (s *Store) addRates(ctx context.Context, as []store.Attack) error {
 // Attack returns one attack with its rates and mitigation events, or
 // store.ErrNotFound.
 func (s *Store) Attack(ctx context.Context, id uint64) (store.Attack, []store.Mitigation, error) {
-	as, err := s.queryAttacks(ctx, "SELECT "+attackColumns+" FROM "+s.db+".attacks FINAL WHERE id = ?", id)
+	sts, err := s.queryAttacks(ctx, "SELECT "+attackColumns+" FROM "+s.db+".attacks FINAL WHERE id = ?", id)
 	if err != nil {
 		return store.Attack{}, nil, fmt.Errorf("read attack %d: %w", id, err)
 	}
-	if len(as) == 0 {
+	if len(sts) == 0 {
 		return store.Attack{}, nil, fmt.Errorf("attack %d: %w", id, store.ErrNotFound)
 	}
+	as := []store.Attack{sts[0].a}
 	if err := s.addRates(ctx, as[:1]); err != nil {
 		return store.Attack{}, nil, err
 	}

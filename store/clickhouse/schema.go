@@ -75,7 +75,7 @@ var migrations = [][]string{
 			reason String,
 			error String,
 			dry_run UInt8
-		) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMMDD(day) ORDER BY (at_ns, seq, kind, target, attack_id)`,
+		) ENGINE = ReplacingMergeTree PARTITION BY toYYYYMMDD(day) ORDER BY (at_ns, seq, kind)`,
 		`CREATE TABLE IF NOT EXISTS %[1]s.reloads (
 			at_ns Int64,
 			day Date,

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/kapkan-io/kapkan/events"
@@ -76,21 +77,71 @@ func jsonText(v any) (string, error) {
 	return string(b), err
 }
 
-// attackRow is one attack's latest state and the event time it is from.
-type attackRow struct {
-	at  time.Time
-	a   *events.Attack
-	seq uint64
+// attackState is an attack as stored: its row, and the time of the
+// newest event applied to it.
+type attackState struct {
+	a    store.Attack
+	last time.Time
 }
 
-// PutEvents writes the attacks (one row per attack per batch: the latest
-// event's view), their rate points, the mitigation events and the
-// reloads. Rows are keyed by what they describe, so writing a batch again
-// reads back once.
+// apply merges an attack event into the attack's state, by the rules of
+// store/storetest: the identity and the rate always, the verdict only
+// when the event carries one, the end when there is one. An event older
+// than what the state already holds (a batch written again) changes
+// nothing.
+func (st *attackState) apply(e *events.Event) {
+	if e.At.Before(st.last) {
+		return
+	}
+	st.last = e.At
+	a, x := &st.a, e.Attack
+	a.ID, a.Target, a.Scope, a.Direction, a.Hostgroup = x.ID, x.Target, x.Scope, x.Direction, x.Hostgroup
+	a.Started, a.Trigger, a.Rate, a.Threshold = x.Started, x.Trigger, x.Rate, x.Threshold
+	if len(x.Labels) > 0 {
+		a.Labels = x.Labels
+	}
+	if !x.Vector.IsZero() {
+		a.Vector = x.Vector
+	}
+	if len(x.Rules) > 0 {
+		a.Rules = x.Rules
+	}
+	if x.Decider != "" {
+		a.Decider = x.Decider
+	}
+	if x.Sample != nil {
+		a.Sample = x.Sample
+	}
+	if x.SampleRecords != 0 {
+		a.SampleRecords = x.SampleRecords
+	}
+	if x.Peak != nil {
+		a.Peak = x.Peak
+	}
+	switch {
+	case !x.Ended.IsZero():
+		a.Ended = x.Ended
+	case e.Kind == events.AttackEnded:
+		a.Ended = e.At
+	}
+}
+
+// rateKey is a rate point's identity: a point at the same time replaces
+// the earlier one.
+type rateKey struct {
+	id uint64
+	at int64
+}
+
+// PutEvents writes the attacks (their stored row merged with the batch's
+// events, one row per attack), their rate points, the mitigation events
+// and the reloads. Every row is keyed by what it describes, so writing a
+// batch again reads back once.
 func (s *Store) PutEvents(ctx context.Context, evs []events.Event) error {
 	var (
-		attacks []attackRow
-		byID    = map[uint64]int{}
+		order   []uint64 // attack ids in the order first seen
+		touched = map[uint64]bool{}
+		rateAt  = map[rateKey]int{}
 		rates   []store.RatePoint
 		rateIDs []uint64
 		mits    []store.Mitigation
@@ -105,37 +156,48 @@ func (s *Store) PutEvents(ctx context.Context, evs []events.Event) error {
 			if e.Attack == nil {
 				continue
 			}
-			r := attackRow{at: e.At, a: e.Attack, seq: e.Seq}
-			if j, ok := byID[e.Attack.ID]; ok {
-				if !e.At.Before(attacks[j].at) {
-					attacks[j] = r
-				}
-			} else {
-				byID[e.Attack.ID] = len(attacks)
-				attacks = append(attacks, r)
+			if !touched[e.Attack.ID] {
+				touched[e.Attack.ID] = true
+				order = append(order, e.Attack.ID)
 			}
-			rates = append(rates, store.RatePoint{At: e.At, PPS: e.Attack.Rates["pps"], Mbps: e.Attack.Rates["mbps"], FPS: e.Attack.Rates["fps"]})
-			rateIDs = append(rateIDs, e.Attack.ID)
+			if len(e.Attack.Rates) > 0 {
+				p := store.RatePoint{At: e.At, PPS: e.Attack.Rates["pps"], Mbps: e.Attack.Rates["mbps"], FPS: e.Attack.Rates["fps"]}
+				k := rateKey{e.Attack.ID, ns(e.At)}
+				if j, ok := rateAt[k]; ok {
+					rates[j] = p // the later event of the batch wins
+				} else {
+					rateAt[k] = len(rates)
+					rates = append(rates, p)
+					rateIDs = append(rateIDs, e.Attack.ID)
+				}
+			}
 		case events.MitigationAnnounced, events.MitigationWithdrawn, events.MitigationRenewed,
 			events.MitigationRefused, events.MitigationFailed, events.MitigationNone:
-			m := e.Mitigation
-			if m == nil {
-				if e.Attack == nil {
-					continue
-				}
+			var m store.Mitigation
+			switch {
+			case e.Mitigation != nil:
+				x := e.Mitigation
+				m = store.Mitigation{AttackID: x.AttackID, Target: x.Target, Action: x.Action, Match: x.Match, RateMbps: x.RateMbps,
+					Ladder: x.Ladder, Step: x.Step, Expires: x.Expires, Reason: x.Reason, Err: x.Err, DryRun: x.DryRun}
+			case e.Attack != nil:
 				// A "none" decision may carry the attack instead.
-				m = &events.Mitigation{AttackID: e.Attack.ID, Target: e.Attack.Target, Action: e.Attack.Action,
-					Match: e.Attack.Vector, Ladder: e.Attack.Ladder, Step: e.Attack.Step, Reason: e.Attack.Reason}
+				x := e.Attack
+				m = store.Mitigation{AttackID: x.ID, Target: x.Target, Ladder: x.Ladder, Step: x.Step, Reason: x.Reason}
+			default:
+				continue
 			}
-			mits = append(mits, store.Mitigation{At: e.At, Kind: e.Kind, AttackID: m.AttackID, Target: m.Target,
-				Action: m.Action, Match: m.Match, RateMbps: m.RateMbps, Ladder: m.Ladder, Step: m.Step,
-				Expires: m.Expires, Reason: m.Reason, Err: m.Err, DryRun: m.DryRun})
+			m.At, m.Kind = e.At, e.Kind
+			mits = append(mits, m)
 			mitSeq = append(mitSeq, e.Seq)
 		case events.RulesReloaded, events.ConfigReloaded:
 			if e.Reload == nil {
 				continue
 			}
-			r := store.Reload{At: e.At, What: e.Reload.What, OK: e.Reload.OK, Trigger: e.Reload.Trigger, Errors: e.Reload.Errors}
+			what := "rules"
+			if e.Kind == events.ConfigReloaded {
+				what = "config"
+			}
+			r := store.Reload{At: e.At, What: what, OK: e.Reload.OK, Trigger: e.Reload.Trigger, Errors: e.Reload.Errors}
 			if len(r.Errors) == 0 && e.Reload.Err != "" {
 				r.Errors = []string{e.Reload.Err}
 			}
@@ -144,21 +206,43 @@ func (s *Store) PutEvents(ctx context.Context, evs []events.Event) error {
 		}
 	}
 
+	// The attacks' rows as stored, then this batch's events over them, in
+	// order.
+	states, err := s.attackStates(ctx, order)
+	if err != nil {
+		return err
+	}
+	for i := range evs {
+		e := &evs[i]
+		switch e.Kind {
+		case events.AttackStarted, events.AttackUpdated, events.AttackEscalated, events.AttackEnded:
+			if e.Attack != nil {
+				st := states[e.Attack.ID]
+				if st == nil {
+					st = &attackState{}
+					states[e.Attack.ID] = st
+				}
+				st.apply(e)
+			}
+		}
+	}
+
 	// Encode what may fail to encode before anything is written.
-	vectors := make([]string, len(attacks))
-	samples := make([]string, len(attacks))
-	for i, r := range attacks {
-		if !r.a.Vector.IsZero() {
-			v, err := jsonText(r.a.Vector)
+	vectors := make([]string, len(order))
+	samples := make([]string, len(order))
+	for i, id := range order {
+		a := &states[id].a
+		if !a.Vector.IsZero() {
+			v, err := jsonText(a.Vector)
 			if err != nil {
-				return fmt.Errorf("encode attack %d vector: %w", r.a.ID, err)
+				return fmt.Errorf("encode attack %d vector: %w", id, err)
 			}
 			vectors[i] = v
 		}
-		if r.a.Sample != nil {
-			v, err := jsonText(r.a.Sample)
+		if a.Sample != nil {
+			v, err := jsonText(a.Sample)
 			if err != nil {
-				return fmt.Errorf("encode attack %d sample: %w", r.a.ID, err)
+				return fmt.Errorf("encode attack %d sample: %w", id, err)
 			}
 			samples[i] = v
 		}
@@ -174,10 +258,10 @@ func (s *Store) PutEvents(ctx context.Context, evs []events.Event) error {
 		}
 	}
 
-	err := s.insert(ctx, "attacks", "id, version, day, started_ns, ended_ns, last_ns, target, target_addr, target_bits, scope, direction, hostgroup, trigger, rate, threshold, peak_keys, peak_values, labels, vector, rules, decider, sample_records, sample",
-		len(attacks), func(i int) []any {
-			r := attacks[i]
-			a := r.a
+	err = s.insert(ctx, "attacks", "id, version, day, started_ns, ended_ns, last_ns, target, target_addr, target_bits, scope, direction, hostgroup, trigger, rate, threshold, peak_keys, peak_values, labels, vector, rules, decider, sample_records, sample",
+		len(order), func(i int) []any {
+			st := states[order[i]]
+			a := &st.a
 			keys := make([]string, 0, len(a.Peak))
 			for k := range a.Peak {
 				keys = append(keys, k)
@@ -188,7 +272,7 @@ func (s *Store) PutEvents(ctx context.Context, evs []events.Event) error {
 				vals[j] = a.Peak[k]
 			}
 			addr, bits := prefixKey(a.Target)
-			return []any{a.ID, uint64(ns(r.at)), day(a.Started), ns(a.Started), ns(a.Ended), ns(r.at),
+			return []any{a.ID, uint64(ns(st.last)), day(a.Started), ns(a.Started), ns(a.Ended), ns(st.last),
 				prefixText(a.Target), addr, bits, a.Scope, a.Direction, a.Hostgroup, a.Trigger, a.Rate, a.Threshold,
 				keys, vals, nonNil(a.Labels), vectors[i], nonNil(a.Rules), a.Decider, uint32(a.SampleRecords), samples[i]}
 		})
@@ -212,6 +296,41 @@ func (s *Store) PutEvents(ctx context.Context, evs []events.Event) error {
 		r := reloads[i]
 		return []any{ns(r.At), day(r.At), relSeq[i], r.What, boolByte(r.OK), r.Trigger, nonNil(r.Errors)}
 	})
+}
+
+// attackStates reads the stored rows of the attacks, in chunks that keep
+// each query well under the server's max_query_size (256 KiB by default).
+func (s *Store) attackStates(ctx context.Context, ids []uint64) (map[uint64]*attackState, error) {
+	out := make(map[uint64]*attackState, len(ids))
+	for chunk := range slices.Chunk(ids, idChunk) {
+		var sts []attackState
+		err := s.retry(ctx, "attacks (read before merge)", func(ctx context.Context) error {
+			var err error
+			sts, err = s.queryAttacks(ctx, "SELECT "+attackColumns+" FROM "+s.db+".attacks FINAL WHERE id IN ("+idList(chunk)+")")
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		for i := range sts {
+			out[sts[i].a.ID] = &sts[i]
+		}
+	}
+	return out, nil
+}
+
+// idChunk is how many ids one IN list holds (at most 21 bytes each).
+const idChunk = 5000
+
+func idList(ids []uint64) string {
+	b := make([]byte, 0, 12*len(ids))
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendUint(b, id, 10)
+	}
+	return string(b)
 }
 
 // PutTraffic writes hostgroup traffic points; a point written again (same
