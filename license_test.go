@@ -41,7 +41,8 @@ func classify(text []byte) (name string, ok bool) {
 }
 
 // TestDependencyLicences reads the licence of every module linked into the
-// kapkan binary (from the module cache) and fails on any GPL-family or
+// kapkan binary, or into the ClickHouse store it will link (from the
+// module cache) and fails on any GPL-family or
 // unrecognised one.
 func TestDependencyLicences(t *testing.T) {
 	// The check itself must fire on a GPL text and on an unknown one.
@@ -54,7 +55,7 @@ func TestDependencyLicences(t *testing.T) {
 	if _, ok := classify([]byte("All rights reserved. Do not copy.")); ok {
 		t.Fatal("an unknown licence was accepted")
 	}
-	out, err := exec.Command("go", "list", "-deps", "-f", "{{if .Module}}{{.Module.Path}} {{.Module.Dir}}{{end}}", "./cmd/kapkan").Output()
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if .Module}}{{.Module.Path}} {{.Module.Dir}}{{end}}", "./cmd/kapkan", "./store/clickhouse").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}

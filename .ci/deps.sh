@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine of this kind: the
 # Debian packages named as arguments (tshark checks that what
-# `kapkan simulate` writes is what Wireshark reads), then the Go modules.
+# `kapkan simulate` writes is what Wireshark reads; clickhouse-server,
+# Debian's 18.16, is the oldest server the ClickHouse store supports and
+# what its tests start on loopback), then the Go modules.
 # Each step checks first, so a second run is quick.
 set -euo pipefail
 need_apt=()
