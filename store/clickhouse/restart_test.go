@@ -77,14 +77,19 @@ func TestServerRestartWhileWriting(t *testing.T) {
 		name string
 		down func()
 	}{{"stop", srv.Stop}, {"kill", srv.Kill}} {
-		waitFor("batches before the "+how.name, func() bool { return written.Load() >= 50 })
+		waitFor("batches before the "+how.name, func() bool { return written.Load() >= 20 })
 		before := retries()
+		down := time.Now()
 		how.down()
+		t.Logf("%s took %v", how.name, time.Since(down).Round(time.Millisecond))
 		waitFor("a retry while the server is down", func() bool { return retries() > before })
 		at := written.Load()
+		up := time.Now()
 		srv.Start(t)
-		waitFor("batches after the restart", func() bool { return written.Load() >= at+50 })
-		t.Logf("%s: %d batches before the restart; retries now %v", how.name, at, retries())
+		started := time.Since(up)
+		waitFor("batches after the restart", func() bool { return written.Load() >= at+20 })
+		t.Logf("%s: %d batches before the restart, server up again in %v, 20 batches more in %v; retries now %v",
+			how.name, at, started.Round(time.Millisecond), (time.Since(up) - started).Round(time.Millisecond), retries())
 	}
 	close(stop)
 	if err := <-done; err != nil {
