@@ -36,7 +36,7 @@ var allowed = map[string][]string{
 	"notify":            {"config", "events", "flowspec"},
 	"internal/testutil": {},
 	// Only the daemon (and cmd/kapkan through it) knows every part.
-	"daemon":            {"api", "builtin", "config", "engine", "events", "flow", "flowspec", "ingest", "ingest/demo", "mitigate", "mitigate/bgp", "notify", "pipeline", "rules", "rules/wasm", "store", "store/embedded"},
+	"daemon":            {"api", "builtin", "config", "engine", "events", "flow", "flowspec", "ingest", "ingest/demo", "mitigate", "mitigate/bgp", "notify", "pipeline", "rules", "rules/wasm", "store", "store/clickhouse", "store/embedded"},
 	"daemon/daemontest": {"config", "daemon", "flow", "ingest/demo", "internal/testutil"},
 	"cmd/kapkan":        {"*"},
 	"bench/e2e":         {"bench/fnm", "ingest", "flow"},

@@ -1,25 +1,43 @@
 package daemon
 
 import (
+	"context"
 	"fmt"
 	"time"
 
 	"github.com/kapkan-io/kapkan/config"
 	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/store"
+	"github.com/kapkan-io/kapkan/store/clickhouse"
 	"github.com/kapkan-io/kapkan/store/embedded"
 )
 
-// openHistory opens the history store the configuration names (none when
-// store.path is empty) and the writer that fills it from the event ring and
+// openHistory opens the history store the configuration names: ClickHouse
+// when store.clickhouse.dsn is set, else the embedded store in store.path
+// (none when it is empty) and the writer that fills it from the event ring and
 // the engine's traffic snapshot.
 func (d *Daemon) openHistory(cfg *config.Config) error {
-	if cfg.Store.Path == "" {
+	var s store.Store
+	switch {
+	case cfg.Store.ClickHouse.DSN != "":
+		// The writer's back-off decides how long a batch is retried; the
+		// store retries a write only briefly itself.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ch, err := clickhouse.Open(ctx, cfg.Store.ClickHouse.DSN, clickhouse.Deps{Logger: d.log.With("component", "clickhouse"),
+			Registry: d.registry, Retention: cfg.Store.Retention.Duration, RetryFor: 2 * time.Second})
+		if err != nil {
+			return fmt.Errorf("store.clickhouse: %w", err)
+		}
+		s = ch
+	case cfg.Store.Path != "":
+		e, err := embedded.Open(cfg.Store.Path, embedded.Options{MaxBytes: cfg.Store.MaxBytes})
+		if err != nil {
+			return fmt.Errorf("store: %w", err)
+		}
+		s = e
+	default:
 		return nil
-	}
-	s, err := embedded.Open(cfg.Store.Path, embedded.Options{MaxBytes: cfg.Store.MaxBytes})
-	if err != nil {
-		return fmt.Errorf("store: %w", err)
 	}
 	d.history = s
 	d.writer = store.NewWriter(s, d.events, d.trafficPoints, store.WriterDeps{Logger: d.log.With("component", "store"),
