@@ -27,7 +27,7 @@ var allowed = map[string][]string{
 	"mitigate":          {"flowspec"},
 	"mitigate/bgp":      {"flowspec", "mitigate"},
 	"api":               {"config", "events", "flowspec", "mitigate", "store"},
-	"store":             {"events", "flowspec"},
+	"store":             {"events", "flow", "flowspec"},
 	"store/embedded":    {"events", "flowspec", "store"},
 	"store/clickhouse":  {"events", "flow", "flowspec", "store"},
 	"store/storetest":   {"events", "flowspec", "store"},

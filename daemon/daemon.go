@@ -144,7 +144,7 @@ func New(cfg *config.Config, deps Deps) (*Daemon, error) {
 		return nil, fmt.Errorf("mitigation: %w", err)
 	}
 	if d.pipeline, err = pipeline.New(PipelineConfig(cfg, 0), pipeline.Deps{Rules: d.rules.Set, Mitigator: d.mit.mgr,
-		Events: d.events, Log: log, Registerer: d.registry}); err != nil {
+		Events: d.events, Log: log, Registerer: d.registry, OnSample: d.onSample()}); err != nil {
 		d.mit.Close()
 		return nil, err
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/kapkan-io/kapkan/config"
 	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/store"
 	"github.com/kapkan-io/kapkan/store/clickhouse"
 	"github.com/kapkan-io/kapkan/store/embedded"
@@ -64,4 +65,15 @@ func (d *Daemon) trafficPoints() []store.TrafficPoint {
 		}
 	}
 	return out
+}
+
+// onSample hands the attacks' raw flow samples to the history when its
+// store keeps them (ClickHouse); nil otherwise.
+func (d *Daemon) onSample() func(uint64, time.Time, []flow.Record) {
+	if d.writer == nil || !d.writer.KeepsSamples() {
+		return nil
+	}
+	return func(id uint64, taken time.Time, recs []flow.Record) {
+		d.writer.Sample(store.Sample{AttackID: id, Taken: taken, Records: recs})
+	}
 }

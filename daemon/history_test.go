@@ -1,6 +1,7 @@
 package daemon_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -9,8 +10,10 @@ import (
 	"time"
 
 	"github.com/kapkan-io/kapkan/daemon/daemontest"
+	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/ingest/demo"
 	"github.com/kapkan-io/kapkan/internal/testutil"
+	"github.com/kapkan-io/kapkan/store/clickhouse"
 )
 
 // TestHistory: with the embedded store (the test configuration's default)
@@ -29,6 +32,7 @@ func TestHistory(t *testing.T) {
 			api := "http://" + d.APIAddr().String()
 			var got struct {
 				Attacks []struct {
+					ID     uint64   `json:"id"`
 					Target string   `json:"target"`
 					Labels []string `json:"labels"`
 				} `json:"attacks"`
@@ -48,6 +52,27 @@ func TestHistory(t *testing.T) {
 				getJSON(t, api+"/api/v1/traffic?hostgroup=customers&from=1h", &series)
 				return len(series.Incoming) > 0
 			}, func() string { return "no traffic series for the hostgroup" })
+			if tc.name != "clickhouse" {
+				return
+			}
+			// ClickHouse also keeps the attack's raw flow sample.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			s, err := clickhouse.Open(ctx, ch.DSN("kapkan_daemon_test"), clickhouse.Deps{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			var recs []flow.Record
+			waitFor(t, 10*time.Second, func() bool {
+				recs, err = s.Sample(ctx, got.Attacks[0].ID)
+				return err == nil && len(recs) > 0
+			}, func() string {
+				return fmt.Sprintf("no raw sample for attack %d in ClickHouse (%v)", got.Attacks[0].ID, err)
+			})
+			if recs[0].SrcPort != 53 || recs[0].DstAddr() != netip.MustParseAddr("203.0.113.5") {
+				t.Errorf("raw sample record %+v, want a DNS answer to 203.0.113.5", recs[0])
+			}
 		})
 	}
 }

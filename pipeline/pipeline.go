@@ -26,6 +26,7 @@ import (
 
 	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/events"
+	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/policy"
 	"github.com/kapkan-io/kapkan/rules"
@@ -90,6 +91,10 @@ type Deps struct {
 	Log *slog.Logger
 	// Registerer receives the stage's metrics (nil: not registered).
 	Registerer prometheus.Registerer
+	// OnSample, when set, is handed each attack's raw flow sample at its
+	// start and its end (the history keeps them for forensics); it must
+	// not block, and must not change the records.
+	OnSample func(attackID uint64, taken time.Time, recs []flow.Record)
 }
 
 // Pipeline is the verdict path.
@@ -279,6 +284,7 @@ func (p *Pipeline) handle(ctx context.Context, a *attack, c *engine.Candidate) {
 		f := p.classify(ctx, set, c, a)
 		a.final = a.records >= p.cfg.MinSample
 		p.publish(attackEvent(events.AttackStarted, c, a))
+		p.sample(c)
 		ds, err := a.tracker.Start(c, a.verdict, set.Ladder(c.Hostgroup, a.verdict.Labels), f)
 		p.apply(c, ds, err)
 		p.sayWhy(c, a)
@@ -299,6 +305,7 @@ func (p *Pipeline) handle(ctx context.Context, a *attack, c *engine.Candidate) {
 			p.classify(ctx, p.deps.Rules(), c, a)
 		}
 		p.publish(attackEvent(events.AttackEnded, c, a))
+		p.sample(c)
 		p.apply(c, a.tracker.End(c), nil)
 	}
 }
@@ -406,6 +413,14 @@ func (p *Pipeline) sayWhy(c *engine.Candidate, a *attack) {
 }
 
 func (p *Pipeline) publish(e events.Event) { p.deps.Events.Publish(e) }
+
+// sample hands the candidate's raw flow sample (a copy the engine made for
+// it) to OnSample.
+func (p *Pipeline) sample(c *engine.Candidate) {
+	if p.deps.OnSample != nil && len(c.Sample) > 0 {
+		p.deps.OnSample(c.ID, c.At, c.Sample)
+	}
+}
 
 // MetricValue is a rate in the unit thresholds use (Mbps for byte metrics),
 // rounded to a thousandth.

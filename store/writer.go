@@ -50,6 +50,9 @@ type Writer struct {
 	dropped                        prometheus.Counter
 	errs                           *prometheus.CounterVec
 	seconds                        *prometheus.HistogramVec
+
+	samples                        chan Sample
+	samplesWritten, samplesDropped prometheus.Counter
 }
 
 // NewWriter returns a writer of ring into s; traffic (nil: none) returns
@@ -103,20 +106,29 @@ func NewWriter(s Store, ring *events.Ring, traffic func() []TrafficPoint, d Writ
 		}),
 		errs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kapkan_store_errors_total",
-			Help: "Failed history store operations, by operation (events, traffic, prune).",
+			Help: "Failed history store operations, by operation (events, traffic, prune, samples).",
 		}, []string{"op"}),
+		samples: make(chan Sample, sampleQueue),
+		samplesWritten: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kapkan_store_samples_written_total",
+			Help: "Raw flow samples of attacks written to a history store that keeps them (ClickHouse).",
+		}),
+		samplesDropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kapkan_store_samples_dropped_total",
+			Help: "Raw flow samples not kept: the writer's queue was full or the store refused them.",
+		}),
 		seconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kapkan_store_write_seconds",
-			Help:    "Time taken by history store writes, by operation (events, traffic, prune).",
+			Help:    "Time taken by history store writes, by operation (events, traffic, prune, samples).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 4, 9), // 0.5 ms … 33 s
 		}, []string{"op"}),
 	}
-	for _, op := range []string{"events", "traffic", "prune"} {
+	for _, op := range []string{"events", "traffic", "prune", "samples"} {
 		w.errs.WithLabelValues(op)
 		w.seconds.WithLabelValues(op)
 	}
 	if d.Registerer != nil {
-		d.Registerer.MustRegister(w.written, w.lost, w.retries, w.dropped, w.points, w.errs, w.seconds)
+		d.Registerer.MustRegister(w.written, w.lost, w.retries, w.dropped, w.points, w.errs, w.seconds, w.samplesWritten, w.samplesDropped)
 	}
 	return w
 }
@@ -199,6 +211,8 @@ func (w *Writer) Run(ctx context.Context) error {
 			}
 		case <-due:
 			flush(ctx)
+		case smp := <-w.samples:
+			w.writeSample(ctx, smp)
 		case <-traffic.C:
 			w.writeTraffic(ctx)
 		case <-prune.C:

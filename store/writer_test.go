@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kapkan-io/kapkan/events"
+	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/internal/testutil"
 	"github.com/kapkan-io/kapkan/store"
 )
@@ -209,6 +210,56 @@ func TestWriterTrafficAndPrune(t *testing.T) {
 			if !p.Equal(want[i].Add(-90 * 24 * time.Hour)) {
 				t.Errorf("prune %d before %v, want %v", i, p, want[i].Add(-90*24*time.Hour))
 			}
+		}
+	})
+}
+
+// sampling is a fake store that also keeps raw samples.
+type sampling struct {
+	fake
+	samples []store.Sample
+}
+
+func (s *sampling) PutSample(_ context.Context, id uint64, taken time.Time, recs []flow.Record) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.samples = append(s.samples, store.Sample{AttackID: id, Taken: taken, Records: recs})
+	return nil
+}
+
+// TestWriterSamples: raw samples reach a store that keeps them, in order;
+// a writer whose store keeps none says so (nobody need hand it any); a
+// full queue drops a sample and counts it, never waits.
+func TestWriterSamples(t *testing.T) {
+	if store.NewWriter(&fake{}, events.NewRing(16, nil), nil, store.WriterDeps{}).KeepsSamples() {
+		t.Error("a store without PutSample keeps samples")
+	}
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		s := &sampling{}
+		w := store.NewWriter(s, events.NewRing(16, nil), nil, store.WriterDeps{Registerer: reg})
+		if !w.KeepsSamples() {
+			t.Fatal("a store with PutSample keeps no samples")
+		}
+		recs := []flow.Record{{SrcPort: 53}, {SrcPort: 123}}
+		// The queue holds 256; the writer is not running yet.
+		for i := range 300 {
+			w.Sample(store.Sample{AttackID: uint64(i + 1), Taken: time.Now(), Records: recs})
+		}
+		if n := testutil.MetricValue(t, reg, "kapkan_store_samples_dropped_total", nil); n != 44 {
+			t.Errorf("dropped %v, want 44", n)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- w.Run(ctx) }()
+		synctest.Wait()
+		cancel()
+		<-done
+		if len(s.samples) != 256 || s.samples[0].AttackID != 1 || s.samples[255].AttackID != 256 || len(s.samples[0].Records) != 2 {
+			t.Fatalf("%d samples written, want 1..256 in order", len(s.samples))
+		}
+		if n := testutil.MetricValue(t, reg, "kapkan_store_samples_written_total", nil); n != 256 {
+			t.Errorf("written %v, want 256", n)
 		}
 	})
 }
