@@ -138,3 +138,42 @@ type Store interface {
 	Prune(ctx context.Context, before time.Time) error
 	Close() error
 }
+
+// Apply merges an attack event into the attack's stored row, by the rules
+// the conformance suite (store/storetest) holds every store to: the
+// identity, start, trigger, rate and threshold always; the labels, vector,
+// rules, deciding rule, sample summary, sample size and peak only when the
+// event carries them (an end may carry less than the start did); the end
+// when the event has one, or the event's time for the attack's end.
+func (a *Attack) Apply(e *events.Event) {
+	x := e.Attack
+	a.ID, a.Target, a.Scope, a.Direction, a.Hostgroup = x.ID, x.Target, x.Scope, x.Direction, x.Hostgroup
+	a.Started, a.Trigger, a.Rate, a.Threshold = x.Started.UTC(), x.Trigger, x.Rate, x.Threshold
+	if len(x.Labels) > 0 {
+		a.Labels = x.Labels
+	}
+	if !x.Vector.IsZero() {
+		a.Vector = x.Vector
+	}
+	if len(x.Rules) > 0 {
+		a.Rules = x.Rules
+	}
+	if x.Decider != "" {
+		a.Decider = x.Decider
+	}
+	if x.Sample != nil {
+		a.Sample = x.Sample
+	}
+	if x.SampleRecords != 0 {
+		a.SampleRecords = x.SampleRecords
+	}
+	if len(x.Peak) > 0 {
+		a.Peak = x.Peak
+	}
+	switch {
+	case !x.Ended.IsZero():
+		a.Ended = x.Ended.UTC()
+	case e.Kind == events.AttackEnded:
+		a.Ended = e.At.UTC()
+	}
+}

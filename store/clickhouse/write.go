@@ -94,36 +94,7 @@ func (st *attackState) apply(e *events.Event) {
 		return
 	}
 	st.last = e.At
-	a, x := &st.a, e.Attack
-	a.ID, a.Target, a.Scope, a.Direction, a.Hostgroup = x.ID, x.Target, x.Scope, x.Direction, x.Hostgroup
-	a.Started, a.Trigger, a.Rate, a.Threshold = x.Started, x.Trigger, x.Rate, x.Threshold
-	if len(x.Labels) > 0 {
-		a.Labels = x.Labels
-	}
-	if !x.Vector.IsZero() {
-		a.Vector = x.Vector
-	}
-	if len(x.Rules) > 0 {
-		a.Rules = x.Rules
-	}
-	if x.Decider != "" {
-		a.Decider = x.Decider
-	}
-	if x.Sample != nil {
-		a.Sample = x.Sample
-	}
-	if x.SampleRecords != 0 {
-		a.SampleRecords = x.SampleRecords
-	}
-	if x.Peak != nil {
-		a.Peak = x.Peak
-	}
-	switch {
-	case !x.Ended.IsZero():
-		a.Ended = x.Ended
-	case e.Kind == events.AttackEnded:
-		a.Ended = e.At
-	}
+	st.a.Apply(e)
 }
 
 // rateKey is a rate point's identity: a point at the same time replaces

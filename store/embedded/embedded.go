@@ -246,35 +246,7 @@ func (w *writeTx) attack(e *events.Event) error {
 		w.order = append(w.order, a.ID)
 	}
 	old := r.Attack
-	r.ID, r.Target, r.Scope, r.Direction, r.Hostgroup = a.ID, a.Target, a.Scope, a.Direction, a.Hostgroup
-	r.Started, r.Trigger, r.Rate, r.Threshold = a.Started.UTC(), a.Trigger, a.Rate, a.Threshold
-	if len(a.Labels) > 0 {
-		r.Labels = a.Labels
-	}
-	if !a.Vector.IsZero() {
-		r.Vector = a.Vector
-	}
-	if len(a.Rules) > 0 {
-		r.Rules = a.Rules
-	}
-	if a.Decider != "" {
-		r.Decider = a.Decider
-	}
-	if a.Sample != nil {
-		r.Sample = a.Sample
-	}
-	if a.SampleRecords != 0 {
-		r.SampleRecords = a.SampleRecords
-	}
-	if len(a.Peak) > 0 {
-		r.Peak = a.Peak
-	}
-	switch {
-	case !a.Ended.IsZero():
-		r.Ended = a.Ended.UTC()
-	case e.Kind == events.AttackEnded:
-		r.Ended = e.At.UTC()
-	}
+	r.Attack.Apply(e)
 	if e.At.After(r.Last) {
 		r.Last = e.At.UTC()
 	}
