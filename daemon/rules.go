@@ -232,11 +232,9 @@ func (r *ruleRuntime) checksum() ([32]byte, error) {
 }
 
 // Watch reloads when the files change, polling every interval, until ctx
-// ends.
+// ends. It polls the directories of the moment: a configuration reload
+// may add or remove some.
 func (r *ruleRuntime) Watch(ctx context.Context, every time.Duration) error {
-	if len(r.dirs) == 0 {
-		return nil
-	}
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -244,9 +242,12 @@ func (r *ruleRuntime) Watch(ctx context.Context, every time.Duration) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			sum, err := r.checksum()
 			r.mu.Lock()
-			changed := err != nil || sum != r.sum
+			changed := false
+			if len(r.dirs) > 0 {
+				sum, err := r.checksum()
+				changed = err != nil || sum != r.sum
+			}
 			r.mu.Unlock()
 			if changed {
 				_ = r.Reload("file change")
