@@ -61,8 +61,9 @@ type Deps struct {
 // Daemon is the running process: every component of its role, built from
 // one configuration.
 type Daemon struct {
-	cfgMu sync.Mutex // guards cfg, which a reload replaces
-	cfg   *config.Config
+	cfgMu    sync.Mutex // guards cfg, which a reload replaces
+	reloadMu sync.Mutex // one configuration reload at a time
+	cfg      *config.Config
 	// started is the configuration the daemon started with: what a reload
 	// cannot change is named until the next restart.
 	started       *config.Config
@@ -256,16 +257,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return d.http.Shutdown(sctx)
 	})
 	g.Go(func() error { return d.handleSignals(ctx) })
-	g.Go(func() error { return d.rules.Watch(ctx, d.cfg.Rules.PollInterval.Duration) })
+	g.Go(func() error {
+		return d.rules.Watch(ctx, func() time.Duration { return d.Config().Rules.PollInterval.Duration })
+	})
 	g.Go(func() error { return d.mit.mgr.Run(ctx) })
 	g.Go(func() error { return d.notify.Run(ctx) })
 	if d.writer != nil {
 		g.Go(func() error { return d.writer.Run(ctx) })
 	}
 	if d.demo {
-		g.Go(func() error { return runDemo(ctx, d.log, d.cfg.Ingest.SFlow.Listen) })
+		listen := d.started.Ingest.SFlow.Listen // a listen address changes only at a restart
+		g.Go(func() error { return runDemo(ctx, d.log, listen) })
 	}
-	d.log.Info("kapkan started", "version", d.version, "role", string(RoleAll), "dry_run", d.cfg.DryRun, "api", d.httpLn.Addr().String())
+	d.log.Info("kapkan started", "version", d.version, "role", string(RoleAll), "dry_run", d.started.DryRun, "api", d.httpLn.Addr().String())
 	err := g.Wait()
 	st := d.engine.Stats()
 	d.log.Info("kapkan stopped", "records", st.Records, "active_attacks", st.Attacks)

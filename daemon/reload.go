@@ -52,6 +52,8 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 // need a restart are named, compared with the configuration the daemon
 // started with, until it restarts.
 func (d *Daemon) reloadConfig(trigger string) error {
+	d.reloadMu.Lock() // SIGHUP and the API may ask at once
+	defer d.reloadMu.Unlock()
 	ev := &events.Reload{What: "config", Trigger: trigger}
 	fail := func(err error) error {
 		d.reloadMetrics.reloads.WithLabelValues("failure").Inc()
@@ -71,7 +73,7 @@ func (d *Daemon) reloadConfig(trigger string) error {
 	if d.configPath == "" {
 		return fail(errors.New("the daemon runs on the embedded defaults: there is no file to reload (start it with --config)"))
 	}
-	next, _, err := config.Reload(d.cfg, d.configPath)
+	next, _, err := config.Reload(d.Config(), d.configPath)
 	if err != nil {
 		return fail(err)
 	}
@@ -90,7 +92,7 @@ func (d *Daemon) reloadConfig(trigger string) error {
 		return fail(err)
 	}
 	d.level.Set(ParseLevel(next.Log.Level))
-	ev.Applied = config.Diff(d.cfg, next).Live
+	ev.Applied = config.Diff(d.Config(), next).Live
 	ev.NeedsRestart = config.Diff(d.started, next).Restart
 	ev.OK = true
 	d.cfgMu.Lock()

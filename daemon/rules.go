@@ -231,15 +231,16 @@ func (r *ruleRuntime) checksum() ([32]byte, error) {
 	return s, nil
 }
 
-// Watch reloads when the files change, polling every interval, until ctx
+// Watch reloads when the files change, polling every interval (asked
+// again after each poll: a configuration reload may change it), until ctx
 // ends. It polls the directories of the moment: a configuration reload
 // may add or remove some.
-func (r *ruleRuntime) Watch(ctx context.Context, every time.Duration) error {
-	t := time.NewTicker(every)
-	defer t.Stop()
+func (r *ruleRuntime) Watch(ctx context.Context, every func() time.Duration) error {
 	for {
+		t := time.NewTimer(every())
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
 		case <-t.C:
 			r.mu.Lock()

@@ -69,7 +69,7 @@ func TestRulesHotReload(t *testing.T) {
 	write("kapkan_rules: 1\nrules:\n  - name: ops-udp-2\n    match: udp_share > 0.6\n    labels: [ops-udp]\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	go func() { _ = r.Watch(ctx, 20*time.Millisecond) }()
+	go func() { _ = r.Watch(ctx, func() time.Duration { return 20 * time.Millisecond }) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for !slices.Contains(r.Set().Rules(), "ops-udp-2") {
 		if time.Now().After(deadline) {
