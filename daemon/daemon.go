@@ -107,7 +107,7 @@ func New(cfg *config.Config, deps Deps) (*Daemon, error) {
 	if d.level == nil {
 		d.level = new(slog.LevelVar)
 	}
-	d.reloadMetrics = newReloadMetrics(d.registry)
+	d.reloadMetrics = newReloadMetrics(d.registry, "config", "configuration")
 	d.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	ideps := ingest.Deps{Registry: d.registry, Logger: log}
 	d.decoder = ingest.New(IngestOptions(cfg), ideps)

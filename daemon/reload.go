@@ -11,26 +11,31 @@ import (
 	"github.com/kapkan-io/kapkan/events"
 )
 
-// reloadMetrics say how the last configuration reload went.
+// reloadMetrics say how the last reload of something (the rules, the
+// configuration) went: kapkan_<subsystem>_last_reload_successful,
+// _last_reload_success_timestamp_seconds and _reloads_total{result}.
 type reloadMetrics struct {
 	lastOK   prometheus.Gauge
 	lastTime prometheus.Gauge
 	reloads  *prometheus.CounterVec
 }
 
-func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
+// newReloadMetrics makes the metrics of subsystem's reloads (what is
+// reloaded, in words) as loaded now, and registers them with reg (nil:
+// not registered).
+func newReloadMetrics(reg prometheus.Registerer, subsystem, what string) *reloadMetrics {
 	m := &reloadMetrics{
 		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kapkan_config_last_reload_successful",
-			Help: "1 when the last configuration reload succeeded (or none was asked for), 0 when the running configuration is older than the file.",
+			Name: "kapkan_" + subsystem + "_last_reload_successful",
+			Help: "1 when the last " + what + " reload succeeded (or none was asked for), 0 when the running " + what + " is older than its files (see the log).",
 		}),
 		lastTime: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kapkan_config_last_reload_success_timestamp_seconds",
-			Help: "When the running configuration was loaded.",
+			Name: "kapkan_" + subsystem + "_last_reload_success_timestamp_seconds",
+			Help: "When the running " + what + " was loaded.",
 		}),
 		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kapkan_config_reloads_total",
-			Help: "Configuration reloads, by result (success, failure).",
+			Name: "kapkan_" + subsystem + "_reloads_total",
+			Help: "Reloads of the " + what + ", by result (success, failure).",
 		}, []string{"result"}),
 	}
 	m.reloads.WithLabelValues("success")
@@ -41,6 +46,17 @@ func newReloadMetrics(reg prometheus.Registerer) *reloadMetrics {
 		reg.MustRegister(m.lastOK, m.lastTime, m.reloads)
 	}
 	return m
+}
+
+func (m *reloadMetrics) succeeded() {
+	m.reloads.WithLabelValues("success").Inc()
+	m.lastOK.Set(1)
+	m.lastTime.SetToCurrentTime()
+}
+
+func (m *reloadMetrics) failed() {
+	m.reloads.WithLabelValues("failure").Inc()
+	m.lastOK.Set(0)
 }
 
 // reloadConfig reads the configuration file again and applies what can
@@ -56,8 +72,7 @@ func (d *Daemon) reloadConfig(trigger string) error {
 	defer d.reloadMu.Unlock()
 	ev := &events.Reload{What: "config", Trigger: trigger}
 	fail := func(err error) error {
-		d.reloadMetrics.reloads.WithLabelValues("failure").Inc()
-		d.reloadMetrics.lastOK.Set(0)
+		d.reloadMetrics.failed()
 		ev.Err = err.Error()
 		var ce config.Errors
 		if errors.As(err, &ce) {
@@ -98,9 +113,7 @@ func (d *Daemon) reloadConfig(trigger string) error {
 	d.cfgMu.Lock()
 	d.cfg = next
 	d.cfgMu.Unlock()
-	d.reloadMetrics.reloads.WithLabelValues("success").Inc()
-	d.reloadMetrics.lastOK.Set(1)
-	d.reloadMetrics.lastTime.SetToCurrentTime()
+	d.reloadMetrics.succeeded()
 	d.events.Publish(events.Event{Kind: events.ConfigReloaded, Reload: ev})
 	return nil
 }

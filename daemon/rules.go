@@ -47,9 +47,7 @@ type ruleRuntime struct {
 	// daemon's event log renders it); without it, reloads are logged here.
 	pub pipeline.Publisher
 
-	lastOK   prometheus.Gauge
-	lastTime prometheus.Gauge
-	reloads  *prometheus.CounterVec
+	metrics *reloadMetrics
 }
 
 func newRuleRuntime(dirs []string, log *slog.Logger, reg prometheus.Registerer) (*ruleRuntime, error) {
@@ -57,23 +55,9 @@ func newRuleRuntime(dirs []string, log *slog.Logger, reg prometheus.Registerer) 
 		dirs: dirs,
 		log:  log.With("component", "rules"),
 		wasm: wasm.NewHost(log),
-		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kapkan_rules_last_reload_successful",
-			Help: "1 when the last rule reload succeeded, 0 when the running set is older than the files (see the log).",
-		}),
-		lastTime: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kapkan_rules_last_reload_success_timestamp_seconds",
-			Help: "When the running rule set was loaded.",
-		}),
-		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kapkan_rules_reloads_total",
-			Help: "Rule reloads, by result (success, failure).",
-		}, []string{"result"}),
 	}
-	r.reloads.WithLabelValues("success")
-	r.reloads.WithLabelValues("failure")
+	r.metrics = newReloadMetrics(reg, "rules", "rule set")
 	if reg != nil {
-		reg.MustRegister(r.lastOK, r.lastTime, r.reloads)
 		reg.MustRegister(r.wasm.Collectors()...)
 	}
 	set, sum, err := r.compile()
@@ -82,8 +66,6 @@ func newRuleRuntime(dirs []string, log *slog.Logger, reg prometheus.Registerer) 
 	}
 	r.set.Store(set)
 	r.sum = sum
-	r.lastOK.Set(1)
-	r.lastTime.SetToCurrentTime()
 	r.last.Store(&api.ReloadView{OK: true, At: time.Now().UTC(), Trigger: "start", Errors: []string{}})
 	r.log.Info("rules loaded", "rules", len(set.Rules()), "wasm_modules", len(set.Modules()), "disabled", len(set.Disabled()), "dirs", dirs)
 	return r, nil
@@ -149,8 +131,7 @@ func (r *ruleRuntime) reloadDirs(dirs []string, why string) error {
 func (r *ruleRuntime) reload(why string) error {
 	set, sum, err := r.compile()
 	if err != nil {
-		r.lastOK.Set(0)
-		r.reloads.WithLabelValues("failure").Inc()
+		r.metrics.failed()
 		r.lastErr.Store(&err)
 		r.sum = sum // do not retry the same broken files every poll
 		var es rules.Errors
@@ -186,9 +167,7 @@ func (r *ruleRuntime) reload(why string) error {
 	r.sum = sum
 	r.lastErr.Store(nil)
 	r.last.Store(&api.ReloadView{OK: true, At: time.Now().UTC(), Trigger: why, Errors: []string{}})
-	r.lastOK.Set(1)
-	r.lastTime.SetToCurrentTime()
-	r.reloads.WithLabelValues("success").Inc()
+	r.metrics.succeeded()
 	if r.pub != nil {
 		r.pub.Publish(events.Event{Kind: events.RulesReloaded, Reload: &events.Reload{What: "rules", OK: true, Trigger: why,
 			Rules: len(set.Rules()), WASMModules: len(set.Modules()), Disabled: len(set.Disabled())}})

@@ -58,7 +58,7 @@ func TestRulesHotReload(t *testing.T) {
 		if r.Set() != first {
 			t.Fatalf("%s: the running set was replaced by a broken one", broken.name)
 		}
-		if got := testutil.ToFloat64(r.lastOK); got != 0 {
+		if got := testutil.ToFloat64(r.metrics.lastOK); got != 0 {
 			t.Errorf("%s: kapkan_rules_last_reload_successful = %v", broken.name, got)
 		}
 	}
@@ -77,10 +77,10 @@ func TestRulesHotReload(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if got := testutil.ToFloat64(r.lastOK); got != 1 {
+	if got := testutil.ToFloat64(r.metrics.lastOK); got != 1 {
 		t.Errorf("kapkan_rules_last_reload_successful = %v after the fix", got)
 	}
-	if got := testutil.ToFloat64(r.reloads.WithLabelValues("failure")); got != 4 {
+	if got := testutil.ToFloat64(r.metrics.reloads.WithLabelValues("failure")); got != 4 {
 		t.Errorf("failed reloads = %v, want 4", got)
 	}
 }
