@@ -46,18 +46,7 @@ func (v *validator) notify() {
 	for i := range v.c.Notify {
 		n := &v.c.Notify[i]
 		path := fmt.Sprintf("notify[%d]", i)
-		switch {
-		case n.Name == "":
-			v.errorf(path+".name", "no name (want a name like \"noc-slack\")")
-		case !hostgroupName.MatchString(n.Name):
-			v.errorf(path+".name", "%q is not a valid name (want lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit)", n.Name)
-		default:
-			if j, dup := names[n.Name]; dup {
-				v.errorf(path+".name", "%q is already the name of %s", n.Name, v.c.where(fmt.Sprintf("notify[%d]", j)))
-			} else {
-				names[n.Name] = i
-			}
-		}
+		v.listName(names, "notify", i, n.Name, "", `a name like "noc-slack"`, hostgroupName, validNameWant)
 		known := slices.Contains(NotifierTypes, n.Type)
 		if !known {
 			what := fmt.Sprintf("%q is not a notifier type", n.Type)

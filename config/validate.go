@@ -217,18 +217,7 @@ func (v *validator) hostgroups() {
 	prefixes := make(map[netip.Prefix]seenPrefix)
 	for i, hg := range v.c.Hostgroups {
 		path := fmt.Sprintf("hostgroups[%d]", i)
-		switch {
-		case hg.Name == "":
-			v.errorf(path+".name", "no name (want a name like \"customers\")")
-		case !hostgroupName.MatchString(hg.Name):
-			v.errorf(path+".name", "%q is not a valid name (want lower-case letters, digits, \"_\" and \"-\", starting with a letter or digit)", hg.Name)
-		default:
-			if j, dup := names[hg.Name]; dup {
-				v.errorf(path+".name", "%q is already the name of %s", hg.Name, v.c.where(fmt.Sprintf("hostgroups[%d]", j)))
-			} else {
-				names[hg.Name] = i
-			}
-		}
+		v.listName(names, "hostgroups", i, hg.Name, "", `a name like "customers"`, hostgroupName, validNameWant)
 		v.ignoreSources(path, hg.IgnoreSources)
 		if len(hg.Prefixes) == 0 {
 			v.errorf(path+".prefixes", "no prefixes (want at least one, like [203.0.113.0/24])")
@@ -307,18 +296,8 @@ func (v *validator) apiTokens() {
 	seen := map[string]int{}
 	for i, tk := range v.c.API.Tokens {
 		p := fmt.Sprintf("api.tokens[%d]", i)
-		switch {
-		case tk.Name == "":
-			v.errorf(p+".name", "no name (want one for the logs, like noc)")
-		case !tokenName.MatchString(tk.Name):
-			v.errorf(p+".name", "%q is not a token name (want letters, digits, '-', '_' or '.')", tk.Name)
-		default:
-			if j, dup := seen[tk.Name]; dup {
-				v.errorf(p+".name", "%q is already the name of %s", tk.Name, v.c.where(fmt.Sprintf("api.tokens[%d].name", j)))
-			} else {
-				seen[tk.Name] = i
-			}
-		}
+		v.listName(seen, "api.tokens", i, tk.Name, ".name", "one for the logs, like noc", tokenName,
+			"a token name (want letters, digits, '-', '_' or '.')")
 		if tk.Scope != ScopeRead && tk.Scope != ScopeOperate {
 			v.errorf(p+".scope", "%q is not a scope (want read or operate)", tk.Scope)
 		}
@@ -525,6 +504,28 @@ func (v *validator) store() {
 			v.errorf("store.clickhouse.dsn", "the value does not parse as a URL (want clickhouse://host:port/database; not shown, it may hold a password)")
 		case !slices.Contains([]string{"clickhouse", "tcp", "http", "https"}, u.Scheme) || u.Host == "":
 			v.errorf("store.clickhouse.dsn", "scheme %q or host missing (want clickhouse://host:port/database)", u.Scheme)
+		}
+	}
+}
+
+// validNameWant is what a hostgroup or notifier name must be.
+const validNameWant = `a valid name (want lower-case letters, digits, "_" and "-", starting with a letter or digit)`
+
+// listName checks the name of item i of the list at path list: present
+// (else "want" example), matching pattern (else "is not" invalid), and not
+// the name of an earlier item (named by its path and suffix, e.g. ".name").
+func (v *validator) listName(seen map[string]int, list string, i int, name, suffix, example string, pattern *regexp.Regexp, invalid string) {
+	path := fmt.Sprintf("%s[%d].name", list, i)
+	switch {
+	case name == "":
+		v.errorf(path, "no name (want %s)", example)
+	case !pattern.MatchString(name):
+		v.errorf(path, "%q is not %s", name, invalid)
+	default:
+		if j, dup := seen[name]; dup {
+			v.errorf(path, "%q is already the name of %s", name, v.c.where(fmt.Sprintf("%s[%d]%s", list, j, suffix)))
+		} else {
+			seen[name] = i
 		}
 	}
 }
