@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kapkan-io/kapkan/config"
 	"github.com/kapkan-io/kapkan/daemon/daemontest"
 	"github.com/kapkan-io/kapkan/ingest/demo"
 	"github.com/kapkan-io/kapkan/internal/testutil"
@@ -16,35 +15,9 @@ import (
 // sends it a generated flood over real sFlow datagrams, and checks the
 // "attack detected" log line, /healthz and /metrics.
 func TestDaemonDetectsAndServesMetrics(t *testing.T) {
-	cfg, err := config.Parse("test.yaml", []byte(`
-ingest:
-  sflow: {listen: "127.0.0.1:0", workers: 2}
-  netflow: {listen: "127.0.0.1:0", workers: 1}
-detection: {window: 2s, cooldown: 2s}
-hostgroups:
-  - name: customers
-    prefixes: [203.0.113.0/24]
-    thresholds:
-      incoming: {pps: 20000}
-api:
-  listen: "127.0.0.1:0"
-  open_read: true
-mitigation:
-  state_file: ""
-store: {path: ""}
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, logs := daemontest.Start(t, cfg, "")
+	d, logs := daemontest.Start(t, daemontest.Config(t, ""), "")
 
-	var sflowAddr netip.AddrPort
-	for _, a := range d.FlowAddrs() {
-		if strings.Contains(a.String(), "127.0.0.1") && sflowAddr == (netip.AddrPort{}) {
-			sflowAddr = a
-		}
-	}
-	conn := daemontest.SendAttack(t, sflowAddr, demo.SYNFlood, netip.MustParseAddr("203.0.113.5"), 4*time.Second, 3)
+	conn := daemontest.SendAttack(t, d.FlowAddrs()[0], demo.SYNFlood, netip.MustParseAddr("203.0.113.5"), 4*time.Second, 3)
 	var detected map[string]any
 	// One garbage datagram: counted as a decode error, nothing else.
 	if _, err := conn.Write([]byte("garbage, not flow telemetry")); err != nil {

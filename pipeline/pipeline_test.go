@@ -101,6 +101,27 @@ func builtinSet(t *testing.T, host *wasm.Host, dirs ...string) *rules.Set {
 	return set
 }
 
+// newPipeline builds a pipeline over set whose decisions and events the
+// returned recorder keeps.
+func newPipeline(t *testing.T, cfg pipeline.Config, set *rules.Set) (*pipeline.Pipeline, *recorder) {
+	t.Helper()
+	rec := newRecorder()
+	pl, err := pipeline.New(cfg, pipeline.Deps{Rules: func() *rules.Set { return set }, Mitigator: rec, Events: rec, Log: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pl, rec
+}
+
+// run runs pl on a channel of candidates until the returned stop is called.
+func run(pl *pipeline.Pipeline, queue int) (in chan engine.Candidate, stop func()) {
+	in = make(chan engine.Candidate, queue)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- pl.Run(ctx, in) }()
+	return in, func() { cancel(); <-done }
+}
+
 // TestHangingModuleDelaysNoAttack is the case: three rules name a
 // module that runs into its 1 s timeout, and ten attacks start at once.
 // Every attack is classified (by the expr rules) and its mitigation
@@ -120,16 +141,8 @@ rules:
 	hreg := prometheus.NewRegistry()
 	hreg.MustRegister(host.Collectors()...)
 	set := builtinSet(t, host, dir)
-	rec := newRecorder()
-	pl, err := pipeline.New(pipeline.Config{}, pipeline.Deps{Rules: func() *rules.Set { return set }, Mitigator: rec,
-		Events: rec, Log: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := make(chan engine.Candidate, 16)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- pl.Run(ctx, in) }()
+	pl, rec := newPipeline(t, pipeline.Config{}, set)
+	in, stop := run(pl, 16)
 	const attacks = 10
 	now := time.Now()
 	sent := time.Now()
@@ -146,8 +159,7 @@ rules:
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	cancel()
-	<-done
+	stop()
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
 	for i := range attacks {
@@ -179,16 +191,8 @@ rules:
 // start.
 func TestOrderPerAttack(t *testing.T) {
 	set := builtinSet(t, wasm.NewHost(quiet()))
-	rec := newRecorder()
-	pl, err := pipeline.New(pipeline.Config{Workers: 3}, pipeline.Deps{Rules: func() *rules.Set { return set }, Mitigator: rec,
-		Events: rec, Log: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := make(chan engine.Candidate, 256)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- pl.Run(ctx, in) }()
+	pl, rec := newPipeline(t, pipeline.Config{Workers: 3}, set)
+	in, stop := run(pl, 256)
 	t0 := time.Unix(1_800_000_000, 0)
 	const attacks = 12
 	for i := range attacks {
@@ -220,8 +224,7 @@ func TestOrderPerAttack(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	cancel()
-	<-done
+	stop()
 	for i := range attacks {
 		ks := rec.kinds(uint64(i + 1))
 		var got []events.Kind
@@ -263,12 +266,7 @@ func TestOrderPerAttack(t *testing.T) {
 // records each verdict stood on.
 func TestTinySampleClassifiedAgain(t *testing.T) {
 	set := builtinSet(t, wasm.NewHost(quiet()))
-	rec := newRecorder()
-	pl, err := pipeline.New(pipeline.Config{Workers: 1}, pipeline.Deps{Rules: func() *rules.Set { return set }, Mitigator: rec,
-		Events: rec, Log: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pl, rec := newPipeline(t, pipeline.Config{Workers: 1}, set)
 	t0 := time.Unix(1_800_000_000, 0)
 	ctx := context.Background()
 	c := candidate(1, "203.0.113.50", engine.AttackStarted, 4, t0)
@@ -323,12 +321,7 @@ func TestEveryAttackActsOrSaysWhy(t *testing.T) {
 	if len(set.Rules()) != 0 {
 		t.Fatalf("rules left: %v", set.Rules())
 	}
-	rec := newRecorder()
-	pl, err := pipeline.New(pipeline.Config{Workers: 1}, pipeline.Deps{Rules: func() *rules.Set { return set }, Mitigator: rec,
-		Events: rec, Log: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	pl, rec := newPipeline(t, pipeline.Config{Workers: 1}, set)
 	t0 := time.Unix(1_800_000_000, 0)
 	flood := candidate(1, "203.0.113.60", engine.AttackStarted, 100, t0)
 	pl.Handle(context.Background(), &flood)
