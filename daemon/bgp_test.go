@@ -3,6 +3,7 @@ package daemon_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"testing"
 	"time"
@@ -35,9 +36,29 @@ func TestRouterRestartWithActionInForce(t *testing.T) {
 	if up() != 1 {
 		t.Fatalf("kapkan_bgp_session_up = %v with the session established", up())
 	}
+	// The API shows the session and what was sent to it, and the daemon is
+	// ready; once the router stops it is not.
+	api := "http://" + d.APIAddr().String()
+	var bgp struct {
+		Sessions []struct {
+			Peer       string `json:"peer"`
+			State      string `json:"state"`
+			RoutesSent int    `json:"routes_sent"`
+		} `json:"sessions"`
+	}
+	getJSON(t, api+"/api/v1/bgp", &bgp)
+	if len(bgp.Sessions) != 1 || bgp.Sessions[0].Peer != "127.0.0.1" || bgp.Sessions[0].State != "established" || bgp.Sessions[0].RoutesSent < 1 {
+		t.Errorf("/api/v1/bgp: %+v, want the peer established with the route sent", bgp)
+	}
+	if code := status(t, api+"/readyz"); code != 200 {
+		t.Errorf("/readyz %d with every session up", code)
+	}
 
 	router.Stop()
 	waitFor(t, 15*time.Second, func() bool { return up() == 0 }, func() string { return "session still up after the router stopped" })
+	if code := status(t, api+"/readyz"); code != 503 {
+		t.Errorf("/readyz %d with the session down, want 503", code)
+	}
 	router.Start()
 	router.WaitEstablished("127.0.0.1", 30*time.Second)
 	waitFor(t, 15*time.Second, inForce, func() string {
@@ -73,4 +94,15 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool, why func() s
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// status is the HTTP status of a GET of url.
+func status(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
