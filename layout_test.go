@@ -35,8 +35,9 @@ var allowed = map[string][]string{
 	"ruletest":          {"flow", "flowspec", "engine", "events", "ingest", "ingest/demo", "ingest/flowgen", "pipeline", "rules"},
 	"notify":            {"config", "events", "flowspec"},
 	"internal/testutil": {},
+	"web":               {},
 	// Only the daemon (and cmd/kapkan through it) knows every part.
-	"daemon":            {"api", "builtin", "config", "engine", "events", "flow", "flowspec", "ingest", "ingest/demo", "mitigate", "mitigate/bgp", "notify", "pipeline", "rules", "rules/wasm", "store", "store/clickhouse", "store/embedded"},
+	"daemon":            {"api", "builtin", "config", "engine", "events", "flow", "flowspec", "ingest", "ingest/demo", "mitigate", "mitigate/bgp", "notify", "pipeline", "rules", "rules/wasm", "store", "store/clickhouse", "store/embedded", "web"},
 	"daemon/daemontest": {"config", "daemon", "flow", "ingest/demo", "internal/testutil"},
 	"cmd/kapkan":        {"*"},
 	"bench/e2e":         {"bench/fnm", "ingest", "flow"},

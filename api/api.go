@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -42,6 +43,9 @@ const (
 	// MaxAttackMitigations bounds the mitigation history kept per attack
 	// (the newest are kept).
 	MaxAttackMitigations = 64
+	// MaxAttackSeries bounds the rate points kept per attack; past it
+	// the series is thinned to every other point.
+	MaxAttackSeries = 720
 )
 
 // Mitigations is what the API needs of the mitigation manager
@@ -114,6 +118,12 @@ type Deps struct {
 	// Ready says whether the daemon is ready to serve (listeners bound,
 	// rules loaded, BGP sessions up when configured): /readyz.
 	Ready func() ReadyView
+	// Version and Started are shown by GET /api/v1/status.
+	Version string
+	Started time.Time
+	// Dashboard, when set, is the web dashboard's files (index.html at
+	// its root), served at / and /ui/.
+	Dashboard fs.FS
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
 }
@@ -127,6 +137,7 @@ type Server struct {
 	tokens   []token
 	engine   *gin.Engine
 	attacks  *attackIndex
+	dash     *dashboard    // nil without a dashboard
 	subs     chan struct{} // one slot per event stream
 	// keepalive is the period of the event stream's keepalive comment.
 	keepalive time.Duration
@@ -161,6 +172,13 @@ func New(cfg config.API, deps Deps) (*Server, error) {
 			return nil, fmt.Errorf("api.tokens[%d] (%s): %w", i, tc.Name, err)
 		}
 		s.tokens = append(s.tokens, token{name: tc.Name, operate: tc.Scope == config.ScopeOperate, sum: sha256.Sum256([]byte(secret))})
+	}
+	if deps.Dashboard != nil {
+		d, err := newDashboard(deps.Dashboard)
+		if err != nil {
+			return nil, err
+		}
+		s.dash = d
 	}
 	gin.SetMode(gin.ReleaseMode)
 	s.engine = gin.New()

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/fstest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -137,9 +138,16 @@ func newFixture(t *testing.T, mod func(*config.API, *Deps)) *fixture {
 		BGP:       fakeBGP{},
 		Rules:     &fakeRules{},
 		Config:    &fakeConfig{},
-		History:   &fakeHistory{},
-		Ready:     func() ReadyView { return ReadyView{Ready: true, Checks: map[string]string{"listeners": "ok"}} },
-		Now:       func() time.Time { return f.now },
+		Dashboard: fstest.MapFS{
+			"index.html":  {Data: []byte("<!doctype html><title>Kapkan</title><script type=module src=/ui/app.js></script>")},
+			"app.js":      {Data: []byte("console.log('kapkan')")},
+			"css/app.css": {Data: []byte("body{margin:0}")},
+		},
+		Version: "v-test",
+		Started: t0,
+		History: &fakeHistory{},
+		Ready:   func() ReadyView { return ReadyView{Ready: true, Checks: map[string]string{"listeners": "ok"}} },
+		Now:     func() time.Time { return f.now },
 	}
 	if mod != nil {
 		mod(&cfg, &deps)
@@ -207,6 +215,9 @@ var routeCases = []routeCase{
 	{method: "GET", path: "/readyz", need: open, status: 200},
 	{method: "GET", path: "/metrics", need: read, status: 200},
 	{method: "GET", path: "/api/v1/openapi.yaml", need: open, status: 200},
+	{method: "GET", path: "/", need: open, status: 200},
+	{method: "GET", path: "/ui/*file", url: "/ui/app.js", need: open, status: 200},
+	{method: "GET", path: "/api/v1/status", need: read, status: 200},
 	{method: "GET", path: "/api/v1/traffic", url: "/api/v1/traffic?limit=5&by=mbps", need: read, status: 200},
 	{method: "GET", path: "/api/v1/attacks", need: read, status: 200},
 	{method: "GET", path: "/api/v1/attacks/:id", url: "/api/v1/attacks/7", need: read, status: 200,
@@ -504,7 +515,13 @@ func TestUnavailable(t *testing.T) {
 		if url == "" {
 			url = rc.path
 		}
-		if rc.path == "/healthz" || rc.path == "/api/v1/openapi.yaml" {
+		switch rc.path {
+		case "/healthz", "/api/v1/openapi.yaml", "/api/v1/status":
+			continue // need nothing of the daemon
+		case "/", "/ui/*file":
+			if w := f.do(t, rc.method, url, "", ""); w.Code != 404 {
+				t.Errorf("%s without a dashboard: %d, want 404", url, w.Code)
+			}
 			continue
 		}
 		token := readToken

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"slices"
 	"sync"
+	"time"
 
 	"github.com/kapkan-io/kapkan/events"
 )
@@ -23,6 +24,36 @@ type attackEntry struct {
 	attack *events.Attack // shared with the event: never changed
 	ended  bool
 	mits   []MitigationEvent
+	series []RatePoint
+}
+
+// RatePoint is an attack's rates at one time, from its start and update
+// events.
+type RatePoint struct {
+	At   time.Time `json:"at"`
+	PPS  float64   `json:"pps"`
+	Mbps float64   `json:"mbps"`
+	FPS  float64   `json:"fps"`
+}
+
+// addPoint appends the rates of a start or update event. When the series
+// is full, every other point is dropped: it keeps the whole span of a long
+// attack at a coarser step.
+func (en *attackEntry) addPoint(e events.Event) {
+	r := e.Attack.Rates
+	if r == nil {
+		return
+	}
+	if len(en.series) >= MaxAttackSeries {
+		kept := en.series[:0]
+		for i, p := range en.series {
+			if i%2 == 1 {
+				kept = append(kept, p)
+			}
+		}
+		en.series = kept
+	}
+	en.series = append(en.series, RatePoint{At: e.At.UTC(), PPS: r["pps"], Mbps: r["mbps"], FPS: r["fps"]})
 }
 
 func newAttackIndex() *attackIndex {
@@ -47,6 +78,7 @@ func (x *attackIndex) add(e events.Event) {
 		}
 		if !en.ended {
 			en.attack = e.Attack
+			en.addPoint(e)
 		}
 	case events.AttackEnded:
 		if e.Attack == nil {
@@ -154,6 +186,7 @@ func (x *attackIndex) list() (active, recent []AttackView) {
 	return active, recent
 }
 
+// get returns one attack with its rate series.
 func (x *attackIndex) get(id uint64) (AttackView, bool) {
 	x.mu.RLock()
 	defer x.mu.RUnlock()
@@ -161,7 +194,9 @@ func (x *attackIndex) get(id uint64) (AttackView, bool) {
 	if en == nil || en.attack == nil {
 		return AttackView{}, false
 	}
-	return en.view(), true
+	v := en.view()
+	v.Series = slices.Clone(en.series)
+	return v, true
 }
 
 // seen returns the Seq of the last event added.

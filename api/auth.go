@@ -19,8 +19,12 @@ const (
 	operate               // an operate token, always
 )
 
-// tokenName is the gin context key of the name of the request's token.
-const tokenName = "kapkan_token"
+// tokenName and tokenOperate are the gin context keys of the name of the
+// request's token and whether it has the operate scope.
+const (
+	tokenName    = "kapkan_token"
+	tokenOperate = "kapkan_token_operate"
+)
 
 // authorize returns the middleware that lets through the requests a
 // route's access allows. A token is compared with every configured one in
@@ -50,6 +54,7 @@ func (s *Server) authorize(need access) gin.HandlerFunc {
 			return
 		}
 		c.Set(tokenName, tk.name)
+		c.Set(tokenOperate, tk.operate)
 		if need == operate && !tk.operate {
 			s.refuse(c, ErrForbidden, "read token on a write route")
 			return

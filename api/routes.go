@@ -27,8 +27,14 @@ func (s *Server) routes(r *gin.Engine) {
 	r.GET("/readyz", s.authorize(open), s.readyz)
 	r.GET("/metrics", s.authorize(read), s.metrics)
 
+	if s.dash != nil {
+		r.GET("/", s.authorize(open), s.dash.index)
+		r.GET("/ui/*file", s.authorize(open), s.dash.file)
+	}
+
 	v1 := r.Group("/api/v1")
 	v1.GET("/openapi.yaml", s.authorize(open), func(c *gin.Context) { c.Data(http.StatusOK, "application/yaml", openAPI) })
+	v1.GET("/status", s.authorize(read), s.status)
 	v1.GET("/traffic", s.authorize(read), s.traffic)
 	v1.GET("/attacks", s.authorize(read), s.listAttacks)
 	v1.GET("/attacks/export", s.authorize(read), s.exportAttacks)

@@ -107,6 +107,9 @@ type AttackView struct {
 	// event's own action, which escalation events alone carry.
 	Action      string            `json:"action,omitempty"`
 	Mitigations []MitigationEvent `json:"mitigations"`
+	// Series are the attack's rates over time (GET /api/v1/attacks/{id}
+	// of an attack the live index holds; absent otherwise).
+	Series []RatePoint `json:"series,omitempty"`
 }
 
 // MitigationEvent is one mitigation event of an attack.

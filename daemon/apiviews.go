@@ -8,6 +8,7 @@ import (
 	"github.com/kapkan-io/kapkan/builtin"
 	"github.com/kapkan-io/kapkan/flowspec"
 	"github.com/kapkan-io/kapkan/mitigate/bgp"
+	"github.com/kapkan-io/kapkan/web"
 )
 
 // apiDeps are the parts of the daemon the API reads.
@@ -29,6 +30,9 @@ func (d *Daemon) apiDeps() api.Deps {
 		Exporters: apiExporters{d.decoder},
 		BGP:       apiBGP{d.mit.speaker},
 		History:   d.apiHistory(),
+		Dashboard: web.Files(),
+		Version:   d.version,
+		Started:   d.startedAt,
 	}
 }
 

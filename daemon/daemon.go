@@ -89,6 +89,7 @@ type Daemon struct {
 	httpLn    net.Listener
 	demo      bool
 	version   string
+	startedAt time.Time // when New ran
 }
 
 // New builds every component and opens every socket, so that a port in use
@@ -103,7 +104,7 @@ func New(cfg *config.Config, deps Deps) (*Daemon, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &Daemon{cfg: cfg, started: cfg, log: log, registry: prometheus.NewRegistry(), level: deps.Level,
-		configPath: deps.ConfigPath, demo: deps.Demo, version: deps.Version}
+		configPath: deps.ConfigPath, demo: deps.Demo, version: deps.Version, startedAt: time.Now()}
 	if d.level == nil {
 		d.level = new(slog.LevelVar)
 	}
@@ -115,7 +116,7 @@ func New(cfg *config.Config, deps Deps) (*Daemon, error) {
 	// Attack ids count from the start time in microseconds, so that they
 	// stay unique across restarts in the history.
 	eng, err := engine.New(EngineConfig(cfg), engine.Deps{Registry: d.registry, Logger: log, Pool: flow.DefaultPool,
-		FirstID: uint64(time.Now().UnixMicro())})
+		FirstID: uint64(d.startedAt.UnixMicro())})
 	if err != nil {
 		return nil, err
 	}
