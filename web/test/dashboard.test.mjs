@@ -34,6 +34,7 @@ const errors = [];
 const result = {};
 try {
   const ctx = await browser.newContext({viewport: {width: 1440, height: 900}});
+  ctx.setDefaultTimeout(20000);
   const page = await ctx.newPage();
   page.on('pageerror', e => errors.push('page error: ' + e.message));
   page.on('console', m => { if (m.type() === 'error' && !/401|422|Failed to load resource/.test(m.text())) errors.push('console: ' + m.text()); });
@@ -128,12 +129,17 @@ try {
   const mobile = await ctx.newPage();
   await mobile.setViewportSize({width: 390, height: 844});
   mobile.on('pageerror', e => errors.push('page error (390): ' + e.message));
+  await mobile.goto(base + '/'); // a tab of its own: it signs in too
+  await mobile.waitForSelector('#token');
+  await mobile.screenshot({path: `${shots}/signin-390.png`});
+  await mobile.fill('#token', readToken);
+  await mobile.click('form.signin button[type=submit]');
+  await mobile.waitForSelector('#who .scope-read');
   for (const [name, path] of pages) {
     for (const [p, w] of [[page, 1440], [mobile, 390]]) {
       await p.goto(base + '/#' + path);
       await p.waitForSelector('main h1, main .page');
-      await p.waitForLoadState('networkidle').catch(() => {});
-      await p.waitForTimeout(600); // charts draw on the next frame
+      await p.waitForTimeout(700); // data, then charts drawn on the next frame
       await p.screenshot({path: `${shots}/${name}-${w}.png`, fullPage: true});
       // Nothing may be wider than the screen but the scrolling tables.
       const over = await p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

@@ -116,7 +116,10 @@ export default function mitigations() {
         ['Target', a => a.target],
         ['Match', a => matchText(a)],
         ['Reason', a => a.reason || '–'],
-        ['Attacks', a => (a.attacks || []).length ? a.attacks.map(id => h('a', {href: '#/attacks/' + id}, '#' + id + ' ')) : 'manual'],
+        // An action a ladder put in place outlives its attack until its
+        // TTL runs out; only a manual one has no ladder.
+        ['Attacks', a => (a.attacks || []).length ? a.attacks.map(id => h('a', {href: '#/attacks/' + id}, '#' + id + ' '))
+          : a.ladder ? h('span', {class: 'muted'}, 'ended') : 'manual'],
         ['Expires', a => when(a.expires)],
         ['Time left', a => h('span', {'data-expires': a.expires, class: 'ttl'}, duration(a.ttl_left_seconds))],
       ];

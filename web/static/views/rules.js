@@ -13,7 +13,7 @@ export default function rules() {
     outcome = o;
     answer.replaceChildren(h('div', {class: 'answer ' + (o.ok ? 'ok' : 'error')},
       h('strong', {}, o.title),
-      o.errors && o.errors.length ? h('pre', {class: 'errors', id: 'reload-errors'}, o.errors.join('\n')) : null));
+      o.errors && o.errors.length ? h('pre', {class: 'errors'}, o.errors.join('\n')) : null));
   }
 
   async function reload(what) {
@@ -22,8 +22,11 @@ export default function rules() {
       await post(path, {});
       show({ok: true, title: `${what === 'rules' ? 'Rules' : 'Configuration'} reloaded.`, errors: []});
     } catch (e) {
-      const errs = e.errors && e.errors.length ? e.errors : [e.message];
-      show({ok: false, title: `${what === 'rules' ? 'Rules' : 'Configuration'} not reloaded; the running ${what === 'rules' ? 'rule set' : 'configuration'} stays in place.`, errors: errs});
+      // A rules reload's errors show under Last reload; a configuration
+      // reload's here.
+      const errs = what === 'rules' ? [] : e.errors && e.errors.length ? e.errors : [e.message];
+      show({ok: false, title: what === 'rules' ? 'Rules not reloaded: the running rule set stays in place (the errors are above).'
+        : 'Configuration not reloaded: the running configuration stays in place.', errors: errs});
     }
     ctxRef.refresh();
   }
@@ -50,7 +53,7 @@ export default function rules() {
               h('dt', {}, 'WASM modules'), h('dd', {}, String(r.modules.length)))),
           section('Last reload',
             h('p', {id: 'last-reload', class: lr.ok ? 'ok' : 'error'}, lr.ok ? 'Worked' : 'Failed', ` · ${when(lr.at)} · ${lr.trigger || '–'}`),
-            lr.errors.length ? h('pre', {class: 'errors'}, lr.errors.join('\n')) : null,
+            lr.errors.length ? h('pre', {class: 'errors', id: 'reload-errors'}, lr.errors.join('\n')) : null,
             ctx.canOperate ? h('div', {class: 'buttons'},
               h('button', {type: 'button', class: 'primary', id: 'reload-rules', onclick: () => reload('rules')}, 'Reload rules'),
               h('button', {type: 'button', id: 'reload-config', onclick: () => reload('config')}, 'Reload configuration'))
