@@ -43,15 +43,53 @@ type docRow struct {
 // TestDocsKeys checks that the reference has a row for every key, no row
 // for a key that does not exist, and the defaults the code applies.
 func TestDocsKeys(t *testing.T) {
+	for _, p := range docKeyProblems(t, readDoc(t)) {
+		t.Errorf("%s %s", referenceDoc, p)
+	}
+}
+
+// TestDocsKeysCheckFires proves the check catches a key without a row, a
+// row for no key, and a wrong default.
+func TestDocsKeysCheckFires(t *testing.T) {
+	doc := readDoc(t)
+	var edited strings.Builder
+	for line := range strings.Lines(doc) {
+		switch {
+		case strings.HasPrefix(line, "| `mitigation.max_new_per_minute` |"):
+			continue // a key left undocumented
+		case strings.HasPrefix(line, "| `mitigation.ttl` |"):
+			line = "| `mitigation.ttl` | duration | `11m` | wrong default |\n"
+		}
+		edited.WriteString(line)
+	}
+	edited.WriteString("| `mitigation.max_new_per_hour` | integer | `0` | no such key |\n")
+	got := docKeyProblems(t, edited.String())
+	want := []string{
+		"has no row for `mitigation.max_new_per_minute`",
+		"documents `mitigation.max_new_per_hour`, which is not a key",
+		"`mitigation.ttl`: documented default is 11m0s, the code's is 10m0s",
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("problems of an edited reference:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// docKeyProblems compares the key tables of a reference page with the
+// schema and the defaults.
+func docKeyProblems(t *testing.T, doc string) []string {
+	t.Helper()
+	var out []string
 	rows := make(map[string]docRow)
-	for line := range strings.Lines(readDoc(t)) {
+	for line := range strings.Lines(doc) {
 		cells := strings.Split(strings.TrimSpace(line), "|")
 		if len(cells) < 5 || !strings.HasPrefix(strings.TrimSpace(cells[1]), "`") {
 			continue
 		}
 		key := strings.Trim(strings.TrimSpace(cells[1]), "`")
 		if _, dup := rows[key]; dup {
-			t.Errorf("%s documents %s twice", referenceDoc, key)
+			out = append(out, "documents "+key+" twice")
 		}
 		rows[key] = docRow{typ: strings.TrimSpace(cells[2]), def: strings.Trim(strings.TrimSpace(cells[3]), "`")}
 	}
@@ -59,23 +97,26 @@ func TestDocsKeys(t *testing.T) {
 	want := documentedKeys(reflect.TypeFor[Config](), "", true)
 	for _, k := range want {
 		if _, ok := rows[k]; !ok {
-			t.Errorf("%s has no row for `%s`", referenceDoc, k)
+			out = append(out, fmt.Sprintf("has no row for `%s`", k))
 		}
 	}
 	for k, row := range rows {
 		typ, ok := typeAt(k)
 		if !ok {
-			t.Errorf("%s documents `%s`, which is not a key", referenceDoc, k)
+			out = append(out, fmt.Sprintf("documents `%s`, which is not a key", k))
 			continue
 		}
-		checkDocDefault(t, k, typ, row.def)
+		if p := checkDocDefault(t, k, typ, row.def); p != "" {
+			out = append(out, p)
+		}
 	}
+	return out
 }
 
 // checkDocDefault compares a documented default with the one in the code:
 // Default() for keys outside lists, the zero value inside list items and
-// threshold sets.
-func checkDocDefault(t *testing.T, key string, typ reflect.Type, def string) {
+// threshold sets. It returns the problem, or "".
+func checkDocDefault(t *testing.T, key string, typ reflect.Type, def string) string {
 	t.Helper()
 	inside := strings.Contains(key, "[]") || isSharedKey(key)
 	var code reflect.Value
@@ -96,18 +137,18 @@ func checkDocDefault(t *testing.T, key string, typ reflect.Type, def string) {
 	}
 	if def == "" {
 		if !inside && typ.Kind() != reflect.Struct {
-			t.Errorf("`%s` has no documented default (the code's is %s)", key, marshal(t, code))
+			return fmt.Sprintf("`%s` has no documented default (the code's is %s)", key, marshal(t, code))
 		}
-		return
+		return ""
 	}
 	doc := reflect.New(typ)
 	if err := yaml.Unmarshal([]byte(def), doc.Interface()); err != nil {
-		t.Errorf("`%s`: documented default %q does not parse as %s: %v", key, def, typ, err)
-		return
+		return fmt.Sprintf("`%s`: documented default %q does not parse as %s: %v", key, def, typ, err)
 	}
 	if got, want := marshal(t, doc.Elem()), marshal(t, code); got != want {
-		t.Errorf("`%s`: documented default is %s, the code's is %s", key, got, want)
+		return fmt.Sprintf("`%s`: documented default is %s, the code's is %s", key, got, want)
 	}
+	return ""
 }
 
 // isSharedKey reports whether key is the bare key of a shared type.
