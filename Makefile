@@ -27,7 +27,7 @@ build: ## the static binary in bin/kapkan
 	$Q $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kapkan
 
 run: build ## the daemon on its embedded defaults with demo traffic (CONFIG=file to use one)
-	$(call log,run $(BIN) with demo traffic: an attack on 203.0.113.66 about 20 s after start)
+	$(call log,run $(BIN) with demo traffic: dashboard on http://127.0.0.1:8080/ (the start line gives its address); an attack on 203.0.113.66 about 20 s after start)
 	$Q ./$(BIN) run --demo $(if $(CONFIG),--config $(CONFIG))
 
 WASM_OUT ?= bin/wasm
@@ -42,9 +42,10 @@ wasm: ## the example WASM modules and the conformance guest, in bin/wasm (stock 
 	$Q GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -buildmode=c-shared -o $(WASM_OUT)/conformance.wasm ./wasm-sdk/conformance
 	$Q cd $(WASM_OUT) && sha256sum *.wasm
 
-deps: ## install what the tests need (Debian packages: tshark, gobgpd, clickhouse-server, bird2)
+deps: ## install what the tests need (Debian packages: tshark, gobgpd, clickhouse-server, bird2, chromium; npm: playwright-core)
 	$(call log,deps)
-	$Q ./.ci/deps.sh tshark gobgpd clickhouse-server bird2
+	$Q ./.ci/deps.sh tshark gobgpd clickhouse-server bird2 chromium
+	$Q test -f web/node_modules/playwright-core/package.json || npm ci --prefix web --no-audit --no-fund # the dashboard's browser test
 	$Q systemctl disable --now clickhouse-server >/dev/null 2>&1 || true # the package may start a system server; the store tests run their own on loopback
 	$Q systemctl disable --now bird >/dev/null 2>&1 || true # the docs test only runs bird -p on the recipes
 

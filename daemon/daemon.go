@@ -270,7 +270,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		listen := d.started.Ingest.SFlow.Listen // a listen address changes only at a restart
 		g.Go(func() error { return runDemo(ctx, d.log, listen) })
 	}
-	d.log.Info("kapkan started", "version", d.version, "role", string(RoleAll), "dry_run", d.started.DryRun, "api", d.httpLn.Addr().String())
+	d.log.Info("kapkan started", "version", d.version, "role", string(RoleAll), "dry_run", d.started.DryRun, "api", d.httpLn.Addr().String(),
+		"dashboard", dashboardURL(d.httpLn.Addr()))
 	err := g.Wait()
 	st := d.engine.Stats()
 	d.log.Info("kapkan stopped", "records", st.Records, "active_attacks", st.Attacks)
@@ -321,4 +322,21 @@ func (d *Daemon) Config() *config.Config {
 	d.cfgMu.Lock()
 	defer d.cfgMu.Unlock()
 	return d.cfg
+}
+
+// dashboardURL is where a browser on this host finds the dashboard: the
+// API's address, with a wildcard address replaced by loopback.
+func dashboardURL(a net.Addr) string {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return "http://" + a.String() + "/"
+	}
+	addr := ap.Addr().Unmap()
+	if addr.IsUnspecified() {
+		addr = netip.MustParseAddr("127.0.0.1")
+		if ap.Addr().Is6() && !ap.Addr().Is4In6() {
+			addr = netip.IPv6Loopback()
+		}
+	}
+	return "http://" + netip.AddrPortFrom(addr, ap.Port()).String() + "/"
 }
