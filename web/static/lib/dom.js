@@ -23,14 +23,16 @@ function append(el, children) {
   }
 }
 
-// table builds a table in a scrolling wrapper: cols are [heading, cell(row)]
-// pairs; empty says what an empty table means.
-export function table(caption, cols, rows, empty) {
+// table builds a table in a scrolling wrapper: cols are [heading, cell(row),
+// class] triples; empty says what an empty table means. On a narrow screen
+// each row becomes a card of "heading: value" lines, unless keep says the
+// table reads better as columns (a few short numbers).
+export function table(caption, cols, rows, empty, keep = false) {
   if (!rows.length) return h('p', {class: 'muted empty'}, empty);
-  return h('div', {class: 'scroll'}, h('table', {},
+  return h('div', {class: 'scroll'}, h('table', {class: keep ? '' : 'stack'},
     caption ? h('caption', {class: 'sr'}, caption) : null,
     h('thead', {}, h('tr', {}, cols.map(([name, , cls]) => h('th', {scope: 'col', class: cls}, name)))),
-    h('tbody', {}, rows.map(r => h('tr', {}, cols.map(([, cell, cls]) => h('td', {class: cls}, cell(r))))))));
+    h('tbody', {}, rows.map(r => h('tr', {}, cols.map(([name, cell, cls]) => h('td', {class: cls, 'data-label': name}, cell(r))))))));
 }
 
 export function section(title, ...body) {

@@ -108,7 +108,7 @@ export default function mitigations() {
     dispose() { clearInterval(ticker); },
     async render(ctx) {
       ctxRef = ctx;
-      const {dry_run: dry, mitigations: list} = await get('/api/v1/mitigations');
+      const {mitigations: list} = await get('/api/v1/mitigations');
       clearInterval(ticker);
       ticker = setInterval(tick, 1000);
       const cols = [
@@ -127,7 +127,6 @@ export default function mitigations() {
       if (result === null) answer.replaceChildren();
       return h('div', {class: 'page'},
         h('h1', {}, 'Mitigations'),
-        dry ? h('p', {class: 'note'}, 'Dry-run: these are the actions that would be announced; none reached a router.') : null,
         section(`In force (${list.length})`, h('div', {id: 'mitigation-list'}, table('Mitigations in force', cols, list, 'No blackhole or FlowSpec rule in force.'))),
         ctx.canOperate ? h('section', {class: 'card'}, form, answer)
           : h('p', {class: 'muted', id: 'read-only-note'}, ctx.status.access.scope === 'open'

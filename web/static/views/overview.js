@@ -100,9 +100,9 @@ export default function overview() {
           h('div', {class: 'controls'}, h('label', {class: 'inline'}, 'By ', h('select', {id: 'ov-by', onchange: ev => { choice.by = ev.target.value; ctx.refresh(); }},
             metrics.map(([v, text]) => h('option', {value: v, selected: choice.by === v}, text))))),
           table('Top incoming targets', [
-            ['Target', r => r.target], ['Hostgroup', r => r.hostgroup],
+            ['Target', r => r.target], ['Hostgroup', r => r.hostgroup, 'wide-only'],
             ['pps', r => si(r.pps), 'num'], ['Mbps', r => si(r.mbps), 'num'], ['flows/s', r => si(r.fps), 'num'],
-          ], traffic.top.incoming, 'No traffic to a protected address yet.'))),
+          ], traffic.top.incoming, 'No traffic to a protected address yet.', true))),
         ingestCard(status.ingest, exps.exporters));
       requestAnimationFrame(() => ctrls.redraw());
       return node;
