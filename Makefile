@@ -42,8 +42,8 @@ $(DIST)/linux-%/kapkan: FORCE
 
 deb: $(DIST)/linux-$(DEB_ARCH)/kapkan ## the Debian package (nfpm) in dist/: binary, systemd unit, /etc/kapkan/kapkan.yaml (DEB_ARCH=arm64 for another)
 	$(call log,deb kapkan $(DEB_VERSION) $(DEB_ARCH) → $(DIST))
-	$Q DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' KAPKAN_BINARY='$(DIST)/linux-$(DEB_ARCH)/kapkan' \
-		$(NFPM) package --config packaging/nfpm.yaml --packager deb --target $(DIST)/kapkan_$(DEB_VERSION)_$(DEB_ARCH).deb
+	$Q mkdir -p bin/deb && cp $(DIST)/linux-$(DEB_ARCH)/kapkan bin/deb/kapkan # where nfpm.yaml takes it
+	$Q DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' $(NFPM) package --config packaging/nfpm.yaml --packager deb --target $(DIST)/kapkan_$(DEB_VERSION)_$(DEB_ARCH).deb
 
 release: $(foreach a,$(RELEASE_ARCHS),$(DIST)/linux-$(a)/kapkan) ## static binaries for linux amd64 and arm64 with their SHA-256 sums, in dist/
 	$(call log,release $(VERSION) → $(DIST))

@@ -47,7 +47,7 @@ var allowed = map[string][]string{
 	"e2e": {},
 	// Tests only: the Debian package's files, checked against the
 	// configuration loader and the daemon's preflight.
-	"packaging": {"config", "daemon"},
+	"packaging": {"config", "daemon", "internal/testutil"},
 
 	// The WASM host is a leaf under rules (it sees flow records, and rules
 	// hands it JSON); the guest SDK imports nothing of the module.
