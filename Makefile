@@ -68,9 +68,9 @@ wasm: ## the example WASM modules and the conformance guest, in bin/wasm (stock 
 	$Q GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -buildmode=c-shared -o $(WASM_OUT)/conformance.wasm ./wasm-sdk/conformance
 	$Q cd $(WASM_OUT) && sha256sum *.wasm
 
-deps: ## install what the tests need (Debian packages: tshark, gobgpd, clickhouse-server, bird2, chromium; npm: playwright-core)
+deps: ## install what the tests need (Debian packages: tshark, gobgpd, clickhouse-server, bird2, chromium, systemd for systemd-analyze; npm: playwright-core)
 	$(call log,deps)
-	$Q ./.ci/deps.sh tshark gobgpd clickhouse-server bird2 chromium
+	$Q ./.ci/deps.sh tshark gobgpd clickhouse-server bird2 chromium systemd
 	$Q test -f web/node_modules/playwright-core/package.json || npm ci --prefix web --no-audit --no-fund # the dashboard's browser test
 	$Q systemctl disable --now clickhouse-server >/dev/null 2>&1 || true # the package may start a system server; the store tests run their own on loopback
 	$Q systemctl disable --now bird >/dev/null 2>&1 || true # the docs test only runs bird -p on the recipes
