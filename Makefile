@@ -18,13 +18,39 @@ log = @printf '\033[1m▶ %s\033[0m\n' "$(1)"
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all build run wasm test test-allocs bench-e2e deps test-unit test-race test-integration lint fmt bench fuzz clean
+.PHONY: all build run wasm test test-allocs bench-e2e deps test-unit test-race test-integration test-deb lint fmt bench fuzz clean deb release
 
 all: build
 
 build: ## the static binary in bin/kapkan
 	$(call log,build $(BIN))
 	$Q $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/kapkan
+
+# Packages and release binaries go to DIST (dist/, not committed). They are
+# always static (CGO_ENABLED=0, whatever the environment says).
+DIST        ?= dist
+DEB_ARCH    ?= $(shell $(GO) env GOARCH)
+RELEASE_ARCHS := amd64 arm64
+# The package's version: the tag without its v (v1.2.0-3-gabc1234 becomes
+# 1.2.0+3.gabc1234), or before any tag 0.0.0~git<commit date>.<commit>.
+DEB_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null) && echo "$$v" | sed 's/^v//; s/-\([0-9]*\)-g/+\1.g/' || echo "0.0.0~git$$(git log -1 --format=%cd --date=format:%Y%m%d 2>/dev/null).$$(git rev-parse --short HEAD 2>/dev/null)")
+NFPM        := $(GO) tool -modfile=packaging/tools/go.mod nfpm
+
+$(DIST)/linux-%/kapkan: FORCE
+	$Q mkdir -p $(@D)
+	$Q CGO_ENABLED=0 GOOS=linux GOARCH=$* $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/kapkan
+
+deb: $(DIST)/linux-$(DEB_ARCH)/kapkan ## the Debian package (nfpm) in dist/: binary, systemd unit, /etc/kapkan/kapkan.yaml (DEB_ARCH=arm64 for another)
+	$(call log,deb kapkan $(DEB_VERSION) $(DEB_ARCH) → $(DIST))
+	$Q mkdir -p bin/deb && cp $(DIST)/linux-$(DEB_ARCH)/kapkan bin/deb/kapkan # where nfpm.yaml takes it
+	$Q DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' $(NFPM) package --config packaging/nfpm.yaml --packager deb --target $(DIST)/kapkan_$(DEB_VERSION)_$(DEB_ARCH).deb
+
+release: $(foreach a,$(RELEASE_ARCHS),$(DIST)/linux-$(a)/kapkan) ## static binaries for linux amd64 and arm64 with their SHA-256 sums, in dist/
+	$(call log,release $(VERSION) → $(DIST))
+	$Q cd $(DIST) && for a in $(RELEASE_ARCHS); do cp linux-$$a/kapkan kapkan-$(VERSION)-linux-$$a; done
+	$Q cd $(DIST) && sha256sum $(foreach a,$(RELEASE_ARCHS),kapkan-$(VERSION)-linux-$(a)) > SHA256SUMS && cat SHA256SUMS
+
+FORCE:
 
 run: build ## the daemon on its embedded defaults with demo traffic (CONFIG=file to use one)
 	$(call log,run $(BIN) with demo traffic: dashboard on http://127.0.0.1:8080/ (the start line gives its address); an attack on 203.0.113.66 about 20 s after start)
@@ -42,14 +68,14 @@ wasm: ## the example WASM modules and the conformance guest, in bin/wasm (stock 
 	$Q GOOS=wasip1 GOARCH=wasm $(GO) build -trimpath -buildmode=c-shared -o $(WASM_OUT)/conformance.wasm ./wasm-sdk/conformance
 	$Q cd $(WASM_OUT) && sha256sum *.wasm
 
-deps: ## install what the tests need (Debian packages: tshark, gobgpd, clickhouse-server, bird2, chromium; npm: playwright-core)
+deps: ## install what the tests need (Debian packages: tshark, gobgpd, clickhouse-server, bird2, chromium, systemd for systemd-analyze; npm: playwright-core)
 	$(call log,deps)
-	$Q ./.ci/deps.sh tshark gobgpd clickhouse-server bird2 chromium
+	$Q ./.ci/deps.sh tshark gobgpd clickhouse-server bird2 chromium systemd
 	$Q test -f web/node_modules/playwright-core/package.json || npm ci --prefix web --no-audit --no-fund # the dashboard's browser test
 	$Q systemctl disable --now clickhouse-server >/dev/null 2>&1 || true # the package may start a system server; the store tests run their own on loopback
 	$Q systemctl disable --now bird >/dev/null 2>&1 || true # the docs test only runs bird -p on the recipes
 
-test: deps lint test-allocs test-race ## every test: lint, unit and integration, under the race detector
+test: deps lint test-allocs test-race test-deb ## every test: lint, unit and integration, under the race detector
 
 test-allocs: ## allocation budgets, which the race detector would blur
 	$(call log,test allocation budgets)
@@ -65,12 +91,18 @@ test-race:
 
 test-integration: test-race
 
+test-deb: ## build the Debian package, install it with dpkg, check it, purge it (root)
+	$(call log,test-deb)
+	$Q $(GO) test -tags deb -count=1 -timeout 5m -run 'Deb' ./packaging/
+
 lint: ## gofmt, go vet, staticcheck, go.mod and go.sum tidy
 	$(call log,lint)
 	$Q $(GO) mod tidy -diff >/dev/null || { echo "go.mod or go.sum is not tidy: run go mod tidy (go mod tidy -diff shows the change)"; exit 1; }
 	$Q test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$Q $(GO) vet $(PKGS)
 	$Q $(GO) tool staticcheck $(PKGS)
+	$Q $(GO) vet -tags deb ./packaging/
+	$Q $(GO) tool staticcheck -tags deb ./packaging/
 
 fmt:
 	$Q gofmt -w $$(git ls-files '*.go')
@@ -95,4 +127,4 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	done
 
 clean:
-	rm -rf bin bench.txt
+	rm -rf bin bench.txt $(DIST)

@@ -45,6 +45,9 @@ var allowed = map[string][]string{
 	// Acceptance tests only (_test.go files): they drive the built binary
 	// and import nothing of the module.
 	"e2e": {},
+	// Tests only: the Debian package's files, checked against the
+	// configuration loader and the daemon's preflight.
+	"packaging": {"config", "daemon", "internal/testutil"},
 
 	// The WASM host is a leaf under rules (it sees flow records, and rules
 	// hands it JSON); the guest SDK imports nothing of the module.

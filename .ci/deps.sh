@@ -15,5 +15,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   echo "wireshark-common wireshark-common/install-setuid boolean false" | debconf-set-selections
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}"
 fi
-# Go modules and tools pinned in go.mod.
+# Go modules and tools pinned in go.mod, and the packaging tools (nfpm),
+# pinned in a module of their own.
 go mod download
+go mod download -modfile=packaging/tools/go.mod
