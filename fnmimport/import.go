@@ -587,7 +587,11 @@ func (im *importer) hostgroups() {
 		hg.items = append(hg.items, item)
 	}
 	if global.commented {
-		hg.head = append(hg.head, "networks_list names no network, so the global hostgroup below is a comment:",
+		why := "networks_list names no network"
+		if len(nets) > 0 {
+			why = "every network of networks_list is in a hostgroup"
+		}
+		hg.head = append(hg.head, why+", so the global hostgroup below is a comment:",
 			"put your networks in it, then remove its leading #s (and the [] after hostgroups:).")
 	}
 	im.root.add(hg)

@@ -136,10 +136,12 @@ func quote(s string) string { return strconv.Quote(s) }
 // flowList renders a flow sequence of already rendered scalars.
 func flowList(vs []string) string { return "[" + strings.Join(vs, ", ") + "]" }
 
-// safe makes user input fit on one comment line.
+// safe makes user input fit on one comment line: no control characters,
+// no line or paragraph separators (YAML parsers may break lines there), no
+// invalid UTF-8 (a YAML document must be valid UTF-8).
 func safe(s string) string {
 	return strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) || r == unicode.ReplacementChar {
+		if !unicode.IsPrint(r) || r == unicode.ReplacementChar {
 			return ' '
 		}
 		return r

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/kapkan-io/kapkan/config"
+	"github.com/kapkan-io/kapkan/daemon"
 )
 
 // TestImportFastNetMonCommand runs the command on Debian's fastnetmon.conf
@@ -53,5 +55,41 @@ func TestImportFastNetMonCommand(t *testing.T) {
 	errb.Reset()
 	if code := realMain([]string{"import-fastnetmon"}, &out, &errb); code != 2 {
 		t.Errorf("no file: exit %d", code)
+	}
+}
+
+// TestImportedConfigsPassCheck: the importer's outputs, pinned in
+// testdata/fastnetmon/*/kapkan.yaml by fnmimport's tests, pass what kapkan
+// check runs (config.Load, then daemon.Preflight), with the store and the
+// state file in a temporary directory and each notify script replaced by
+// one that exists. Debian's fastnetmon.conf is the case that matters.
+func TestImportedConfigsPassCheck(t *testing.T) {
+	files, err := filepath.Glob("../../testdata/fastnetmon/*/kapkan.yaml")
+	if err != nil || len(files) < 5 {
+		t.Fatalf("golden outputs %v, %v", files, err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(filepath.Dir(f)), func(t *testing.T) {
+			cfg, err := config.Load(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !cfg.DryRun {
+				t.Error("dry_run is false")
+			}
+			tmp := t.TempDir()
+			cfg.Store.Path = filepath.Join(tmp, "store")
+			cfg.Mitigation.StateFile = filepath.Join(tmp, "mitigations.json")
+			for i := range cfg.Notify {
+				script := filepath.Join(tmp, fmt.Sprintf("notify%d.sh", i))
+				if err := os.WriteFile(script, []byte("#!/bin/sh\ncat >/dev/null\n"), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				cfg.Notify[i].Command = script
+			}
+			if _, err := daemon.Preflight(cfg); err != nil {
+				t.Errorf("kapkan check refuses %s: %v", f, err)
+			}
+		})
 	}
 }
