@@ -446,7 +446,7 @@ func (im *importer) hostgroups() {
 	case err == nil:
 		nets = parseNetworks(listPath, data, &c.errs)
 		im.listRead = true
-		listNote = fmt.Sprintf("read %s (%s): %d networks", safe(listPath), from, len(nets))
+		listNote = fmt.Sprintf("read %s (%s): %s", safe(listPath), from, networks(len(nets)))
 	case im.opts.NetworksList == "" && errors.Is(err, fs.ErrNotExist):
 		listNote = fmt.Sprintf("%s (%s) does not exist here; give the networks list as the second argument", safe(listPath), from)
 	default:
@@ -626,6 +626,14 @@ func (im *importer) hostgroups() {
 	}
 }
 
+// networks counts networks in words.
+func networks(n int) string {
+	if n == 1 {
+		return "1 network"
+	}
+	return fmt.Sprintf("%d networks", n)
+}
+
 func validName(s string) bool {
 	if s == "" || !isAlnum(s[0]) {
 		return false
@@ -661,7 +669,7 @@ func (im *importer) mitigation() {
 		for _, n := range nets {
 			im.allowlist = append(im.allowlist, n.prefix.String())
 		}
-		wlNote = fmt.Sprintf("read %s (%s): %d networks, never mitigated; unlike FastNetMon, Kapkan still counts their traffic and reports their attacks", safe(wlPath), from, len(nets))
+		wlNote = fmt.Sprintf("read %s (%s): %s, never mitigated; unlike FastNetMon, Kapkan still counts their traffic and reports their attacks", safe(wlPath), from, networks(len(nets)))
 	case im.opts.Whitelist == "" && errors.Is(err, fs.ErrNotExist):
 		wlNote = fmt.Sprintf("%s (%s) does not exist here; give the whitelist as the third argument", safe(wlPath), from)
 	default:
