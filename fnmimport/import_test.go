@@ -107,6 +107,13 @@ var keyLine = regexp.MustCompile(`^\s*([^#\s=][^=]*?)\s*=\s*(.*?)\s*$`)
 // YAML's comments.
 func checkNothingDropped(t *testing.T, in []byte, res *fnmimport.Result) {
 	t.Helper()
+	for _, p := range dropped(in, res) {
+		t.Error(p)
+	}
+}
+
+func dropped(in []byte, res *fnmimport.Result) []string {
+	var problems []string
 	byLine := map[int]*fnmimport.Setting{}
 	for _, s := range res.Settings {
 		byLine[s.Line] = s
@@ -122,22 +129,23 @@ func checkNothingDropped(t *testing.T, in []byte, res *fnmimport.Result) {
 		s := byLine[i+1]
 		switch {
 		case s == nil || s.Key != m[1]:
-			t.Errorf("line %d: %s is not in the result's settings", i+1, m[1])
+			problems = append(problems, fmt.Sprintf("line %d: %s is not in the result's settings", i+1, m[1]))
 			continue
 		case s.Status == 0:
-			t.Errorf("line %d: %s has no status", i+1, m[1])
+			problems = append(problems, fmt.Sprintf("line %d: %s has no status", i+1, m[1]))
 		case s.Status == fnmimport.Mapped && len(s.To) == 0:
-			t.Errorf("line %d: %s is mapped to no key", i+1, m[1])
+			problems = append(problems, fmt.Sprintf("line %d: %s is mapped to no key", i+1, m[1]))
 		case s.Status != fnmimport.Mapped && s.Note == "":
-			t.Errorf("line %d: %s is %s without a reason", i+1, m[1], s.Status)
+			problems = append(problems, fmt.Sprintf("line %d: %s is %s without a reason", i+1, m[1], s.Status))
 		}
 		if mention := fmt.Sprintf("%s = %s (line %d)", m[1], m[2], i+1); !strings.Contains(out, "# "+mention) && !strings.Contains(out, " "+mention) {
-			t.Errorf("line %d: the output names no %q", i+1, mention)
+			problems = append(problems, fmt.Sprintf("line %d: the output names no %q", i+1, mention))
 		}
 	}
 	if n != len(res.Settings) {
-		t.Errorf("the input has %d settings, the result %d", n, len(res.Settings))
+		problems = append(problems, fmt.Sprintf("the input has %d settings, the result %d", n, len(res.Settings)))
 	}
+	return problems
 }
 
 // checkKapkan: the output parses as a Kapkan configuration and keeps
@@ -224,6 +232,25 @@ func TestDebianConf(t *testing.T) {
 	cfg = checkKapkan(t, []byte(un.String()))
 	if len(cfg.Hostgroups) != 1 || cfg.Hostgroups[0].Thresholds.Outgoing.Mbps != 1000 || len(cfg.Notify) != 1 {
 		t.Errorf("uncommented: hostgroups %+v, notify %+v", cfg.Hostgroups, cfg.Notify)
+	}
+}
+
+// TestNothingDroppedCheckFires proves the check above catches a setting
+// missing from the result and one the output does not name.
+func TestNothingDroppedCheckFires(t *testing.T) {
+	res, in := importCase(t, "minimal")
+	if p := dropped(in, res); len(p) != 0 {
+		t.Fatalf("clean case: %v", p)
+	}
+	noSetting := *res
+	noSetting.Settings = nil
+	if p := dropped(in, &noSetting); len(p) != 2 { // not in the settings; counts differ
+		t.Errorf("a setting missing from the result: %q", p)
+	}
+	unnamed := *res
+	unnamed.YAML = []byte(strings.ReplaceAll(string(res.YAML), "threshold_pps = 20000 (line 1)", "threshold_pps"))
+	if p := dropped(in, &unnamed); len(p) != 1 {
+		t.Errorf("a setting the output does not name: %q", p)
 	}
 }
 
