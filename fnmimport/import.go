@@ -158,7 +158,7 @@ func (im *importer) run() {
 		"",
 		"dry_run stays true whatever FastNetMon did: Kapkan detects, classifies and",
 		"logs the mitigations it would announce, and announces nothing. Turn it off",
-		"once its detections look right (docs/40-safety-model.md)."))
+		"once its detections look right: the checklist is docs/45-going-live.md."))
 	im.logging()
 	im.ingest()
 	im.detection()
