@@ -1,6 +1,6 @@
 // Command kapkan is the one Kapkan binary: the daemon (run), and the tools
 // operators use around it (check, replay, simulate, test, ban, unban,
-// top, version).
+// top, import-fastnetmon, version).
 //
 // main.go is the composition root: only this package knows every stage and
 // wires them together.
@@ -32,6 +32,8 @@ var commands = map[string]command{
 	"ban":      {"mitigate an address now, through the running daemon (same safety checks)", cmdBan},
 	"unban":    {"withdraw the mitigations of an address or inside a prefix, through the running daemon", cmdUnban},
 	"top":      {"live view of the running daemon: top targets, attacks, mitigations, exporters", cmdTop},
+
+	"import-fastnetmon": {"convert a FastNetMon Community configuration into a Kapkan one", cmdImportFastNetMon},
 }
 
 func usage(w io.Writer) {
@@ -43,7 +45,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-17s %s\n", n, commands[n].summary)
 	}
 }
 
