@@ -116,7 +116,7 @@ function ingestCard(ing, exps) {
   const quiet = exps.filter(e => Date.now() - Date.parse(e.last_seen) > 60e3).length;
   const bad = ing.decode_errors + ing.socket_drops + ing.truncated + ing.engine_dropped;
   return section('Ingest health',
-    h('dl', {class: 'facts'},
+    h('dl', {class: 'facts facts-wide'},
       h('dt', {}, 'Exporters'), h('dd', {}, ing.exporters + (quiet ? ` (${quiet} quiet for over a minute)` : '')),
       h('dt', {}, 'Formats'), h('dd', {}, formats.join(', ') || '–'),
       h('dt', {}, 'Sampling rates'), h('dd', {}, rates.map(r => '1:' + r).join(', ') || '–'),
