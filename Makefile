@@ -11,6 +11,7 @@ TIMEOUT  ?= 10m
 COUNT    ?= 6
 BENCH    ?= .
 FUZZTIME ?= 1m
+SOAK_DURATION ?= 30m
 CONFIG   ?=
 
 Q = $(if $(filter 1,$(V)),,@)
@@ -18,7 +19,7 @@ log = @printf '\033[1m▶ %s\033[0m\n' "$(1)"
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all build run wasm test test-allocs bench-e2e deps test-unit test-race test-integration test-deb lint fmt bench fuzz clean deb release
+.PHONY: all build run wasm test test-allocs bench-e2e soak deps test-unit test-race test-integration test-deb lint fmt bench fuzz clean deb release
 
 all: build
 
@@ -118,6 +119,10 @@ bench-e2e: build ## end-to-end load harness against the built daemon, and FastNe
 	$Q systemctl disable --now fastnetmon >/dev/null 2>&1 || true # the package starts a system service; the harness runs its own
 	$Q $(GO) test -tags e2e -count=1 ./bench/fnm
 	$Q $(GO) run ./bench/e2e -fastnetmon $(E2E_FLAGS)
+
+soak: build ## bounded soak of the daemon (SOAK_DURATION, default 30m; not part of test): report in docs/soak.md, soak.csv, soak.svg
+	$(call log,soak $(SOAK_DURATION))
+	$Q $(GO) run ./bench/soak -bin $(BIN) -duration $(SOAK_DURATION) $(SOAK_FLAGS)
 
 fuzz: ## run every fuzz target for FUZZTIME each
 	$(call log,fuzz)

@@ -45,6 +45,7 @@ var allowed = map[string][]string{
 	"cmd/kapkan":        {"*"},
 	"bench/e2e":         {"bench/fnm", "ingest", "flow"},
 	"bench/fnm":         {},
+	"bench/soak":        {},
 	// Acceptance tests only (_test.go files): they drive the built binary
 	// and import nothing of the module.
 	"e2e": {},

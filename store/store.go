@@ -19,6 +19,13 @@ import (
 // ErrNotFound is returned for an attack the store does not hold.
 var ErrNotFound = errors.New("not found")
 
+// ErrUnavailable marks a write that failed because the store cannot take
+// writes for now (its server is down or unreachable, its disk is full),
+// not because of what was written. The Writer keeps such a batch and tries
+// it again until the store is back: the event ring is then the buffer, and
+// what the ring overwrites meanwhile is counted as lost.
+var ErrUnavailable = errors.New("history store unavailable")
+
 // Attack is one attack as the store keeps it: the latest of what its
 // events said, with its rates over time. Attack ids are unique across
 // restarts (the daemon's engine starts its ids from the time it starts).

@@ -26,8 +26,10 @@ type WriterDeps struct {
 	TrafficInterval time.Duration // how often traffic() is written, 1 s
 	PruneInterval   time.Duration // how often Prune runs, 1 h (and once at start)
 	// RetryMin and RetryMax bound the backoff between attempts of a failed
-	// batch (100 ms doubling to 10 s); MaxAttempts is how many attempts a
-	// batch gets before it is dropped, counted (10).
+	// batch (100 ms doubling to 10 s); MaxAttempts is how many failed
+	// attempts a batch gets before it is dropped, counted (10). Failures
+	// marked ErrUnavailable (the store down, its disk full) do not use up
+	// attempts: the batch waits for the store to come back.
 	RetryMin, RetryMax time.Duration
 	MaxAttempts        int
 }
@@ -35,10 +37,11 @@ type WriterDeps struct {
 // Writer copies the event ring into a Store: it follows the ring with a
 // reader of its own named "store", writes the events in batches, writes
 // the hostgroup traffic once a second and prunes the history. It never
-// slows the ring down: when the store is slow, the reader falls behind
-// and the ring overwrites the oldest events it has not read (counted in
-// kapkan_store_events_lost_total); it then catches up from the oldest
-// kept.
+// slows the ring down: when the store is slow or unavailable, the reader
+// falls behind and the ring (plus one batch in hand and one queued) is the
+// buffer; once the ring overwrites events the reader has not read, they are
+// counted in kapkan_store_events_lost_total, and the reader catches up
+// from the oldest kept when the store is back.
 type Writer struct {
 	s       Store
 	ring    *events.Ring
@@ -48,6 +51,7 @@ type Writer struct {
 
 	written, lost, retries, points prometheus.Counter
 	dropped                        prometheus.Counter
+	unavailable                    prometheus.Gauge
 	errs                           *prometheus.CounterVec
 	seconds                        *prometheus.HistogramVec
 
@@ -100,6 +104,10 @@ func NewWriter(s Store, ring *events.Ring, traffic func() []TrafficPoint, d Writ
 			Name: "kapkan_store_events_dropped_total",
 			Help: "Events given up after every attempt to write their batch failed.",
 		}),
+		unavailable: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kapkan_store_unavailable",
+			Help: "1 while the history store cannot take writes (its server down, its disk full) and the writer waits with a batch in hand; 0 otherwise.",
+		}),
 		points: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kapkan_store_traffic_points_written_total",
 			Help: "Hostgroup traffic points written to the history store.",
@@ -128,7 +136,7 @@ func NewWriter(s Store, ring *events.Ring, traffic func() []TrafficPoint, d Writ
 		w.seconds.WithLabelValues(op)
 	}
 	if d.Registerer != nil {
-		d.Registerer.MustRegister(w.written, w.lost, w.retries, w.dropped, w.points, w.errs, w.seconds, w.samplesWritten, w.samplesDropped)
+		d.Registerer.MustRegister(w.written, w.lost, w.retries, w.dropped, w.unavailable, w.points, w.errs, w.seconds, w.samplesWritten, w.samplesDropped)
 	}
 	return w
 }
@@ -222,24 +230,35 @@ func (w *Writer) Run(ctx context.Context) error {
 }
 
 // write writes a batch, retrying with backoff; it gives the batch up after
-// MaxAttempts or when ctx ends.
+// MaxAttempts failures not marked ErrUnavailable, or when ctx ends.
 func (w *Writer) write(ctx context.Context, batch []events.Event) {
 	backoff := w.d.RetryMin
+	defer w.unavailable.Set(0)
+	failed := 0
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		err := w.s.PutEvents(ctx, batch)
 		w.seconds.WithLabelValues("events").Observe(time.Since(start).Seconds())
 		if err == nil {
 			w.written.Add(float64(len(batch)))
+			if attempt > 1 {
+				w.log.Info("history store write went through", "events", len(batch), "attempts", attempt)
+			}
 			return
 		}
 		w.errs.WithLabelValues("events").Inc()
-		if attempt >= w.d.MaxAttempts || ctx.Err() != nil {
+		down := errors.Is(err, ErrUnavailable)
+		if down {
+			w.unavailable.Set(1)
+		} else {
+			failed++
+		}
+		if failed >= w.d.MaxAttempts || ctx.Err() != nil {
 			w.dropped.Add(float64(len(batch)))
 			w.log.Error("history store write failed, events dropped", "events", len(batch), "attempts", attempt, "err", err)
 			return
 		}
-		w.log.Warn("history store write failed, retrying", "events", len(batch), "attempt", attempt, "backoff", backoff, "err", err)
+		w.log.Warn("history store write failed, retrying", "events", len(batch), "attempt", attempt, "backoff", backoff, "unavailable", down, "err", err)
 		t := time.NewTimer(backoff)
 		select {
 		case <-t.C:

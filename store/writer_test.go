@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -23,6 +24,7 @@ type fake struct {
 	store.Store // reads are not called
 	mu          sync.Mutex
 	fail        int
+	down        bool // every write of events fails with ErrUnavailable
 	gate        chan struct{}
 	calls       int
 	evs         []events.Event
@@ -41,6 +43,9 @@ func (f *fake) PutEvents(ctx context.Context, evs []events.Event) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
+	if f.down {
+		return fmt.Errorf("dial tcp 127.0.0.1:9000: connection refused: %w", store.ErrUnavailable)
+	}
 	if f.fail > 0 {
 		f.fail--
 		return errors.New("disk on fire")
@@ -129,6 +134,62 @@ func TestWriterGivesUp(t *testing.T) {
 		}
 		if f.calls != 3 {
 			t.Errorf("%d attempts, want 3", f.calls)
+		}
+	})
+}
+
+// TestWriterWaitsForTheStore: a store that is unavailable for ten minutes
+// (its server down, its disk full) uses up no attempts: the batch waits in
+// hand and the events behind it in the ring, the gauge says so, nothing is
+// dropped, and everything is written in order once the store is back. A
+// batch failing for another reason is still given up after MaxAttempts.
+func TestWriterWaitsForTheStore(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		ring := events.NewRing(64, nil)
+		f := &fake{down: true}
+		w := store.NewWriter(f, ring, nil, store.WriterDeps{Registerer: reg, BatchSize: 4, MaxAttempts: 3})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go w.Run(ctx)
+		unavailable := func() float64 { return testutil.MetricValue(t, reg, "kapkan_store_unavailable", nil) }
+
+		publish(ring, 30)
+		time.Sleep(10 * time.Minute)
+		synctest.Wait()
+		f.mu.Lock()
+		calls := f.calls
+		f.mu.Unlock()
+		if calls <= 3 {
+			t.Errorf("%d attempts in 10 minutes: the writer stopped trying", calls)
+		}
+		if got := unavailable(); got != 1 {
+			t.Errorf("kapkan_store_unavailable = %v while the store is down, want 1", got)
+		}
+		f.mu.Lock()
+		f.down = false
+		f.mu.Unlock()
+		time.Sleep(time.Minute) // the backoff is at most 10 s
+		synctest.Wait()
+		if got := f.seqs(); len(got) != 30 || got[0] != 1 || got[29] != 30 {
+			t.Errorf("written %v, want seq 1…30 in order", got)
+		}
+		for name, want := range map[string]float64{"kapkan_store_events_dropped_total": 0, "kapkan_store_events_lost_total": 0,
+			"kapkan_store_unavailable": 0, "kapkan_store_events_written_total": 30} {
+			if got := testutil.MetricValue(t, reg, name, nil); got != want {
+				t.Errorf("%s = %v, want %v", name, got, want)
+			}
+		}
+
+		// Another failure uses the attempts up.
+		f.mu.Lock()
+		f.fail = 1000
+		f.mu.Unlock()
+		publish(ring, 4)
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if got := testutil.MetricValue(t, reg, "kapkan_store_events_dropped_total", nil); got != 4 {
+			t.Errorf("dropped = %v after a failing batch, want 4", got)
 		}
 	})
 }

@@ -154,9 +154,15 @@ func (s *Store) retry(ctx context.Context, what string, write func(context.Conte
 			}
 			return nil
 		}
-		if ctx.Err() != nil || !retryable(err) || time.Now().Add(backoff).After(deadline) {
+		if ctx.Err() != nil || !retryable(err) {
 			s.errs.Inc()
 			return fmt.Errorf("write %s to clickhouse (try %d): %w", what, tries, err)
+		}
+		if time.Now().Add(backoff).After(deadline) {
+			// The server is still out of reach: the caller may keep the
+			// rows and try later.
+			s.errs.Inc()
+			return fmt.Errorf("write %s to clickhouse (try %d): %w: %w", what, tries, store.ErrUnavailable, err)
 		}
 		if tries == 1 {
 			s.log.Warn("clickhouse write failed, retrying", "what", what, "err", err)

@@ -124,3 +124,98 @@ func TestServerRestartWhileWriting(t *testing.T) {
 	}
 	t.Logf("%d batches written, %d attacks and %d mitigations read back, %v retries", n, len(as), len(ms), retries())
 }
+
+// TestWriterWhileServerDown: the daemon's history writer in front of a
+// server that is stopped. Events published meanwhile never wait (the ring
+// never blocks, so detection goes on), the writer holds its batch and says
+// the store is unavailable, and once the server is back every event
+// arrives. Stopped again with more events than the ring holds, the
+// overflow is counted as lost and everything else arrives: each event is
+// either written or counted.
+func TestWriterWhileServerDown(t *testing.T) {
+	srv := testutil.StartClickHouse(t)
+	reg := prometheus.NewRegistry()
+	s, err := clickhouse.Open(context.Background(), srv.DSN("kapkan"), clickhouse.Deps{Registry: reg, RetryFor: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	const ringSize = 64
+	ring := events.NewRing(ringSize, reg)
+	w := store.NewWriter(s, ring, nil, store.WriterDeps{Registerer: reg, BatchSize: 8, BatchWait: 50 * time.Millisecond,
+		RetryMax: time.Second, MaxAttempts: 2})
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+	defer func() { stop(); <-done }()
+
+	metric := func(name string) float64 { return testutil.MetricValue(t, reg, name, nil) }
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("waited 30 s for %s: written %v, lost %v, dropped %v, unavailable %v", what,
+					metric("kapkan_store_events_written_total"), metric("kapkan_store_events_lost_total"),
+					metric("kapkan_store_events_dropped_total"), metric("kapkan_store_unavailable"))
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	next := uint64(1)
+	publish := func(n int) time.Duration {
+		start := time.Now()
+		for range n {
+			at := t0.Add(time.Duration(next) * time.Second)
+			target := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(next >> 8), byte(next)}), 32)
+			ring.Publish(events.Event{Kind: events.AttackStarted, At: at, Attack: &events.Attack{ID: next, Target: target,
+				Started: at, Hostgroup: "web", Direction: "incoming", Rates: map[string]float64{"pps": 1}}})
+			next++
+		}
+		return time.Since(start)
+	}
+	stored := func() int {
+		as, err := s.Attacks(ctx(t), store.AttackFilter{Limit: 1000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(as)
+	}
+
+	// Down, within the ring: nothing lost, nothing dropped.
+	srv.Stop()
+	if took := publish(20); took > 100*time.Millisecond {
+		t.Errorf("publishing 20 events with the store down took %v", took)
+	}
+	waitFor("the writer to find the store unavailable", func() bool { return metric("kapkan_store_unavailable") == 1 })
+	time.Sleep(3 * time.Second) // more than MaxAttempts × RetryMax: an outage does not use the attempts up
+	srv.Start(t)
+	waitFor("the 20 events after the restart", func() bool { return metric("kapkan_store_events_written_total") == 20 })
+	if n := stored(); n != 20 {
+		t.Errorf("%d attacks read back after the restart, want 20", n)
+	}
+	if lost, dropped := metric("kapkan_store_events_lost_total"), metric("kapkan_store_events_dropped_total"); lost != 0 || dropped != 0 {
+		t.Errorf("lost %v, dropped %v within the ring, want none", lost, dropped)
+	}
+
+	// Down, over the ring: the overflow is counted, the rest arrives.
+	srv.Kill()
+	publish(1) // the batch in hand when the writer finds the server gone
+	waitFor("the writer to find the store unavailable", func() bool { return metric("kapkan_store_unavailable") == 1 })
+	if took := publish(4*ringSize - 1); took > 100*time.Millisecond {
+		t.Errorf("publishing %d events with the store down took %v", 4*ringSize-1, took)
+	}
+	srv.Start(t)
+	total := float64(next - 1)
+	waitFor("every event written or counted", func() bool {
+		return metric("kapkan_store_events_written_total")+metric("kapkan_store_events_lost_total") == total
+	})
+	lost := metric("kapkan_store_events_lost_total")
+	if lost < 2*ringSize {
+		t.Errorf("lost %v of %d events published over a ring of %d, want the overflow counted", lost, 4*ringSize, ringSize)
+	}
+	if n := stored(); float64(n) != total-lost {
+		t.Errorf("%d attacks read back, want %v (%v published, %v lost)", n, total-lost, total, lost)
+	}
+	t.Logf("second outage: %d events published, %v lost over the ring of %d, %d read back", 4*ringSize, lost, ringSize, stored()-20)
+}

@@ -30,6 +30,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"syscall"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -162,9 +164,20 @@ func (s *Store) PutEvents(ctx context.Context, evs []events.Event) error {
 		return w.flush()
 	})
 	if err != nil {
-		return fmt.Errorf("store events: %w", err)
+		return writeErr("store events", err)
 	}
 	return nil
+}
+
+// writeErr says what failed to be written; a full disk marks the error
+// store.ErrUnavailable, so the writer keeps the batch until space returns.
+func writeErr(what string, err error) error {
+	// bbolt wraps some of its file errors as text only ("file resize
+	// error: ..."), hence the comparison of the message too.
+	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) || strings.Contains(err.Error(), syscall.ENOSPC.Error()) {
+		return fmt.Errorf("%s: the disk is full: %w: %w", what, store.ErrUnavailable, err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // writeTx keeps the rows a batch changes, written once at its end (a batch
@@ -363,7 +376,7 @@ func (s *Store) PutTraffic(ctx context.Context, pts []store.TrafficPoint) error 
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("store traffic: %w", err)
+		return writeErr("store traffic", err)
 	}
 	return nil
 }
