@@ -47,6 +47,17 @@ const Token = "daemontest-operate-token"
 // section it keeps no state file.
 func Config(t testing.TB, extra string) *config.Config {
 	t.Helper()
+	cfg, err := config.Parse("test.yaml", []byte(ConfigYAML(t, extra)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg
+}
+
+// ConfigYAML is the text of Config, for a daemon run in a process of its
+// own; the token file it names is in the test's temporary directory.
+func ConfigYAML(t testing.TB, extra string) string {
+	t.Helper()
 	tok := filepath.Join(t.TempDir(), "api.token")
 	if err := os.WriteFile(tok, []byte(Token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -60,11 +71,7 @@ func Config(t testing.TB, extra string) *config.Config {
 		// force for the next one (or the machine) to restore.
 		extra += "mitigation: {state_file: \"\"}\n"
 	}
-	cfg, err := config.Parse("test.yaml", []byte(fmt.Sprintf(baseConfig, tok)+extra))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cfg
+	return fmt.Sprintf(baseConfig, tok) + extra
 }
 
 // BGPMitigation is a live (dry_run: false) mitigation section peering with
