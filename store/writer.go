@@ -55,6 +55,8 @@ type Writer struct {
 	errs                           *prometheus.CounterVec
 	seconds                        *prometheus.HistogramVec
 
+	trafficFailing bool // the last traffic write failed (Run's goroutine only)
+
 	samples                        chan Sample
 	samplesWritten, samplesDropped prometheus.Counter
 }
@@ -288,9 +290,17 @@ func (w *Writer) writeTraffic(ctx context.Context) {
 	if err != nil {
 		if !errors.Is(err, context.Canceled) {
 			w.errs.WithLabelValues("traffic").Inc()
-			w.log.Warn("history store traffic write failed", "points", len(pts), "err", err)
+			// Once per outage, not once a second: the counter has the rest.
+			if !w.trafficFailing {
+				w.log.Warn("history store traffic write failed, counting the next failures without a log line until one goes through", "points", len(pts), "err", err)
+			}
+			w.trafficFailing = true
 		}
 		return
+	}
+	if w.trafficFailing {
+		w.log.Info("history store traffic write went through again")
+		w.trafficFailing = false
 	}
 	w.points.Add(float64(len(pts)))
 }
