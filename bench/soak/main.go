@@ -467,10 +467,10 @@ func report(o *options, rows []sample, attacks []attack, others int, sent, lost 
 		fmt.Fprintf(&b, "**%s**\n\n", o.note)
 	}
 	threshold, attackPPS := o.thresholds()
-	fmt.Fprintf(&b, "Run at %s on %s (%d CPUs): %s of sFlow background at %d records/s to %d destinations "+
+	fmt.Fprintf(&b, "Started at %s on %s (%d CPUs): %s of sFlow background at %d records/s to %d destinations "+
 		"(sampling 1 in %d), a threshold of %d pps, a UDP flood of %d pps every %s for %s, detection window and cool-down 5 s, "+
 		"history in the embedded store, mitigation in dry-run with a state file. Samples every %s, %d in all; the whole run took %s.\n\n",
-		time.Now().UTC().Format("2006-01-02 15:04 UTC"), hostname(), numCPU(), o.duration, o.rate, o.hosts,
+		started.UTC().Format("2006-01-02 15:04 UTC"), hostname(), numCPU(), o.duration, o.rate, o.hosts,
 		sampling, threshold, attackPPS, o.attackEvery, o.attackOn, o.every, len(rows), took.Round(time.Second))
 	fmt.Fprintf(&b, "| check | result | |\n|---|---|---|\n")
 	for _, c := range checks {
