@@ -63,6 +63,12 @@ type Config struct {
 	QueueSize int
 }
 
+// OfflineBudget is the classification budget of replay and rule tests,
+// which are clocked by their data and judged on their verdicts: long
+// enough that a busy machine never changes a verdict (a module over the
+// live budget is reported by the daemon, not by a replay).
+const OfflineBudget = 30 * time.Second
+
 func (c *Config) defaults() {
 	if c.Workers <= 0 {
 		c.Workers = 64

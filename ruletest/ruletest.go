@@ -325,7 +325,7 @@ func detect(fsys fs.FS, file string, t *Test, set *rules.Set) ([]detected, map[s
 			rec.started[i].v = v
 		}
 	})
-	pl, err := pipeline.New(pipeline.Config{Workers: 1}, pipeline.Deps{Rules: func() *rules.Set { return set },
+	pl, err := pipeline.New(pipeline.Config{Workers: 1, Budget: pipeline.OfflineBudget}, pipeline.Deps{Rules: func() *rules.Set { return set },
 		Mitigator: rec, Events: pub, Log: slog.New(rec)})
 	if err != nil {
 		return nil, nil, err

@@ -266,7 +266,9 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 	}
 	defer mit.Close()
 	var nerrs int
-	pl, err := pipeline.New(daemon.PipelineConfig(cfg, 1), pipeline.Deps{Rules: func() *rules.Set { return set },
+	pc := daemon.PipelineConfig(cfg, 1)
+	pc.Budget = pipeline.OfflineBudget
+	pl, err := pipeline.New(pc, pipeline.Deps{Rules: func() *rules.Set { return set },
 		Mitigator: mit.Manager(), Events: ring, Log: slog.New(countingHandler{log.Handler(), &nerrs})})
 	if err != nil {
 		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
