@@ -221,6 +221,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	speakerCtx, stopSpeaker := context.WithCancel(context.Background())
 	speakerDone := make(chan error, 1)
 	if sp := d.mit.speaker; sp != nil {
+		// What the state file restored is handed to the speaker before it
+		// starts, so that every session's first UPDATEs carry it ahead of
+		// the End-of-RIB: a router that kept the routes across the restart
+		// (graceful restart) refreshes them, and drops only the rest.
+		d.mit.mgr.Flush()
 		if err := sp.Start(speakerCtx); err != nil {
 			stopSpeaker()
 			d.mit.Close()
