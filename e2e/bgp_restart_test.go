@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -395,4 +396,45 @@ func TestMD5Password(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPlannedRestartBIRD: a planned restart (SIGTERM, as systemctl
+// restart sends, then a new process) lifts no mitigation at BIRD: the
+// daemon leaves its session to close with the process, without a
+// NOTIFICATION (which would make BIRD drop the routes at once), so BIRD
+// keeps the routes as stale and the new process refreshes them.
+func TestPlannedRestartBIRD(t *testing.T) {
+	bird := testutil.StartBIRD(t, testutil.BIRDConfig{Neighbor: "127.0.0.1", NeighborASN: 65010, GracefulRestartTime: time.Minute})
+	base := grBase(t, t.TempDir(), bird.Address, bird.BGPPort, "")
+	d := startDaemon(t, base)
+	bird.WaitEstablished(30 * time.Second)
+	putInForce(t, d)
+	var before map[string]testutil.Route
+	if ok, _ := poll(10*time.Second, func() bool { var ok bool; before, ok = birdHolds(bird); return ok }); !ok {
+		t.Fatalf("BIRD does not hold the three routes: %v", before)
+	}
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-d.done
+	stopped := time.Now()
+	if routes, all := birdHolds(bird); !all || !bird.GracefulRestartActive() {
+		out, _ := bird.Run("show", "protocols", "all", "kapkan")
+		t.Fatalf("after SIGTERM BIRD holds %v; want the three routes kept as stale; birdc:\n%s", routes, out)
+	}
+	if !strings.Contains(d.log(), "BGP sessions left to close with the process") {
+		t.Errorf("the daemon did not leave its sessions to the process exit; log:\n%s", d.log())
+	}
+	d2 := startDaemon(t, base)
+	ok, done := poll(30*time.Second, func() bool { return bird.Established() && !bird.GracefulRestartActive() })
+	if !ok {
+		t.Fatalf("graceful restart did not end within 30 s; daemon log:\n%s", d2.log())
+	}
+	after, _ := birdHolds(bird)
+	for _, n := range []string{longBlackhole, birdFlowSpec} {
+		if r, ok := after[n]; !ok || r.Since != before[n].Since {
+			t.Errorf("%s after the planned restart: %+v (held %v); want it kept since %s", n, r, ok, before[n].Since)
+		}
+	}
+	t.Logf("planned restart: routes held stale by BIRD from the exit to the End-of-RIB of the new process, %.1f s", done.Sub(stopped).Seconds())
 }

@@ -611,6 +611,32 @@ func familyOf(r mitigate.Route) string {
 	return v + "-flowspec"
 }
 
+// Detach is Stop for a process about to exit: the speaker takes no more
+// changes, but its sessions are left open, for the kernel to close with
+// the process, without the NOTIFICATION that Stop sends. Routers with
+// graceful restart then keep the routes, as stale, until Kapkan is back
+// and sends them again: a planned restart (systemctl restart, an upgrade)
+// lifts no mitigation. Stop after Detach does nothing; a process that
+// does not exit keeps GoBGP running.
+func (s *Speaker) Detach() {
+	s.mu.Lock()
+	if s.phase == stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.phase = stopped
+	cancel := s.stop
+	for _, p := range s.cfg.Peers {
+		s.sessionUp.WithLabelValues(p.Address.String()).Set(0)
+	}
+	clear(s.up)
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	s.log.Info("BGP sessions left to close with the process: routers with graceful restart keep the routes until Kapkan is back")
+}
+
 // Stop closes every session and stops GoBGP; it may be called more than
 // once. The routes are forgotten by the routers with the sessions.
 func (s *Speaker) Stop() {
