@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -437,4 +438,41 @@ func TestPlannedRestartBIRD(t *testing.T) {
 		}
 	}
 	t.Logf("planned restart: routes held stale by BIRD from the exit to the End-of-RIB of the new process, %.1f s", done.Sub(stopped).Seconds())
+}
+
+// TestLongLivedGracefulRestartGoBGPD: gobgpd as a long-lived graceful
+// restart helper keeps the routes past the 2 s restart time, tagged
+// LLGR_STALE, and holds them fresh (untagged, not stale) once Kapkan is
+// back.
+func TestLongLivedGracefulRestartGoBGPD(t *testing.T) {
+	const llgrStale = 0xFFFF0006 // 65535:6
+	router := testutil.StartGoBGPD(t, testutil.GoBGPNeighbor{Address: "127.0.0.1", ASN: 65010,
+		Families: []string{"ipv4-unicast", "ipv4-flowspec"}, GracefulRestart: true, LongLived: true})
+	base := grBase(t, t.TempDir(), "127.0.0.1", router.BGPPort, "        graceful_restart_time: 2s\n        long_lived_stale_time: 1h\n")
+	d := startDaemon(t, base)
+	router.WaitEstablished("127.0.0.1", 30*time.Second)
+	putInForce(t, d)
+	if ok, _ := poll(10*time.Second, func() bool { return len(router.RIB("ipv4")) == 2 && len(router.RIB("ipv4-flowspec")) == 1 }); !ok {
+		t.Fatalf("gobgpd does not hold the routes: %v %v", router.RIB("ipv4"), router.RIB("ipv4-flowspec"))
+	}
+	d.kill(t)
+	killed := time.Now()
+	tagged := func(p testutil.RIBPath) bool { return slices.Contains(p.Communities, llgrStale) }
+	ok, at := poll(10*time.Second, func() bool { return tagged(router.RIB("ipv4")[longBlackhole]) })
+	if !ok {
+		t.Fatalf("%s not tagged LLGR_STALE 10 s after the kill: gobgpd holds %+v; gobgpd log:\n%s", longBlackhole, router.RIB("ipv4"), router.Log())
+	}
+	if p, ok := router.RIB("ipv4-flowspec")[gobgpFlowSpec]; !ok || !tagged(p) {
+		t.Errorf("the FlowSpec rule is not kept as LLGR_STALE: %+v", router.RIB("ipv4-flowspec"))
+	}
+	d2 := startDaemon(t, base)
+	fresh := func() bool {
+		l, okl := router.RIB("ipv4")[longBlackhole]
+		f, okf := router.RIB("ipv4-flowspec")[gobgpFlowSpec]
+		return okl && okf && !l.Stale && !f.Stale && !tagged(l) && !tagged(f)
+	}
+	if ok, _ := poll(30*time.Second, fresh); !ok {
+		t.Fatalf("gobgpd holds %+v %+v 30 s after the restart, want them fresh; daemon log:\n%s", router.RIB("ipv4"), router.RIB("ipv4-flowspec"), d2.log())
+	}
+	t.Logf("gobgpd: routes tagged LLGR_STALE %.1f s after SIGKILL (restart time 2 s), fresh after the restart", at.Sub(killed).Seconds())
 }

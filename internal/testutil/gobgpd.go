@@ -260,6 +260,9 @@ type RIBPath struct {
 	// Age is when gobgpd took the path in (Unix seconds): a path
 	// refreshed keeps it only if gobgpd kept the old one.
 	Age int64
+	// Communities are the path's BGP communities (LLGR_STALE, 65535:6,
+	// marks a path kept under long-lived graceful restart).
+	Communities []uint32
 }
 
 // RIB returns the paths of a family ("ipv4", "ipv4-flowspec", ...) in
@@ -275,15 +278,26 @@ func (g *GoBGPD) RIB(family string) map[string]RIBPath {
 	var raw map[string][]struct {
 		Stale bool  `json:"stale"`
 		Age   int64 `json:"age"`
+		Attrs []struct {
+			Type        int      `json:"type"`
+			Communities []uint32 `json:"communities"`
+		} `json:"attrs"`
 	}
 	if err := json.Unmarshal(out, &raw); err != nil {
 		g.t.Fatalf("gobgp global rib output: %v\n%s", err, out)
 	}
 	m := map[string]RIBPath{}
 	for network, paths := range raw {
-		if len(paths) > 0 {
-			m[network] = RIBPath{Stale: paths[0].Stale, Age: paths[0].Age}
+		if len(paths) == 0 {
+			continue
 		}
+		p := RIBPath{Stale: paths[0].Stale, Age: paths[0].Age}
+		for _, a := range paths[0].Attrs {
+			if a.Type == 8 { // COMMUNITIES
+				p.Communities = a.Communities
+			}
+		}
+		m[network] = p
 	}
 	return m
 }
