@@ -74,7 +74,7 @@ deps: ## install what the tests need (Debian packages: tshark, gobgpd, clickhous
 	$Q ./.ci/deps.sh tshark gobgpd clickhouse-server bird2 chromium systemd
 	$Q test -f web/node_modules/playwright-core/package.json || npm ci --prefix web --no-audit --no-fund # the dashboard's browser test
 	$Q systemctl disable --now clickhouse-server >/dev/null 2>&1 || true # the package may start a system server; the store tests run their own on loopback
-	$Q systemctl disable --now bird >/dev/null 2>&1 || true # the docs test only runs bird -p on the recipes
+	$Q systemctl disable --now bird >/dev/null 2>&1 || true # bird2 starts a system BIRD; the docs test only runs bird -p on the recipes, the BGP tests run their own on loopback
 
 test: deps lint test-allocs test-race test-deb ## every test: lint, unit and integration, under the race detector
 

@@ -47,8 +47,9 @@ var allowed = map[string][]string{
 	"bench/fnm":         {},
 	"bench/soak":        {},
 	// Acceptance tests only (_test.go files): they drive the built binary
-	// and import nothing of the module.
-	"e2e": {},
+	// and import nothing of the module but the harness of the real parts
+	// they run beside it (BIRD, gobgpd).
+	"e2e": {"internal/testutil"},
 	// Tests only: the Debian package's files, checked against the
 	// configuration loader and the daemon's preflight.
 	"packaging": {"config", "daemon", "internal/testutil"},

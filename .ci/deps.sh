@@ -3,7 +3,8 @@
 # Debian packages named as arguments (tshark checks that what
 # `kapkan simulate` writes is what Wireshark reads; clickhouse-server,
 # Debian's 18.16, is the oldest server the ClickHouse store supports and
-# what its tests start on loopback), then the Go modules.
+# what its tests start on loopback; bird2 and gobgpd are the routers the
+# BGP tests start on loopback), then the Go modules.
 # Each step checks first, so a second run is quick.
 set -euo pipefail
 need_apt=()

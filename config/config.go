@@ -321,6 +321,19 @@ type Peer struct {
 	NextHopIPv6 netip.Addr `yaml:"next_hop_ipv6"`
 	// LocalPref, when set, replaces bgp.local_pref for this neighbour.
 	LocalPref uint32 `yaml:"local_pref"`
+	// PasswordFile names a file holding the session's TCP-MD5 password
+	// (RFC 2385), read at start and on reload; the password is never
+	// written in this file, logged or shown.
+	PasswordFile string `yaml:"password_file,omitempty"`
+	// GracefulRestart offers graceful restart (RFC 4724): the router keeps
+	// Kapkan's routes, as stale, while Kapkan restarts.
+	GracefulRestart bool `yaml:"graceful_restart"`
+	// GracefulRestartTime is how long the router keeps them (1s to 4095s).
+	GracefulRestartTime Duration `yaml:"graceful_restart_time"`
+	// LongLivedStaleTime, when not 0, offers long-lived graceful restart
+	// (RFC 9494) too: a router that supports it keeps the routes that much
+	// longer once graceful_restart_time has passed.
+	LongLivedStaleTime Duration `yaml:"long_lived_stale_time"`
 }
 
 // Notifier is one notification channel: a Telegram chat, a Slack incoming

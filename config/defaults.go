@@ -164,3 +164,27 @@ func (n *Notifier) UnmarshalYAML(node *yaml.Node) error {
 	*n = Notifier(p)
 	return nil
 }
+
+// DefaultPeer returns the defaults of a mitigation.bgp.peers item: graceful
+// restart offered, with a restart time of 120 s, and no long-lived
+// graceful restart (a blackhole kept for hours by a router while Kapkan is
+// down would outlive the TTL it was given).
+func DefaultPeer() Peer {
+	return Peer{GracefulRestart: true, GracefulRestartTime: Duration{120 * time.Second}}
+}
+
+// setDefaults is called by the decoder on each new peer before the file's
+// keys are decoded into it.
+func (p *Peer) setDefaults() { *p = DefaultPeer() }
+
+// UnmarshalYAML applies the peer's defaults before its keys, so that a
+// plain yaml.v3 decode agrees with Parse.
+func (p *Peer) UnmarshalYAML(node *yaml.Node) error {
+	type plain Peer // without this method
+	q := plain(DefaultPeer())
+	if err := node.Decode(&q); err != nil {
+		return err
+	}
+	*p = Peer(q)
+	return nil
+}

@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
@@ -452,7 +453,53 @@ func (v *validator) mitigation() {
 		if p.NextHopIPv6.IsValid() && (!p.NextHopIPv6.Is6() || p.NextHopIPv6.Is4In6()) {
 			v.errorf(path+".next_hop_ipv6", "%s is not an IPv6 address", p.NextHopIPv6)
 		}
+		v.fileKey(path+".password_file", p.PasswordFile)
+		if t := p.GracefulRestartTime.Duration; t < time.Second || t > 4095*time.Second || t%time.Second != 0 {
+			v.errorf(path+".graceful_restart_time", "%s is out of range (want whole seconds from 1s to 4095s, like 2m)", p.GracefulRestartTime)
+		}
+		if t := p.LongLivedStaleTime.Duration; t < 0 || t > 16777215*time.Second || t%time.Second != 0 {
+			v.errorf(path+".long_lived_stale_time", "%s is out of range (want 0 for none, or whole seconds up to 16777215s, like 1h)", p.LongLivedStaleTime)
+		} else if t > 0 && !p.GracefulRestart {
+			v.errorf(path+".long_lived_stale_time", "%s is set with graceful_restart false (want graceful_restart true, or 0)", p.LongLivedStaleTime)
+		}
 	}
+}
+
+// MaxPasswordLen is the longest TCP-MD5 password Linux takes
+// (TCP_MD5SIG_MAXKEYLEN).
+const MaxPasswordLen = 80
+
+// PeerPasswords reads the TCP-MD5 password of each BGP peer from its
+// password_file ("" for a peer without one), whitespace around it
+// trimmed. A file that is missing, unreadable, empty or too long is an
+// error positioned at its key; no error carries the password.
+func (c *Config) PeerPasswords() ([]string, error) {
+	out := make([]string, len(c.Mitigation.BGP.Peers))
+	var errs Errors
+	for i, p := range c.Mitigation.BGP.Peers {
+		if p.PasswordFile == "" {
+			continue
+		}
+		path := fmt.Sprintf("mitigation.bgp.peers[%d].password_file", i)
+		b, err := os.ReadFile(p.PasswordFile)
+		if err != nil {
+			errs = append(errs, c.ErrorAt(path, "%v (want a file kapkan can read, holding the session's TCP-MD5 password)", err))
+			continue
+		}
+		pw := strings.TrimSpace(string(b))
+		switch {
+		case pw == "":
+			errs = append(errs, c.ErrorAt(path, "%s is empty (want the session's TCP-MD5 password in it)", p.PasswordFile))
+		case len(pw) > MaxPasswordLen:
+			errs = append(errs, c.ErrorAt(path, "the password in %s is %d bytes long (want at most %d)", p.PasswordFile, len(pw), MaxPasswordLen))
+		default:
+			out[i] = pw
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	return out, nil
 }
 
 // Community names accepted besides ASN:VALUE.

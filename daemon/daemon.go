@@ -56,6 +56,12 @@ type Deps struct {
 	Version string
 	// Role is RoleAll (the default).
 	Role Role
+	// ExitKeepsRoutes is set by a process that exits when Run returns:
+	// the BGP speaker then leaves its sessions to close with the process,
+	// without a NOTIFICATION, so that routers with graceful restart keep
+	// the routes across a planned restart (bgp.Speaker.Detach). Left
+	// false, Run closes the sessions itself (in-process tests).
+	ExitKeepsRoutes bool
 }
 
 // Daemon is the running process: every component of its role, built from
@@ -90,6 +96,8 @@ type Daemon struct {
 	demo      bool
 	version   string
 	startedAt time.Time // when New ran
+	// exitKeepsRoutes: Deps.ExitKeepsRoutes.
+	exitKeepsRoutes bool
 }
 
 // New builds every component and opens every socket, so that a port in use
@@ -104,7 +112,8 @@ func New(cfg *config.Config, deps Deps) (*Daemon, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	d := &Daemon{cfg: cfg, started: cfg, log: log, registry: prometheus.NewRegistry(), level: deps.Level,
-		configPath: deps.ConfigPath, demo: deps.Demo, version: deps.Version, startedAt: time.Now()}
+		configPath: deps.ConfigPath, demo: deps.Demo, version: deps.Version, startedAt: time.Now(),
+		exitKeepsRoutes: deps.ExitKeepsRoutes}
 	if d.level == nil {
 		d.level = new(slog.LevelVar)
 	}
@@ -221,6 +230,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	speakerCtx, stopSpeaker := context.WithCancel(context.Background())
 	speakerDone := make(chan error, 1)
 	if sp := d.mit.speaker; sp != nil {
+		// What the state file restored is handed to the speaker before it
+		// starts, so that every session's first UPDATEs carry it ahead of
+		// the End-of-RIB: a router that kept the routes across the restart
+		// (graceful restart) refreshes them, and drops only the rest.
+		d.mit.mgr.Flush()
 		if err := sp.Start(speakerCtx); err != nil {
 			stopSpeaker()
 			d.mit.Close()
@@ -231,7 +245,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 		speakerDone <- nil
 	}
 	defer func() {
-		d.mit.Close() // hands the queue to the speaker
+		if sp := d.mit.speaker; sp != nil && d.exitKeepsRoutes {
+			d.mit.mgr.Close() // hands the queue to the speaker
+			sp.Detach()
+		}
+		d.mit.Close() // hands the queue to the speaker, and stops it
 		stopSpeaker()
 		<-speakerDone
 	}()

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -37,6 +38,22 @@ type Mitigation struct {
 	log *slog.Logger
 	// pub receives the mitigation and BGP session events.
 	pub pipeline.Publisher
+	// passwords are the peers' TCP-MD5 passwords the speaker started
+	// with, by peer index.
+	passwords []string
+}
+
+// passwordsChanged names the password_file keys of the peers whose
+// password differs from the one the speaker runs with (the speaker takes
+// a new one at a restart).
+func (m *Mitigation) passwordsChanged(next []string) []string {
+	var out []string
+	for i, pw := range next {
+		if i < len(m.passwords) && pw != m.passwords[i] {
+			out = append(out, fmt.Sprintf("mitigation.bgp.peers[%d].password_file", i))
+		}
+	}
+	return out
 }
 
 // newMitigation builds the mitigation stage. With BGP peers configured the
@@ -54,7 +71,12 @@ func NewMitigation(cfg *config.Config, stateFile string, log *slog.Logger, reg p
 		log.Warn("dry_run is false but mitigation.bgp has no peer: mitigations are decided and logged, and reach no router")
 	}
 	if len(cfg.Mitigation.BGP.Peers) > 0 {
-		bc, err := BGPConfig(cfg.Mitigation.BGP)
+		pw, err := cfg.PeerPasswords()
+		if err != nil {
+			return nil, err
+		}
+		m.passwords = pw
+		bc, err := BGPConfig(cfg.Mitigation.BGP, pw)
 		if err != nil {
 			return nil, err
 		}
@@ -119,15 +141,16 @@ func (m *Mitigation) ExpireIdle() {
 }
 
 // BGPConfig converts the configuration file's BGP section into the
-// speaker's settings.
-func BGPConfig(c config.BGP) (bgp.Config, error) {
+// speaker's settings; passwords are the peers' TCP-MD5 passwords by index
+// (config.PeerPasswords; nil for none).
+func BGPConfig(c config.BGP, passwords []string) (bgp.Config, error) {
 	out := bgp.Config{ASN: c.ASN, RouterID: c.RouterID, ListenPort: c.ListenPort, NextHopIPv4: c.NextHopIPv4,
 		NextHopIPv6: c.NextHopIPv6, LocalPref: c.LocalPref}
 	var err error
 	if out.Communities, err = communities(c.Communities); err != nil {
 		return out, err
 	}
-	for _, p := range c.Peers {
+	for i, p := range c.Peers {
 		cs, err := communities(p.Communities)
 		if err != nil {
 			return out, err
@@ -137,7 +160,12 @@ func BGPConfig(c config.BGP) (bgp.Config, error) {
 			fams = []string{"ipv4-unicast", "ipv6-unicast"}
 		}
 		out.Peers = append(out.Peers, bgp.Peer{Address: p.Address, Port: p.Port, ASN: p.ASN, Families: fams,
-			Communities: cs, NextHopIPv4: p.NextHopIPv4, NextHopIPv6: p.NextHopIPv6, LocalPref: p.LocalPref})
+			Communities: cs, NextHopIPv4: p.NextHopIPv4, NextHopIPv6: p.NextHopIPv6, LocalPref: p.LocalPref,
+			GracefulRestart: p.GracefulRestart, RestartTime: p.GracefulRestartTime.Duration,
+			LongLivedStaleTime: p.LongLivedStaleTime.Duration})
+		if i < len(passwords) {
+			out.Peers[i].Password = passwords[i]
+		}
 	}
 	return out, nil
 }

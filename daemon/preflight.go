@@ -53,7 +53,12 @@ func Preflight(cfg *config.Config) (warnings config.Errors, err error) {
 		}
 	}
 	if len(cfg.Mitigation.BGP.Peers) > 0 {
-		if _, err := BGPConfig(cfg.Mitigation.BGP); err != nil {
+		pw, err := cfg.PeerPasswords()
+		var perrs config.Errors
+		if errors.As(err, &perrs) {
+			errs = append(errs, perrs...)
+		}
+		if _, err := BGPConfig(cfg.Mitigation.BGP, pw); err != nil {
 			errs = append(errs, cfg.ErrorAt("mitigation.bgp", "%v", err))
 		}
 	}

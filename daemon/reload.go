@@ -95,6 +95,12 @@ func (d *Daemon) reloadConfig(trigger string) error {
 	if d.demo {
 		AddDemoHostgroup(next)
 	}
+	// The peers' password files are read again: one that went missing or
+	// empty fails the reload, as it would fail the next start.
+	passwords, err := next.PeerPasswords()
+	if err != nil {
+		return fail(err)
+	}
 	// Rules first: they are the part most likely to fail, and compiling
 	// them changes nothing that runs.
 	if err := d.rules.reloadDirs(next.Rules.Dirs, trigger); err != nil {
@@ -108,7 +114,7 @@ func (d *Daemon) reloadConfig(trigger string) error {
 	}
 	d.level.Set(ParseLevel(next.Log.Level))
 	ev.Applied = config.Diff(d.Config(), next).Live
-	ev.NeedsRestart = config.Diff(d.started, next).Restart
+	ev.NeedsRestart = append(config.Diff(d.started, next).Restart, d.mit.passwordsChanged(passwords)...)
 	ev.OK = true
 	d.cfgMu.Lock()
 	d.cfg = next

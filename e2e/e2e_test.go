@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -290,7 +291,7 @@ type daemon struct {
 
 // startDaemon starts `kapkan run` with the configuration base (YAML) made
 // runnable by a test: listeners, API on free loopback ports, no state
-// file, JSON log at debug level (to see "attack updated", which carries
+// file (unless base names one), JSON log at debug level (to see "attack updated", which carries
 // a verdict made again on a larger sample). It returns once both
 // listeners log that they listen, and stops the daemon (by its PID)
 // when the test ends.
@@ -323,7 +324,9 @@ func startDaemon(t *testing.T, base string) *daemon {
 	if mit == nil {
 		mit = map[string]any{}
 	}
-	mit["state_file"] = ""
+	if _, ok := mit["state_file"]; !ok {
+		mit["state_file"] = "" // a test of restarts names its own
+	}
 	cfg["mitigation"] = mit
 	if _, ok := cfg["store"]; !ok {
 		cfg["store"] = map[string]any{"path": ""}
@@ -361,6 +364,16 @@ func startDaemon(t *testing.T, base string) *daemon {
 		t.Fatalf("listening on %v, configured %s and %s", d.listening, d.sflow, d.netflow)
 	}
 	return d
+}
+
+// kill ends the daemon with SIGKILL, as a crash would: nothing it does at
+// a shutdown runs.
+func (d *daemon) kill(t *testing.T) {
+	t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-d.done
 }
 
 // read collects the daemon's log lines until it exits.

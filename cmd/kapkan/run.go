@@ -54,7 +54,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	level.Set(daemon.ParseLevel(cfg.Log.Level))
 	log := newLoggerVar(stderr, level, cfg.Log.Format)
 	slog.SetDefault(log)
-	d, err := daemon.New(cfg, daemon.Deps{Logger: log, Level: level, ConfigPath: *configPath, Demo: *demoMode, Version: version})
+	d, err := daemon.New(cfg, daemon.Deps{Logger: log, Level: level, ConfigPath: *configPath, Demo: *demoMode, Version: version,
+		ExitKeepsRoutes: true})
 	if err != nil {
 		log.Error("start failed", "err", err)
 		return 1

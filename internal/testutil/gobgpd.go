@@ -34,6 +34,13 @@ type GoBGPNeighbor struct {
 	Address  string
 	ASN      uint32
 	Families []string // ipv4-unicast, ipv6-unicast, ipv4-flowspec, ipv6-flowspec
+	// Password, when set, is the session's TCP-MD5 password.
+	Password string
+	// GracefulRestart makes gobgpd a graceful restart helper for the
+	// session (RFC 4724): it keeps the neighbour's routes, marked stale,
+	// while the neighbour restarts; LongLived adds long-lived graceful
+	// restart (RFC 9494).
+	GracefulRestart, LongLived bool
 }
 
 // FreePort returns a TCP port free on loopback at the time of the call.
@@ -70,9 +77,21 @@ func StartGoBGPDAt(t testing.TB, asn uint32, address string, neighbors ...GoBGPN
 	fmt.Fprintf(&b, "[global.config]\n  as = %d\n  router-id = \"192.0.2.200\"\n  port = %d\n  local-address-list = [%s]\n", asn, g.BGPPort, listen)
 	for _, n := range neighbors {
 		fmt.Fprintf(&b, "[[neighbors]]\n  [neighbors.config]\n    neighbor-address = %q\n    peer-as = %d\n", n.Address, n.ASN)
+		if n.Password != "" {
+			fmt.Fprintf(&b, "    auth-password = %q\n", n.Password)
+		}
 		b.WriteString("  [neighbors.transport.config]\n    passive-mode = true\n")
+		if n.GracefulRestart {
+			fmt.Fprintf(&b, "  [neighbors.graceful-restart.config]\n    enabled = true\n    long-lived-enabled = %v\n", n.LongLived)
+		}
 		for _, f := range n.Families {
 			fmt.Fprintf(&b, "  [[neighbors.afi-safis]]\n    [neighbors.afi-safis.config]\n      afi-safi-name = %q\n", f)
+			if n.GracefulRestart {
+				b.WriteString("    [neighbors.afi-safis.mp-graceful-restart.config]\n      enabled = true\n")
+			}
+			if n.LongLived {
+				b.WriteString("    [neighbors.afi-safis.long-lived-graceful-restart.config]\n      enabled = true\n      restart-time = 3600\n")
+			}
 		}
 	}
 	if err := os.WriteFile(filepath.Join(g.dir, "gobgpd.toml"), []byte(b.String()), 0o600); err != nil {
@@ -229,6 +248,56 @@ func (g *GoBGPD) AdjIn(neighbor, family string) map[string]Received {
 			}
 		}
 		m[network] = r
+	}
+	return m
+}
+
+// RIBPath is one path of gobgpd's global RIB.
+type RIBPath struct {
+	// Stale is set while gobgpd keeps the path across its neighbour's
+	// restart (graceful restart), until the neighbour's End-of-RIB.
+	Stale bool
+	// Age is when gobgpd took the path in (Unix seconds): a path
+	// refreshed keeps it only if gobgpd kept the old one.
+	Age int64
+	// Communities are the path's BGP communities (LLGR_STALE, 65535:6,
+	// marks a path kept under long-lived graceful restart).
+	Communities []uint32
+}
+
+// RIB returns the paths of a family ("ipv4", "ipv4-flowspec", ...) in
+// gobgpd's global RIB by network: unlike AdjIn it answers while the
+// session is down, so it shows what gobgpd keeps of a neighbour that went
+// away.
+func (g *GoBGPD) RIB(family string) map[string]RIBPath {
+	g.t.Helper()
+	out, err := g.Run("global", "rib", "-a", family, "-j")
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	var raw map[string][]struct {
+		Stale bool  `json:"stale"`
+		Age   int64 `json:"age"`
+		Attrs []struct {
+			Type        int      `json:"type"`
+			Communities []uint32 `json:"communities"`
+		} `json:"attrs"`
+	}
+	if err := json.Unmarshal(out, &raw); err != nil {
+		g.t.Fatalf("gobgp global rib output: %v\n%s", err, out)
+	}
+	m := map[string]RIBPath{}
+	for network, paths := range raw {
+		if len(paths) == 0 {
+			continue
+		}
+		p := RIBPath{Stale: paths[0].Stale, Age: paths[0].Age}
+		for _, a := range paths[0].Attrs {
+			if a.Type == 8 { // COMMUNITIES
+				p.Communities = a.Communities
+			}
+		}
+		m[network] = p
 	}
 	return m
 }

@@ -61,7 +61,33 @@ type Peer struct {
 	Communities              []uint32
 	NextHopIPv4, NextHopIPv6 netip.Addr
 	LocalPref                uint32
+	// Password, when set, signs the session's TCP segments (TCP-MD5,
+	// RFC 2385). It is never logged.
+	Password string
+	// GracefulRestart offers graceful restart (RFC 4724) on the session:
+	// when Kapkan goes away without a NOTIFICATION (a crash, kill -9) the
+	// router keeps its routes, marked stale, for RestartTime, and drops the
+	// ones Kapkan does not send again before its End-of-RIB.
+	GracefulRestart bool
+	// RestartTime is how long the router keeps the stale routes (at most
+	// 4095 s; 0 means DefaultRestartTime).
+	RestartTime time.Duration
+	// LongLivedStaleTime, when set with GracefulRestart, also offers
+	// long-lived graceful restart (RFC 9494): once RestartTime has passed,
+	// a router that supports it keeps the routes (tagged LLGR_STALE) that
+	// much longer. 0 offers none.
+	LongLivedStaleTime time.Duration
 }
+
+// Limits of the graceful restart timers (the sizes of their fields in the
+// capabilities: 12 bits and 24 bits of seconds) and of a TCP-MD5 key
+// (TCP_MD5SIG_MAXKEYLEN).
+const (
+	DefaultRestartTime    = 120 * time.Second
+	MaxRestartTime        = 4095 * time.Second
+	MaxLongLivedStaleTime = 16777215 * time.Second
+	MaxPasswordLen        = 80
+)
 
 // Deps are what the speaker is given besides its configuration.
 type Deps struct {
@@ -135,6 +161,16 @@ func New(cfg Config, deps Deps) (*Speaker, error) {
 			if families[f] == nil {
 				return nil, fmt.Errorf("bgp: peer %s: unknown family %q", p.Address, f)
 			}
+		}
+		if p.RestartTime < 0 || p.RestartTime > MaxRestartTime {
+			return nil, fmt.Errorf("bgp: peer %s: restart time %s is out of range (want up to %s)", p.Address, p.RestartTime, MaxRestartTime)
+		}
+		if p.LongLivedStaleTime < 0 || p.LongLivedStaleTime > MaxLongLivedStaleTime {
+			return nil, fmt.Errorf("bgp: peer %s: long-lived stale time %s is out of range (want up to %s)", p.Address, p.LongLivedStaleTime, MaxLongLivedStaleTime)
+		}
+		if len(p.Password) > MaxPasswordLen {
+			// The password itself is never part of an error.
+			return nil, fmt.Errorf("bgp: peer %s: the TCP-MD5 password is %d bytes long (Linux takes up to %d)", p.Address, len(p.Password), MaxPasswordLen)
 		}
 	}
 	log := deps.Logger
@@ -236,14 +272,18 @@ func (s *Speaker) Start(ctx context.Context) error {
 	if err == nil {
 		err = s.exportPolicy(ctx, srv)
 	}
+	// The routes go in the RIB before any peer is added: a session's first
+	// UPDATEs then carry all of them, and its End-of-RIB follows them. A
+	// router that kept Kapkan's routes as stale across a restart refreshes
+	// the ones sent and drops only those no longer wanted.
+	if err == nil {
+		err = s.addAnnounced(ctx)
+	}
 	for _, p := range s.cfg.Peers {
 		if err != nil {
 			break
 		}
 		err = srv.AddPeer(ctx, &api.AddPeerRequest{Peer: s.apiPeer(p)})
-	}
-	if err == nil {
-		err = s.addAnnounced(ctx)
 	}
 	if err != nil {
 		s.Stop()
@@ -285,11 +325,47 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 	if ap.Transport.RemotePort == 0 {
 		ap.Transport.RemotePort = 179
 	}
+	ap.Conf.AuthPassword = p.Password
+	llgr := p.GracefulRestart && p.LongLivedStaleTime > 0
+	if p.GracefulRestart {
+		rt := p.RestartTime
+		if rt <= 0 {
+			rt = DefaultRestartTime
+		}
+		ap.GracefulRestart = &api.GracefulRestart{
+			Enabled:     true,
+			RestartTime: uint32(rt / time.Second),
+			// Every start is a restart as far as the router can tell: the
+			// Restart State bit and the forwarding-state bits (which GoBGP
+			// sets only when restarting) tell it to keep the stale routes
+			// until the End-of-RIB, instead of dropping them on the new
+			// OPEN. GoBGP then holds the routes until the router's own
+			// End-of-RIB, or DeferralTime.
+			LocalRestarting: true,
+			DeferralTime:    uint32(deferralTime / time.Second),
+			// RFC 8538: a NOTIFICATION other than a Hard Reset (a hold
+			// timer that expired) keeps the routes too.
+			NotificationEnabled: true,
+			LonglivedEnabled:    llgr,
+		}
+	}
 	for _, f := range p.Families {
-		ap.AfiSafis = append(ap.AfiSafis, &api.AfiSafi{Config: &api.AfiSafiConfig{Family: families[f], Enabled: true}})
+		af := &api.AfiSafi{Config: &api.AfiSafiConfig{Family: families[f], Enabled: true}}
+		if p.GracefulRestart {
+			af.MpGracefulRestart = &api.MpGracefulRestart{Config: &api.MpGracefulRestartConfig{Enabled: true}}
+		}
+		if llgr {
+			af.LongLivedGracefulRestart = &api.LongLivedGracefulRestart{Config: &api.LongLivedGracefulRestartConfig{
+				Enabled: true, RestartTime: uint32(p.LongLivedStaleTime / time.Second)}}
+		}
+		ap.AfiSafis = append(ap.AfiSafis, af)
 	}
 	return ap
 }
+
+// deferralTime bounds how long a restarted speaker waits for a router's
+// End-of-RIB before it sends its routes anyway.
+const deferralTime = 10 * time.Second
 
 // exportPolicy installs one global export statement per peer that
 // replaces communities, next hop or local-pref on the blackhole routes
@@ -533,6 +609,32 @@ func familyOf(r mitigate.Route) string {
 		return v + "-unicast"
 	}
 	return v + "-flowspec"
+}
+
+// Detach is Stop for a process about to exit: the speaker takes no more
+// changes, but its sessions are left open, for the kernel to close with
+// the process, without the NOTIFICATION that Stop sends. Routers with
+// graceful restart then keep the routes, as stale, until Kapkan is back
+// and sends them again: a planned restart (systemctl restart, an upgrade)
+// lifts no mitigation. Stop after Detach does nothing; a process that
+// does not exit keeps GoBGP running.
+func (s *Speaker) Detach() {
+	s.mu.Lock()
+	if s.phase == stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.phase = stopped
+	cancel := s.stop
+	for _, p := range s.cfg.Peers {
+		s.sessionUp.WithLabelValues(p.Address.String()).Set(0)
+	}
+	clear(s.up)
+	s.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+	s.log.Info("BGP sessions left to close with the process: routers with graceful restart keep the routes until Kapkan is back")
 }
 
 // Stop closes every session and stops GoBGP; it may be called more than
