@@ -71,6 +71,9 @@ type SessionView struct {
 	State      string    `json:"state"`
 	Since      time.Time `json:"since"`
 	RoutesSent int       `json:"routes_sent"`
+	// Sent are the routes advertised to the peer now, each as its family
+	// and NLRI (at most 256; RoutesSent counts them all).
+	Sent []string `json:"sent"`
 }
 
 // RulesView is the rule set running.

@@ -78,7 +78,11 @@ func (b apiBGP) Sessions() []api.SessionView {
 		return out
 	}
 	for _, s := range ss {
-		out = append(out, api.SessionView{Peer: s.Peer, State: s.State, Since: s.Since, RoutesSent: int(s.RoutesSent)})
+		sent := s.Sent
+		if sent == nil {
+			sent = []string{}
+		}
+		out = append(out, api.SessionView{Peer: s.Peer, State: s.State, Since: s.Since, RoutesSent: int(s.RoutesSent), Sent: sent})
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -43,12 +44,15 @@ func TestRouterRestartWithActionInForce(t *testing.T) {
 		Sessions []struct {
 			Peer       string `json:"peer"`
 			State      string `json:"state"`
-			RoutesSent int    `json:"routes_sent"`
+			RoutesSent int      `json:"routes_sent"`
+			Sent       []string `json:"sent"`
 		} `json:"sessions"`
 	}
 	getJSON(t, api+"/api/v1/bgp", &bgp)
 	if len(bgp.Sessions) != 1 || bgp.Sessions[0].Peer != "127.0.0.1" || bgp.Sessions[0].State != "established" || bgp.Sessions[0].RoutesSent < 1 {
 		t.Errorf("/api/v1/bgp: %+v, want the peer established with the route sent", bgp)
+	} else if s := bgp.Sessions[0]; len(s.Sent) != s.RoutesSent || !slices.Contains(s.Sent, "ipv4-flowspec "+want) {
+		t.Errorf("/api/v1/bgp sent %q (%d routes sent), want %q listed", s.Sent, s.RoutesSent, want)
 	}
 	if code := status(t, api+"/readyz"); code != 200 {
 		t.Errorf("/readyz %d with every session up", code)

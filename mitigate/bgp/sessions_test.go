@@ -3,6 +3,8 @@ package bgp
 import (
 	"log/slog"
 	"net/netip"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -25,7 +27,7 @@ func TestSessions(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, err := s.Sessions(t.Context())
-	if err != nil || len(before) != 1 || before[0] != (Session{Peer: peer, State: "idle"}) {
+	if err != nil || len(before) != 1 || !reflect.DeepEqual(before[0], Session{Peer: peer, State: "idle"}) {
 		t.Fatalf("before Start: %+v, %v; want one idle session", before, err)
 	}
 	started := time.Now()
@@ -51,6 +53,9 @@ func TestSessions(t *testing.T) {
 	if len(got) != 1 || got[0].Peer != peer || got[0].State != "established" || got[0].RoutesSent != 1 {
 		t.Fatalf("sessions %+v, want %s established with 1 route sent", got, peer)
 	}
+	if want := []string{"ipv4-unicast 203.0.113.5/32"}; !slices.Equal(got[0].Sent, want) {
+		t.Errorf("sent %q, want %q", got[0].Sent, want)
+	}
 	if got[0].Since.Before(started) || got[0].Since.After(time.Now()) || got[0].Uptime < 0 {
 		t.Errorf("since %s (started %s), uptime %s", got[0].Since, started, got[0].Uptime)
 	}
@@ -66,7 +71,7 @@ func TestSessions(t *testing.T) {
 	}
 
 	s.Stop()
-	if got, err = s.Sessions(t.Context()); err != nil || got[0] != (Session{Peer: peer, State: "idle"}) {
+	if got, err = s.Sessions(t.Context()); err != nil || !reflect.DeepEqual(got[0], Session{Peer: peer, State: "idle"}) {
 		t.Fatalf("stopped speaker: %+v, %v", got, err)
 	}
 }

@@ -480,7 +480,16 @@ type Session struct {
 	// RoutesSent counts the routes GoBGP advertises to the peer now (its
 	// Adj-RIB-Out, every family of the session).
 	RoutesSent uint64
+	// Sent are those routes (at most MaxSentListed), each as its family
+	// and NLRI in GoBGP's notation ("ipv4-unicast 203.0.113.9/32",
+	// "ipv4-flowspec [destination: 203.0.113.9/32][protocol: ==udp]..."),
+	// sorted; empty unless the session is established.
+	Sent []string
 }
+
+// MaxSentListed bounds the routes Sessions lists per peer (RoutesSent
+// counts them all).
+const MaxSentListed = 256
 
 // Sessions returns the state of every configured peer's session, in
 // configuration order. It asks GoBGP (one management call, which counts
@@ -531,6 +540,23 @@ func (s *Speaker) Sessions(ctx context.Context) ([]Session, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("bgp: list sessions: %w", err)
+	}
+	for i := range out {
+		if out[i].State != "established" {
+			continue
+		}
+		for _, fam := range s.cfg.Peers[i].Families {
+			err := srv.ListPath(ctx, &api.ListPathRequest{TableType: api.TableType_ADJ_OUT, Name: out[i].Peer, Family: families[fam]},
+				func(d *api.Destination) {
+					if len(out[i].Sent) < MaxSentListed {
+						out[i].Sent = append(out[i].Sent, fam+" "+d.Prefix)
+					}
+				})
+			if err != nil {
+				return nil, fmt.Errorf("bgp: list the routes sent to %s (%s): %w", out[i].Peer, fam, err)
+			}
+		}
+		slices.Sort(out[i].Sent)
 	}
 	return out, nil
 }

@@ -33,8 +33,22 @@ export default function exporters() {
           ['State', s => h('span', {class: s.state === 'established' ? 'ok' : 'warn'}, s.state)],
           ['Since', s => when(s.since)],
           ['Routes sent', s => String(s.routes_sent), 'num'],
+          ['What was sent', s => sentList(s)],
         ], sessions, 'No BGP peer is configured: mitigations stay in this daemon (see mitigation.bgp in the configuration).')),
-        h('p', {class: 'small muted'}, 'The routes sent to each peer are the mitigations in force: ', h('a', {href: '#/mitigations'}, 'see them')));
+        h('p', {class: 'small muted'}, 'What was sent is the peer\'s Adj-RIB-Out as the BGP speaker holds it now: the mitigations in force (',
+          h('a', {href: '#/mitigations'}, 'see them'), ') in the families the peer takes.'));
     },
   };
+}
+
+// sentList shows the routes advertised to a peer: the first few, the rest
+// behind a disclosure.
+function sentList(s) {
+  const sent = s.sent || [];
+  if (!sent.length) return h('span', {class: 'muted'}, s.state === 'established' ? 'nothing' : '–');
+  const li = r => h('li', {}, h('code', {}, r));
+  const first = sent.slice(0, 5);
+  return h('div', {}, h('ul', {class: 'sent'}, first.map(li)),
+    sent.length > first.length ? h('details', {}, h('summary', {}, `${sent.length - first.length} more`), h('ul', {class: 'sent'}, sent.slice(5).map(li))) : null,
+    s.routes_sent > sent.length ? h('p', {class: 'small muted'}, `${s.routes_sent - sent.length} more not listed`) : null);
 }
