@@ -42,8 +42,8 @@ func TestRouterRestartWithActionInForce(t *testing.T) {
 	api := "http://" + d.APIAddr().String()
 	var bgp struct {
 		Sessions []struct {
-			Peer       string `json:"peer"`
-			State      string `json:"state"`
+			Peer       string   `json:"peer"`
+			State      string   `json:"state"`
 			RoutesSent int      `json:"routes_sent"`
 			Sent       []string `json:"sent"`
 		} `json:"sessions"`
