@@ -91,7 +91,13 @@ func parseAttack(s string) (demo.Attack, error) {
 	}
 	a := demo.Attack{Kind: demo.Kind(kind)}
 	var err error
-	if a.Target, err = netip.ParseAddr(target); err != nil {
+	if strings.Contains(target, "/") {
+		// A prefix: the attack is spread over its addresses.
+		if a.Carpet, err = netip.ParsePrefix(target); err != nil {
+			return a, fmt.Errorf("attack %q: target prefix: %w", s, err)
+		}
+		a.Carpet = a.Carpet.Masked()
+	} else if a.Target, err = netip.ParseAddr(target); err != nil {
 		return a, fmt.Errorf("attack %q: target: %w", s, err)
 	}
 	if a.PPS, err = strconv.Atoi(parts[0]); err != nil || a.PPS <= 0 {
@@ -142,7 +148,7 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	progressMode := progressFlag(fs)
 	var prefixes, attacks listFlag
 	fs.Var(&prefixes, "prefix", "protected prefix the background goes to (repeatable; default 203.0.113.0/24)")
-	fs.Var(&attacks, "attack", "KIND@TARGET:PPS:START:DURATION, e.g. udp-flood@203.0.113.10:200000:10s:30s (repeatable); kinds: "+kindList())
+	fs.Var(&attacks, "attack", "KIND@TARGET:PPS:START:DURATION, e.g. udp-flood@203.0.113.10:200000:10s:30s (repeatable; a prefix as TARGET spreads the attack over its addresses, carpet bombing); kinds: "+kindList())
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: kapkan simulate --to HOST:PORT | --pcap FILE [flags]")
 		fs.PrintDefaults()
@@ -239,7 +245,7 @@ func kindList() string {
 
 func fillAttacks(report *simulateReport, s *demo.Scenario, src *source, base time.Time) {
 	for i, a := range s.Attacks {
-		sa := simulateAttack{Kind: string(a.Kind), Target: a.Target.String(), PPS: a.PPS, Start: a.Start.String(), Duration: a.Duration.String()}
+		sa := simulateAttack{Kind: string(a.Kind), Target: a.Where(), PPS: a.PPS, Start: a.Start.String(), Duration: a.Duration.String()}
 		if src.firstSample[i] >= 0 {
 			sa.FirstSent = base.Add(src.firstSample[i]).UTC().Format(time.RFC3339Nano)
 		}
@@ -269,7 +275,7 @@ func showSimulateProgress(p *progress, s *demo.Scenario, dest string, at time.Du
 	var now []string
 	for _, a := range s.Attacks {
 		if at >= a.Start && at < a.Start+a.Duration {
-			now = append(now, fmt.Sprintf("%s → %s at %s pps", a.Kind, a.Target, fmtCount(int64(a.PPS))))
+			now = append(now, fmt.Sprintf("%s → %s at %s pps", a.Kind, a.Where(), fmtCount(int64(a.PPS))))
 		}
 	}
 	what := "background only"
