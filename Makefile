@@ -54,7 +54,7 @@ release: $(foreach a,$(RELEASE_ARCHS),$(DIST)/linux-$(a)/kapkan) ## static binar
 FORCE:
 
 run: build ## the daemon on its embedded defaults with demo traffic (CONFIG=file to use one)
-	$(call log,run $(BIN) with demo traffic: dashboard on http://127.0.0.1:8080/ (the start line gives its address); an attack on 203.0.113.66 about 20 s after start)
+	$(call log,run $(BIN) with demo traffic: dashboard on http://127.0.0.1:8080/ (the start line gives its address); the first attack about 15 s after start, then every kind in turn)
 	$Q ./$(BIN) run --demo $(if $(CONFIG),--config $(CONFIG))
 
 WASM_OUT ?= bin/wasm
