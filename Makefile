@@ -113,12 +113,12 @@ bench: ## micro benchmarks, COUNT runs each, summarised by benchstat (bench.txt)
 	$Q $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) $(PKGS) | tee bench.txt
 	$Q $(GO) tool benchstat bench.txt
 
-bench-e2e: build ## end-to-end load harness against the built daemon, and FastNetMon (E2E_FLAGS to pick steps)
+bench-e2e: build ## end-to-end load harness against the built daemon, and FastNetMon (E2E_FLAGS to pick steps); charts in docs/performance
 	$(call log,bench-e2e)
 	$Q ./.ci/deps.sh fastnetmon
 	$Q systemctl disable --now fastnetmon >/dev/null 2>&1 || true # the package starts a system service; the harness runs its own
 	$Q $(GO) test -tags e2e -count=1 ./bench/fnm
-	$Q $(GO) run ./bench/e2e -fastnetmon $(E2E_FLAGS)
+	$Q $(GO) run ./bench/e2e -fastnetmon -charts docs/performance $(E2E_FLAGS)
 
 soak: build ## bounded soak of the daemon (SOAK_DURATION, default 30m; not part of test): report in docs/soak.md, soak.csv, soak.svg
 	$(call log,soak $(SOAK_DURATION))
