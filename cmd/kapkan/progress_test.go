@@ -1,7 +1,9 @@
 package main
 
 import (
+	"encoding/json"
 	"io"
+	"net"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -161,5 +163,41 @@ func TestProgressFormats(t *testing.T) {
 		if c.got != c.want {
 			t.Errorf("got %q, want %q", c.got, c.want)
 		}
+	}
+}
+
+// TestReplaySendProgress plays a capture into a socket with a terminal:
+// after the line naming the capture, the status line counts the datagrams
+// sent, up to all of them.
+func TestReplaySendProgress(t *testing.T) {
+	fakeTerminal(t, true)
+	capture := filepath.Join(testutil.RepoRoot(t), "testdata", "captures", "sflow-udp-flood", "capture.pcap")
+	pc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	target := pc.LocalAddr().(*net.UDPAddr).AddrPort().String()
+	out, stderr, code := replay(t, "--send", target, "--speed", "0", capture)
+	if code != 0 {
+		t.Fatalf("exit %d: %q", code, stderr)
+	}
+	var sum sendSummary
+	if err := json.Unmarshal([]byte(out), &sum); err != nil {
+		t.Fatal(err)
+	}
+	head, status, ok := strings.Cut(stderr, "\n")
+	if !ok || !strings.HasPrefix(head, "kapkan replay: sending the flow datagrams of ") {
+		t.Fatalf("stderr %q", stderr)
+	}
+	lines := statusLines(t, status)
+	line := regexp.MustCompile(`^replay capture\.pcap → ` + regexp.QuoteMeta(target) + `: [0-9 ]+ datagrams sent \([0-9 ]+ a second\), 0 send errors, \d+:\d\d elapsed$`)
+	for _, l := range lines {
+		if !line.MatchString(l) {
+			t.Errorf("status line %q", l)
+		}
+	}
+	if len(lines) < 2 || !strings.Contains(lines[len(lines)-1], ": "+fmtCount(int64(sum.Datagrams))+" datagrams sent") {
+		t.Errorf("status lines %q; want the last to count all %d datagrams", lines, sum.Datagrams)
 	}
 }

@@ -91,13 +91,13 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fs.Usage()
 		return 2
 	}
-	if *send != "" || flagGiven(fs, "speed") {
-		return runReplaySend(ctx, fs, *send, *speed, captures, stdout, stderr)
-	}
 	prog, err := newProgress(*progressMode, stderr)
 	if err != nil {
 		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
 		return 2
+	}
+	if *send != "" || flagGiven(fs, "speed") {
+		return runReplaySend(ctx, fs, *send, *speed, captures, prog, stdout, stderr)
 	}
 	cfg, err := loadConfig(*configPath)
 	if err != nil {
