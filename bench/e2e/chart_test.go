@@ -184,6 +184,7 @@ func latencyX(_ []float64, ms float64, steps []step) float64 {
 	dlo, dhi := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi))
 	return plotLeft + (math.Log10(ms)-dlo)/(dhi-dlo)*plotW
 }
+
 // TestChartsEmbedded: docs/performance.md shows every chart of the
 // committed run, and each file it shows exists.
 func TestChartsEmbedded(t *testing.T) {
