@@ -163,7 +163,7 @@ func TestCharts(t *testing.T) {
 		}
 		for i := 1; i < len(pts); i++ {
 			if pts[i][1] <= half && pts[i-1][1] > half {
-				if med := lat[(len(lat)-1)/2]; math.Abs(pts[i][0]-pts[i-1][0]) > 0.1 || math.Abs(pts[i][0]-latencyX(lat, med, steps)) > 0.2 {
+				if med := lat[(len(lat)-1)/2]; math.Abs(pts[i][0]-pts[i-1][0]) > 0.1 || math.Abs(pts[i][0]-latencyX(med, steps)) > 0.2 {
 					t.Errorf("%v: the curve crosses 50 %% at x=%.1f, want the median %.0f ms", k, pts[i][0], med)
 				}
 				break
@@ -174,7 +174,7 @@ func TestCharts(t *testing.T) {
 
 // latencyX is where latencyChart puts ms on its axis, recomputed from the
 // range of every latency of the run.
-func latencyX(_ []float64, ms float64, steps []step) float64 {
+func latencyX(ms float64, steps []step) float64 {
 	lo, hi := math.Inf(1), 0.0
 	for _, s := range steps {
 		for _, v := range s.LatenciesMS {
