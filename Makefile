@@ -54,7 +54,7 @@ release: $(foreach a,$(RELEASE_ARCHS),$(DIST)/linux-$(a)/kapkan) ## static binar
 FORCE:
 
 run: build ## the daemon on its embedded defaults with demo traffic (CONFIG=file to use one)
-	$(call log,run $(BIN) with demo traffic: dashboard on http://127.0.0.1:8080/ (the start line gives its address); an attack on 203.0.113.66 about 20 s after start)
+	$(call log,run $(BIN) with demo traffic: dashboard on http://127.0.0.1:8080/ (the start line gives its address); the first attack about 15 s after start, then every kind in turn)
 	$Q ./$(BIN) run --demo $(if $(CONFIG),--config $(CONFIG))
 
 WASM_OUT ?= bin/wasm
@@ -113,12 +113,12 @@ bench: ## micro benchmarks, COUNT runs each, summarised by benchstat (bench.txt)
 	$Q $(GO) test -run '^$$' -bench '$(BENCH)' -benchmem -count $(COUNT) $(PKGS) | tee bench.txt
 	$Q $(GO) tool benchstat bench.txt
 
-bench-e2e: build ## end-to-end load harness against the built daemon, and FastNetMon (E2E_FLAGS to pick steps)
+bench-e2e: build ## end-to-end load harness against the built daemon, and FastNetMon (E2E_FLAGS to pick steps); charts in docs/performance
 	$(call log,bench-e2e)
 	$Q ./.ci/deps.sh fastnetmon
 	$Q systemctl disable --now fastnetmon >/dev/null 2>&1 || true # the package starts a system service; the harness runs its own
 	$Q $(GO) test -tags e2e -count=1 ./bench/fnm
-	$Q $(GO) run ./bench/e2e -fastnetmon $(E2E_FLAGS)
+	$Q $(GO) run ./bench/e2e -fastnetmon -charts docs/performance $(E2E_FLAGS)
 
 soak: build ## bounded soak of the daemon (SOAK_DURATION, default 30m; not part of test): report in docs/soak.md, soak.csv, soak.svg
 	$(call log,soak $(SOAK_DURATION))

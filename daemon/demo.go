@@ -13,41 +13,101 @@ import (
 	"github.com/kapkan-io/kapkan/ingest/demo"
 )
 
-// The demo protects TEST-NET-3 and attacks one of its addresses every cycle.
+// The demo protects TEST-NET-3 and an IPv6 documentation prefix (hostgroup
+// demo), attacked one address at a time, and TEST-NET-2 (hostgroup
+// demo-carpet), carpet-bombed as a whole.
 var (
-	demoPrefix = netip.MustParsePrefix("203.0.113.0/24")
-	demoTarget = netip.MustParseAddr("203.0.113.66")
-	demoAgent  = netip.MustParseAddr("127.0.0.1")
+	demoPrefix   = netip.MustParsePrefix("203.0.113.0/24")
+	demoPrefix6  = netip.MustParsePrefix("2001:db8:1::/48")
+	demoCarpet   = netip.MustParsePrefix("198.51.100.0/24")
+	demoAgent    = netip.MustParseAddr("127.0.0.1")
+	demoCarpetBy = demo.DNSAmp // the kind of the carpet bomb
 )
 
+// The demo's schedule: the first attack demoFirst after start (the first
+// detection within a few seconds of it), then one every demoEvery, each
+// demoAttackLen long, so that two at most overlap; every kind once, then
+// the carpet bomb, then a pause for the last attacks to end before the
+// next cycle.
 const (
-	demoCycle       = 90 * time.Second
-	demoAttackStart = 20 * time.Second
-	demoAttackLen   = 30 * time.Second
+	demoFirst     = 15 * time.Second
+	demoEvery     = 12 * time.Second
+	demoAttackLen = 20 * time.Second
+	demoAttackPPS = 200_000
+	// The carpet bomb: 300 000 pps over 256 addresses is about 1 200 pps
+	// each, far under the per-address threshold, three times the
+	// prefix's total threshold.
+	demoCarpetPPS   = 300_000
+	demoCarpetTotal = 100_000
+	demoThreshold   = 50_000
+	demoPause       = 45 * time.Second
 )
 
-// addDemoHostgroup protects the demo prefix, unless the configuration
-// already covers it.
+// AddDemoHostgroup protects the demo prefixes, those the configuration
+// does not already cover: hostgroup demo (203.0.113.0/24 and
+// 2001:db8:1::/48, per-address thresholds) and demo-carpet
+// (198.51.100.0/24, with a threshold on the prefix's total as well).
 func AddDemoHostgroup(cfg *config.Config) {
-	for _, hg := range cfg.Hostgroups {
-		for _, p := range hg.Prefixes {
-			if p.Overlaps(demoPrefix) {
-				return
+	free := func(ps ...netip.Prefix) []netip.Prefix {
+		var out []netip.Prefix
+		for _, p := range ps {
+			covered := false
+			for _, hg := range cfg.Hostgroups {
+				for _, q := range hg.Prefixes {
+					covered = covered || q.Overlaps(p)
+				}
+			}
+			if !covered {
+				out = append(out, p)
 			}
 		}
+		return out
 	}
-	cfg.Hostgroups = append(cfg.Hostgroups, config.Hostgroup{
-		Name:     "demo",
-		Prefixes: []netip.Prefix{demoPrefix},
-		Thresholds: config.Thresholds{
-			Incoming: config.ThresholdSet{PPS: 50_000, Mbps: 500},
-		},
-	})
+	perAddress := config.ThresholdSet{PPS: demoThreshold, Mbps: 500}
+	if ps := free(demoPrefix, demoPrefix6); len(ps) > 0 {
+		cfg.Hostgroups = append(cfg.Hostgroups, config.Hostgroup{
+			Name: "demo", Prefixes: ps, Thresholds: config.Thresholds{Incoming: perAddress},
+		})
+	}
+	if ps := free(demoCarpet); len(ps) > 0 {
+		cfg.Hostgroups = append(cfg.Hostgroups, config.Hostgroup{
+			Name: "demo-carpet", Prefixes: ps,
+			Thresholds: config.Thresholds{Incoming: perAddress, IncomingTotal: config.ThresholdSet{PPS: demoCarpetTotal}},
+		})
+	}
+}
+
+// demoScenario is cycle's traffic: background to the three prefixes and,
+// one after the other, an attack of every kind on its own address (IPv4
+// and IPv6 in turn, swapped from one cycle to the next, so that every kind
+// is seen on both over two cycles), then a carpet bomb over 198.51.100.0/24.
+func demoScenario(cycle int) demo.Scenario {
+	s := demo.Scenario{
+		Format: flow.FormatSFlow5, SamplingRate: 1000,
+		Prefixes: []netip.Prefix{demoPrefix, demoPrefix6, demoCarpet}, Hosts: 200, BackgroundPPS: 30_000,
+		Agent: demoAgent, Seed: uint64(cycle + 1),
+	}
+	at := demoFirst
+	for i, kind := range demo.Kinds {
+		a := demo.Attack{Kind: kind, PPS: demoAttackPPS, Start: at, Duration: demoAttackLen}
+		if (i+cycle)%2 == 0 {
+			a.Target = netip.AddrFrom4([4]byte{203, 0, 113, byte(10 + i)})
+		} else {
+			b := demoPrefix6.Addr().As16()
+			b[15] = byte(10 + i)
+			a.Target = netip.AddrFrom16(b)
+		}
+		s.Attacks = append(s.Attacks, a)
+		at += demoEvery
+	}
+	s.Attacks = append(s.Attacks, demo.Attack{Kind: demoCarpetBy, Carpet: demoCarpet, PPS: demoCarpetPPS, Start: at, Duration: demoAttackLen})
+	s.Duration = at + demoAttackLen + demoPause
+	return s
 }
 
 // runDemo sends generated sFlow to the daemon's own sFlow listener on
-// loopback: background traffic, and from the 20th second of every 90 an
-// attack of the next kind against 203.0.113.66.
+// loopback, cycle after cycle of demoScenario, and logs each attack as it
+// begins.
 func runDemo(ctx context.Context, log *slog.Logger, listen string) error {
 	to, err := demoDestination(listen)
 	if err != nil {
@@ -60,37 +120,38 @@ func runDemo(ctx context.Context, log *slog.Logger, listen string) error {
 	defer conn.Close()
 	log = log.With("component", "demo")
 	for cycle := 0; ; cycle++ {
-		kind := demo.Kinds[cycle%len(demo.Kinds)]
-		s := demo.Scenario{
-			Format: flow.FormatSFlow5, SamplingRate: 1000,
-			Prefixes: []netip.Prefix{demoPrefix}, Hosts: 200, BackgroundPPS: 30_000,
-			Attacks: []demo.Attack{{Kind: kind, Target: demoTarget, PPS: 200_000,
-				Start: demoAttackStart, Duration: demoAttackLen}},
-			Duration: demoCycle, Agent: demoAgent, Seed: uint64(cycle + 1),
-		}
-		dgs, err := s.Generate()
+		s := demoScenario(cycle)
+		g, err := demo.NewGenerator(s)
 		if err != nil {
-			return err
+			return fmt.Errorf("demo: %w", err)
 		}
-		log.Info("demo cycle: background traffic, then an attack", "attack", string(kind), "target", demoTarget.String(),
-			"attack_in", demoAttackStart.String(), "sflow_to", to.String())
+		log.Info("demo cycle: background traffic and an attack of every kind, one after the other",
+			"attacks", len(s.Attacks), "first_in", demoFirst.String(), "every", demoEvery.String(),
+			"cycle", s.Duration.String(), "sflow_to", to.String())
 		start := time.Now()
-		for _, dg := range dgs {
-			if wait := time.Until(start.Add(dg.At)); wait > 0 {
+		next := 0
+		for {
+			at, dgs, ok := g.Next()
+			if !ok {
+				break
+			}
+			if wait := time.Until(start.Add(at)); wait > 0 {
 				select {
 				case <-ctx.Done():
 					return nil
 				case <-time.After(wait):
 				}
 			}
-			if _, err := conn.Write(dg.Payload); err != nil {
-				log.Warn("demo send failed", "err", err)
+			for ; next < len(s.Attacks) && s.Attacks[next].Start <= at; next++ {
+				a := &s.Attacks[next]
+				log.Info("demo attack", "attack", string(a.Kind), "target", a.Where(), "pps", a.PPS,
+					"duration", a.Duration.String())
 			}
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(time.Until(start.Add(demoCycle))):
+			for _, d := range dgs {
+				if _, err := conn.Write(d); err != nil {
+					log.Warn("demo send failed", "err", err)
+				}
+			}
 		}
 	}
 }

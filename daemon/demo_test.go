@@ -1,6 +1,8 @@
 package daemon
 
 import (
+	"fmt"
+	"net/netip"
 	"testing"
 
 	"github.com/kapkan-io/kapkan/config"
@@ -27,16 +29,40 @@ func TestDemoSendsOnlyToLoopback(t *testing.T) {
 }
 
 func TestDemoHostgroup(t *testing.T) {
-	cfg := config.Default()
-	AddDemoHostgroup(cfg)
-	if len(cfg.Hostgroups) != 1 || cfg.Hostgroups[0].Prefixes[0] != demoPrefix {
-		t.Fatalf("hostgroups %+v", cfg.Hostgroups)
-	}
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	AddDemoHostgroup(cfg) // already covered: not added twice
-	if len(cfg.Hostgroups) != 1 {
-		t.Fatal("demo hostgroup added twice")
+	for _, c := range []struct {
+		name  string
+		have  []config.Hostgroup // already configured
+		wantN int                // hostgroups after
+		want  map[string]string  // name → prefixes of the added ones
+	}{
+		{"defaults", nil, 2, map[string]string{"demo": "[203.0.113.0/24 2001:db8:1::/48]", "demo-carpet": "[198.51.100.0/24]"}},
+		{"the IPv4 prefix already covered", []config.Hostgroup{{Name: "mine", Prefixes: []netip.Prefix{netip.MustParsePrefix("203.0.113.128/25")},
+			Thresholds: config.Thresholds{Incoming: config.ThresholdSet{PPS: 1000}}}},
+			3, map[string]string{"demo": "[2001:db8:1::/48]", "demo-carpet": "[198.51.100.0/24]"}},
+		{"everything covered", []config.Hostgroup{{Name: "all", Prefixes: []netip.Prefix{netip.MustParsePrefix("0.0.0.0/0"), netip.MustParsePrefix("::/0")},
+			Thresholds: config.Thresholds{Incoming: config.ThresholdSet{PPS: 1000}}}},
+			1, map[string]string{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := config.Default()
+			cfg.Hostgroups = c.have
+			AddDemoHostgroup(cfg)
+			if len(cfg.Hostgroups) != c.wantN {
+				t.Fatalf("%d hostgroups %+v, want %d", len(cfg.Hostgroups), cfg.Hostgroups, c.wantN)
+			}
+			for _, hg := range cfg.Hostgroups[len(c.have):] {
+				if got := fmt.Sprint(hg.Prefixes); got != c.want[hg.Name] {
+					t.Errorf("hostgroup %s: prefixes %s, want %s", hg.Name, got, c.want[hg.Name])
+				}
+			}
+			if err := cfg.Validate(); err != nil {
+				t.Fatal(err)
+			}
+			n := len(cfg.Hostgroups)
+			AddDemoHostgroup(cfg) // already covered: not added twice
+			if len(cfg.Hostgroups) != n {
+				t.Fatal("demo hostgroups added twice")
+			}
+		})
 	}
 }

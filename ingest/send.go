@@ -51,6 +51,9 @@ type SendOptions struct {
 	Speed float64
 	// Clock paces the datagrams; nil is WallClock.
 	Clock PaceClock
+	// Progress, when set, is called on the sending goroutine after every
+	// flow datagram with what was sent so far (valid during the call).
+	Progress func(*SendStats)
 }
 
 // SendExporter is what a Sender did for one exporter of the captures.
@@ -186,6 +189,9 @@ func (s *Sender) Send(ctx context.Context, path string) error {
 					}
 				}
 			}
+		}
+		if s.opts.Progress != nil {
+			defer s.opts.Progress(&s.stats)
 		}
 		ex := &s.stats.Exporters[i]
 		if _, err := s.conns[i].Write(d.Payload); err != nil {

@@ -53,6 +53,7 @@ type options struct {
 	sessions                   bool
 	readBuffer                 int
 	warmup                     time.Duration
+	charts                     string
 }
 
 // step is one measured run: one system, format, host count and rate.
@@ -106,7 +107,24 @@ func main() {
 	flag.DurationVar(&o.apiEvery, "api-interval", 100*time.Millisecond, "how often each API client fetches a route (0: back to back)")
 	flag.BoolVar(&o.history, "history", false, "keep the daemon's history (embedded store in a temporary directory) during each Kapkan step")
 	flag.IntVar(&o.sseSubscribers, "sse-subscribers", 0, "during each Kapkan step, this many clients follow /api/v1/events (and one more stops reading, to be cut off)")
+	flag.StringVar(&o.charts, "charts", "", "draw the results as SVG charts into this directory (make bench-e2e: docs/performance)")
+	from := flag.String("from", "", "run nothing: draw the charts (-charts) of this results file, written by an earlier run (-out)")
 	flag.Parse()
+	if *from != "" {
+		if o.charts == "" {
+			fatal(errors.New("-from draws charts: give -charts DIR"))
+		}
+		steps, err := readSteps(*from)
+		if err != nil {
+			fatal(err)
+		}
+		names, err := writeCharts(o.charts, steps)
+		if err != nil {
+			fatal(err)
+		}
+		fmt.Printf("%d steps of %s drawn into %s: %s\n", len(steps), *from, o.charts, strings.Join(names, " "))
+		return
+	}
 	o.formats = strings.Split(formats, ",")
 	o.hosts = ints(hosts)
 	o.rates = ints(rates)
@@ -186,7 +204,18 @@ func run(ctx context.Context, o *options) error {
 	}
 	summarize(os.Stdout, all, o)
 	b, _ := json.MarshalIndent(all, "", "  ")
-	return os.WriteFile(o.out, b, 0o644)
+	if err := os.WriteFile(o.out, b, 0o644); err != nil {
+		return err
+	}
+	if o.charts == "" {
+		return nil
+	}
+	names, err := writeCharts(o.charts, all)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("charts in %s: %s\n", o.charts, strings.Join(names, " "))
+	return nil
 }
 
 // mergeRates returns the rates of a and b, sorted, once each.

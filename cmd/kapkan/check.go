@@ -12,7 +12,8 @@ import (
 )
 
 // cmdCheck validates a configuration file and reports every problem in it,
-// one per line, followed by a count. With --dump it prints the effective
+// one per line, followed by a count. A valid file gets a short summary of
+// what it protects before the verdict. With --dump it prints the effective
 // configuration, defaults filled in, on stdout. Exit status: 0 valid, 1
 // invalid or unreadable, 2 bad usage.
 func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) int {
@@ -83,6 +84,7 @@ func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		ok = fmt.Sprintf("ok, %d warnings", n)
 	}
 	if !*dump {
+		writeConfigSummary(stdout, cfg)
 		fmt.Fprintf(stdout, "%s: %s\n", *path, ok)
 		return 0
 	}
@@ -92,6 +94,7 @@ func cmdCheck(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	// stdout stays pure YAML, so that it can be redirected to a file.
+	writeConfigSummary(stderr, cfg)
 	fmt.Fprintf(stderr, "%s: %s\n", *path, ok)
 	if _, err := stdout.Write(out); err != nil {
 		fmt.Fprintf(stderr, "kapkan check: write dump: %v\n", err)

@@ -49,6 +49,17 @@ func TestCheck(t *testing.T) {
 	valid := write("kapkan.yaml", validConfig)
 	invalid := write("bad.yaml", invalidConfig)
 	missing := filepath.Join(dir, "missing.yaml")
+	// A valid file's summary comes before its verdict (its text is pinned
+	// by TestCheckSummary).
+	okLines := func(verdict string) []string {
+		cfg, err := config.Load(valid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b bytes.Buffer
+		writeConfigSummary(&b, cfg)
+		return append(strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n"), verdict)
+	}
 
 	tests := []struct {
 		name       string
@@ -63,13 +74,13 @@ func TestCheck(t *testing.T) {
 			name:       "valid",
 			args:       []string{"--config", valid},
 			wantCode:   0,
-			wantStdout: []string{valid + ": ok"},
+			wantStdout: okLines(valid + ": ok"),
 		},
 		{
 			name:       "valid positional",
 			args:       []string{valid},
 			wantCode:   0,
-			wantStdout: []string{valid + ": ok"},
+			wantStdout: okLines(valid + ": ok"),
 		},
 		{
 			name:     "invalid",
@@ -93,7 +104,7 @@ func TestCheck(t *testing.T) {
 			name:       "dump",
 			args:       []string{valid, "--dump"},
 			wantCode:   0,
-			wantStderr: []string{valid + ": ok"},
+			wantStderr: okLines(valid + ": ok"),
 			dump:       true,
 		},
 		{
@@ -131,7 +142,7 @@ func TestCheck(t *testing.T) {
 			name:       "after --",
 			args:       []string{"--", valid},
 			wantCode:   0,
-			wantStdout: []string{valid + ": ok"},
+			wantStdout: okLines(valid + ": ok"),
 		},
 		{
 			name:      "help",
@@ -223,5 +234,43 @@ func checkLines(t *testing.T, stream, got string, want []string) {
 	}
 	if got != wantText {
 		t.Errorf("%s:\n%s\nwant:\n%s", stream, got, wantText)
+	}
+}
+
+// TestCheckSummary pins, for a few configurations, the summary check
+// prints before its verdict: hostgroups with their prefixes and thresholds,
+// listeners, dry-run, BGP peers, caps, notifiers and history, with no
+// secret (the webhook's URL, ClickHouse's password). -update rewrites the
+// golden files after a reviewed change.
+func TestCheckSummary(t *testing.T) {
+	configs, err := filepath.Glob(filepath.Join("testdata", "check", "*.yaml"))
+	if err != nil || len(configs) < 3 {
+		t.Fatalf("configurations: %v %v", configs, err)
+	}
+	for _, path := range configs {
+		t.Run(filepath.Base(path), func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if code := cmdCheck(context.Background(), []string{path}, &stdout, &stderr); code != 0 {
+				t.Fatalf("exit %d: %s", code, &stderr)
+			}
+			golden := strings.TrimSuffix(path, ".yaml") + ".golden"
+			if *update {
+				if err := os.WriteFile(golden, stdout.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := stdout.String(); got != string(want) {
+				t.Errorf("stdout:\n%s\nwant (%s):\n%s", got, golden, want)
+			}
+			for _, secret := range []string{"secret", "hidden"} {
+				if strings.Contains(stdout.String(), secret) {
+					t.Errorf("the summary shows a secret (%q)", secret)
+				}
+			}
+		})
 	}
 }

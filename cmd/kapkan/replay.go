@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -76,6 +77,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.Var(&againstDirs, "against", "second rule directory: replay under both rule sets and print only the verdicts that differ (exit 1 when some do)")
 	send := fs.String("send", "", "instead of decoding, play the captures' flow datagrams to the collector at HOST:PORT, each exporter from a loopback address")
 	speed := fs.Float64("speed", 1, "with --send: how many times faster than the capture to play (0: as fast as possible)")
+	progressMode := progressFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: kapkan replay [--config FILE] [--rules DIR] [--against DIR] [--records] CAPTURE.pcap|.pcapng...")
 		fmt.Fprintln(stderr, "       kapkan replay --send HOST:PORT [--speed F] CAPTURE.pcap|.pcapng...")
@@ -89,8 +91,13 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fs.Usage()
 		return 2
 	}
+	prog, err := newProgress(*progressMode, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
+		return 2
+	}
 	if *send != "" || flagGiven(fs, "speed") {
-		return runReplaySend(ctx, fs, *send, *speed, captures, stdout, stderr)
+		return runReplaySend(ctx, fs, *send, *speed, captures, prog, stdout, stderr)
 	}
 	cfg, err := loadConfig(*configPath)
 	if err != nil {
@@ -116,10 +123,10 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		}
 		defer other.Close()
 		var a, b []attackJSON
-		if _, st := replayOnce(ctx, cfg, captures, set, false, *verbose, func(v any) { collectAttacks(&a, v) }, stderr); st != 0 {
+		if _, st := replayOnce(ctx, cfg, captures, set, false, *verbose, prog, func(v any) { collectAttacks(&a, v) }, stderr); st != 0 {
 			return st
 		}
-		if _, st := replayOnce(ctx, cfg, captures, other, false, *verbose, func(v any) { collectAttacks(&b, v) }, stderr); st != 0 {
+		if _, st := replayOnce(ctx, cfg, captures, other, false, *verbose, prog, func(v any) { collectAttacks(&b, v) }, stderr); st != 0 {
 			return st
 		}
 		diffs := diffVerdicts(a, b)
@@ -133,7 +140,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(out, "no verdict differs (%d attack lines)\n", len(a))
 		return 0
 	}
-	_, status := replayOnce(ctx, cfg, captures, set, *printRecords, *verbose, func(v any) { _ = enc.Encode(v) }, stderr)
+	_, status := replayOnce(ctx, cfg, captures, set, *printRecords, *verbose, prog, func(v any) { _ = enc.Encode(v) }, stderr)
 	return status
 }
 
@@ -239,8 +246,10 @@ func (h countingHandler) WithGroup(g string) slog.Handler {
 // replayOnce decodes the captures through the engine, classifies every
 // attack with set and hands each output line to emit. It returns the
 // summary (also emitted last) and the exit status.
+//
+// prog, when on, shows on stderr how far the replay has got.
 func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set *rules.Set, printRecords, verbose bool,
-	emit func(any), stderr io.Writer) (replaySummary, int) {
+	prog *progress, emit func(any), stderr io.Writer) (replaySummary, int) {
 	log := newLogger(stderr, "warn", "text")
 	dec := ingest.New(daemon.IngestOptions(cfg), ingest.Deps{Logger: log})
 	// The engine runs inline on one shard, clocked by the capture's
@@ -335,10 +344,14 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 	for _, f := range flow.Formats {
 		sum.Formats[f.String()] = 0
 	}
-	for _, path := range captures {
+	defer prog.clear()
+	for i, path := range captures {
 		_, err := ingest.ReadCapture(path, func(d ingest.Datagram) error {
 			if err := ctx.Err(); err != nil {
 				return err
+			}
+			if sum.Datagrams%256 == 0 && prog.due() {
+				showReplayProgress(prog, i, captures, &sum)
 			}
 			if ingest.DetectFormat(d.Payload) == flow.FormatUnknown {
 				sum.NonFlowUDP++
@@ -354,6 +367,7 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 			if err != nil {
 				sum.DecodeErrors++
 				if verbose {
+					prog.clear()
 					log.Warn("decode error", "capture", path, "err", err)
 				}
 			}
@@ -365,6 +379,7 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 				break
 			}
 			// A damaged capture: report it, keep what was read, go on.
+			prog.clear()
 			fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
 			status = 1
 		}
@@ -377,4 +392,17 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 	drain()
 	emit(&sum)
 	return sum, status
+}
+
+// showReplayProgress draws where replay is: which capture, how many
+// datagrams and records so far, at what rate, for how long.
+func showReplayProgress(p *progress, i int, captures []string, sum *replaySummary) {
+	el := p.elapsed()
+	file := filepath.Base(captures[i])
+	if len(captures) > 1 {
+		file = fmt.Sprintf("%s (%d/%d)", file, i+1, len(captures))
+	}
+	p.draw(fmt.Sprintf("replay %s: %s datagrams, %s records, %s records/s, %d attacks, %s elapsed",
+		file, fmtCount(int64(sum.Datagrams)), fmtCount(int64(sum.Records)),
+		fmtCount(perSecond(int64(sum.Records), el)), sum.Attacks, fmtElapsed(el)))
 }

@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -53,7 +54,9 @@ var sendConflicts = []string{"against", "config", "records", "rules"}
 // timestamps divided by speed (0 or less: as fast as possible), each
 // exporter from a loopback address of its own. fs is replay's flag set,
 // parsed, to refuse the flags that only make sense when decoding.
-func runReplaySend(ctx context.Context, fs *flag.FlagSet, target string, speed float64, captures []string, stdout, stderr io.Writer) int {
+//
+// prog, when on, shows what was sent so far.
+func runReplaySend(ctx context.Context, fs *flag.FlagSet, target string, speed float64, captures []string, prog *progress, stdout, stderr io.Writer) int {
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "kapkan replay: "+format+"\n", a...)
 		return 2
@@ -82,7 +85,16 @@ func runReplaySend(ctx context.Context, fs *flag.FlagSet, target string, speed f
 	if err := checkTarget(ap); err != nil {
 		return fail("--send: %v", err)
 	}
-	s, err := ingest.NewSender(ingest.SendOptions{Target: ap, Speed: speed})
+	var current string // the capture being sent
+	show := func(st *ingest.SendStats) {
+		if prog.due() {
+			el := prog.elapsed()
+			prog.draw(fmt.Sprintf("replay %s → %s: %s datagrams sent (%s a second), %s send errors, %s elapsed",
+				current, ap, fmtCount(int64(st.Datagrams)), fmtCount(perSecond(int64(st.Datagrams), el)),
+				fmtCount(int64(st.Errors.Total())), fmtElapsed(el)))
+		}
+	}
+	s, err := ingest.NewSender(ingest.SendOptions{Target: ap, Speed: speed, Progress: show})
 	if err != nil {
 		return fail("--send: %v", err)
 	}
@@ -90,9 +102,16 @@ func runReplaySend(ctx context.Context, fs *flag.FlagSet, target string, speed f
 
 	status := 0
 	began := time.Now()
-	for _, path := range captures {
+	for i, path := range captures {
+		current = filepath.Base(path)
+		if len(captures) > 1 {
+			current = fmt.Sprintf("%s (%d/%d)", current, i+1, len(captures))
+		}
+		prog.clear()
 		fmt.Fprintf(stderr, "kapkan replay: sending the flow datagrams of %s to %s\n", path, ap)
-		if err := s.Send(ctx, path); err != nil {
+		err := s.Send(ctx, path)
+		prog.clear()
+		if err != nil {
 			status = 1
 			if errors.Is(err, context.Canceled) {
 				fmt.Fprintln(stderr, "kapkan replay: stopped")

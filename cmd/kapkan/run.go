@@ -19,7 +19,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	configPath := fs.String("config", "", "configuration file (embedded defaults when omitted)")
 	logFormat := fs.String("log-format", "", "log format: text or json (overrides log.format)")
 	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error (overrides log.level)")
-	demoMode := fs.Bool("demo", false, "protect 203.0.113.0/24 and send demo sFlow traffic with an attack every 90 s to the sFlow listener on loopback")
+	demoMode := fs.Bool("demo", false, "protect documentation prefixes and send demo sFlow to the sFlow listener on loopback: an attack of every kind (IPv4 and IPv6) and a carpet bomb, one every 12 s")
 	setUsage(fs, "usage: kapkan run [--config FILE] [--demo] [flags]")
 	if _, err := parseArgs(fs, args); err != nil {
 		return flagStatus(err)

@@ -91,7 +91,13 @@ func parseAttack(s string) (demo.Attack, error) {
 	}
 	a := demo.Attack{Kind: demo.Kind(kind)}
 	var err error
-	if a.Target, err = netip.ParseAddr(target); err != nil {
+	if strings.Contains(target, "/") {
+		// A prefix: the attack is spread over its addresses.
+		if a.Carpet, err = netip.ParsePrefix(target); err != nil {
+			return a, fmt.Errorf("attack %q: target prefix: %w", s, err)
+		}
+		a.Carpet = a.Carpet.Masked()
+	} else if a.Target, err = netip.ParseAddr(target); err != nil {
 		return a, fmt.Errorf("attack %q: target: %w", s, err)
 	}
 	if a.PPS, err = strconv.Atoi(parts[0]); err != nil || a.PPS <= 0 {
@@ -139,9 +145,10 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	pregen := fs.Duration("pregenerate", 0, "build this much background once (whole seconds, at least every host once; implies --distinct-hosts; sflow5 and netflow9) and replay it with fresh sequence numbers and times")
 	gso := fs.Bool("gso", true, "hand runs of equal-length datagrams to the kernel in one send (UDP GSO) when it accepts them")
 	cpuProfile := fs.String("cpuprofile", "", "write simulate's own CPU profile to this file")
+	progressMode := progressFlag(fs)
 	var prefixes, attacks listFlag
 	fs.Var(&prefixes, "prefix", "protected prefix the background goes to (repeatable; default 203.0.113.0/24)")
-	fs.Var(&attacks, "attack", "KIND@TARGET:PPS:START:DURATION, e.g. udp-flood@203.0.113.10:200000:10s:30s (repeatable); kinds: "+kindList())
+	fs.Var(&attacks, "attack", "KIND@TARGET:PPS:START:DURATION, e.g. udp-flood@203.0.113.10:200000:10s:30s (repeatable; a prefix as TARGET spreads the attack over its addresses, carpet bombing); kinds: "+kindList())
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: kapkan simulate --to HOST:PORT | --pcap FILE [flags]")
 		fs.PrintDefaults()
@@ -192,6 +199,10 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	if *pregen < 0 {
 		return fail("--pregenerate %s: want a positive duration", *pregen)
 	}
+	prog, err := newProgress(*progressMode, stderr)
+	if err != nil {
+		return fail("%v", err)
+	}
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
 		if err != nil {
@@ -200,7 +211,7 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		defer stop()
 	}
 	report := simulateReport{Type: "simulate", Format: s.Format.String(), To: *to, PCAP: *pcapPath}
-	opts := sendOptions{pregenerate: *pregen, gso: *gso}
+	opts := sendOptions{pregenerate: *pregen, gso: *gso, progress: prog}
 	var rerr error
 	if *pcapPath != "" {
 		rerr = simulateToPCAP(ctx, s, opts, *pcapPath, &report)
@@ -214,6 +225,7 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		}
 		rerr = simulateSend(ctx, s, opts, ap, &report)
 	}
+	prog.clear()
 	report.CPUSeconds = processCPUSeconds()
 	if rerr != nil {
 		fmt.Fprintf(stderr, "kapkan simulate: %v\n", rerr)
@@ -233,7 +245,7 @@ func kindList() string {
 
 func fillAttacks(report *simulateReport, s *demo.Scenario, src *source, base time.Time) {
 	for i, a := range s.Attacks {
-		sa := simulateAttack{Kind: string(a.Kind), Target: a.Target.String(), PPS: a.PPS, Start: a.Start.String(), Duration: a.Duration.String()}
+		sa := simulateAttack{Kind: string(a.Kind), Target: a.Where(), PPS: a.PPS, Start: a.Start.String(), Duration: a.Duration.String()}
 		if src.firstSample[i] >= 0 {
 			sa.FirstSent = base.Add(src.firstSample[i]).UTC().Format(time.RFC3339Nano)
 		}
@@ -253,6 +265,27 @@ const (
 type sendOptions struct {
 	pregenerate time.Duration // build the background once (demo.Loop)
 	gso         bool
+	progress    *progress // the status line while sending (nil: none)
+}
+
+// showSimulateProgress draws what simulate is sending at scenario time at:
+// the format and destination, the attacks under way (kind, target, rate)
+// or only background, the datagrams sent so far and the record rate.
+func showSimulateProgress(p *progress, s *demo.Scenario, dest string, at time.Duration, datagrams, records int64) {
+	var now []string
+	for _, a := range s.Attacks {
+		if at >= a.Start && at < a.Start+a.Duration {
+			now = append(now, fmt.Sprintf("%s → %s at %s pps", a.Kind, a.Where(), fmtCount(int64(a.PPS))))
+		}
+	}
+	what := "background only"
+	if len(now) > 0 {
+		what = "background + " + strings.Join(now, ", ")
+	}
+	el := p.elapsed()
+	p.draw(fmt.Sprintf("simulate %s → %s: %s; %s datagrams sent, %s records/s, %s / %s",
+		s.Format, dest, what, fmtCount(datagrams), fmtCount(perSecond(records, el)),
+		fmtElapsed(at), fmtElapsed(s.Duration)))
 }
 
 // source is what simulate sends from: a demo.Generator, or a demo.Loop
@@ -398,6 +431,9 @@ func simulateSend(ctx context.Context, s demo.Scenario, o sendOptions, to netip.
 				firstSent[i] = now
 			}
 		}
+		if o.progress.due() {
+			showSimulateProgress(o.progress, &s, to.String(), at, report.Datagrams, src.records())
+		}
 	}
 	report.Records = src.records()
 	report.Seconds = time.Since(start).Seconds()
@@ -449,6 +485,9 @@ func simulateToPCAP(ctx context.Context, s demo.Scenario, o sendOptions, path st
 			}
 			report.Datagrams++
 			report.Bytes += int64(len(d))
+		}
+		if o.progress.due() {
+			showSimulateProgress(o.progress, &s, path, at, report.Datagrams, gen.records())
 		}
 	}
 	report.Records = gen.records()

@@ -212,4 +212,17 @@ func TestSimulateRefusesBadTargets(t *testing.T) {
 	if err != nil || a.Target != netip.MustParseAddr("2001:db8::5") || a.PPS != 1000 || a.Start != 2*time.Second || a.Duration != 3*time.Second {
 		t.Errorf("parsed %+v, %v", a, err)
 	}
+	// A prefix spreads the attack over its addresses (host bits dropped).
+	for _, c := range []struct{ arg, carpet string }{
+		{"udp-flood@198.51.100.7/24:300000:0s:30s", "198.51.100.0/24"},
+		{"udp-flood@[2001:db8:1::/48]:300000:0s:30s", "2001:db8:1::/48"},
+	} {
+		a, err := parseAttack(c.arg)
+		if err != nil || a.Carpet != netip.MustParsePrefix(c.carpet) || a.Target.IsValid() || a.Where() != c.carpet {
+			t.Errorf("%s: parsed %+v, %v", c.arg, a, err)
+		}
+	}
+	if _, err := parseAttack("udp-flood@198.51.100.0/33:1:0s:1s"); err == nil {
+		t.Error("a /33 accepted")
+	}
 }

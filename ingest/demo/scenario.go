@@ -70,8 +70,13 @@ var shapes = map[Kind]shape{
 
 // Attack is one scripted attack.
 type Attack struct {
-	Kind   Kind
+	Kind Kind
+	// Target is the attacked address, unless Carpet is set.
 	Target netip.Addr
+	// Carpet, when set, spreads the attack over random addresses of this
+	// prefix (carpet bombing): each address may stay under its own
+	// thresholds while the prefix as a whole is flooded.
+	Carpet netip.Prefix
 	// PPS is the attack's real packet rate, before sampling.
 	PPS int
 	// Start and Duration place it in the scenario.
@@ -134,8 +139,8 @@ func (s *Scenario) Validate() error {
 			}
 		}
 		for _, a := range s.Attacks {
-			if a.Target.Is6() {
-				return fmt.Errorf("attack target %s: NetFlow v5 carries IPv4 only", a.Target)
+			if a.Target.Is6() || a.Carpet.Addr().Is6() {
+				return fmt.Errorf("attack target %s: NetFlow v5 carries IPv4 only", a.Where())
 			}
 		}
 	default:
@@ -154,8 +159,8 @@ func (s *Scenario) Validate() error {
 		if _, ok := shapes[a.Kind]; !ok {
 			return fmt.Errorf("attack %d: unknown kind %q (want one of %v)", i, a.Kind, Kinds)
 		}
-		if !a.Target.IsValid() {
-			return fmt.Errorf("attack %d: no target", i)
+		if a.Target.IsValid() == a.Carpet.IsValid() {
+			return fmt.Errorf("attack %d: want a target address or a carpet prefix, one of the two", i)
 		}
 		if a.PPS <= 0 || a.Duration <= 0 {
 			return fmt.Errorf("attack %d: rate and duration must be positive", i)
@@ -321,19 +326,31 @@ func (g *Generator) background() fg.Flow {
 		FrameLen: uint32(g.udpLo + rng.IntN(g.udpSpan)), Packets: 1}
 }
 
+// Where is the attack's target address, or its carpet prefix.
+func (a *Attack) Where() string {
+	if a.Carpet.IsValid() {
+		return a.Carpet.String()
+	}
+	return a.Target.String()
+}
+
 func (g *Generator) attack(a *Attack, sh *shape) fg.Flow {
 	rng := g.rng
-	f := fg.Flow{Dst: a.Target, Proto: sh.proto, SrcPort: sh.srcPort, DstPort: sh.dstPort, TCPFlags: sh.flags,
+	dst := a.Target
+	if a.Carpet.IsValid() {
+		dst = randomIn(rng, a.Carpet)
+	}
+	f := fg.Flow{Dst: dst, Proto: sh.proto, SrcPort: sh.srcPort, DstPort: sh.dstPort, TCPFlags: sh.flags,
 		FrameLen: sh.size + uint32(rng.IntN(16)), Fragment: sh.fragment, Packets: 1}
 	switch {
-	case a.Target.Is6():
+	case dst.Is6():
 		f.Src = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 0xff, 0xff, 12: byte(rng.IntN(256)), 15: byte(1 + rng.IntN(254))})
 	case sh.reflect:
 		f.Src = g.reflectors[rng.IntN(len(g.reflectors))]
 	default:
 		f.Src = netip.AddrFrom4([4]byte{byte(1 + rng.IntN(223)), byte(rng.IntN(256)), byte(rng.IntN(256)), byte(1 + rng.IntN(254))})
 	}
-	if f.Proto == fg.ProtoICMP && a.Target.Is6() {
+	if f.Proto == fg.ProtoICMP && dst.Is6() {
 		f.Proto, f.DstPort = fg.ProtoICMPv6, 128<<8 // echo request
 	}
 	if f.SrcPort == 0 && sh.proto != fg.ProtoICMP {
@@ -451,23 +468,27 @@ func (s *Scenario) Generate() ([]Datagram, error) {
 func (s *Scenario) hosts(rng *rand.Rand) []netip.Addr {
 	out := make([]netip.Addr, 0, s.Hosts)
 	for i := range s.Hosts {
-		p := s.Prefixes[i%len(s.Prefixes)]
-		b := p.Addr().As16()
-		bits := p.Bits()
-		if p.Addr().Is4() {
-			bits += 96
-		}
-		// Random host bits below the prefix.
-		for bit := bits; bit < 128; bit++ {
-			if rng.IntN(2) == 1 {
-				b[bit/8] |= 0x80 >> (bit % 8)
-			}
-		}
-		a := netip.AddrFrom16(b)
-		if p.Addr().Is4() {
-			a = a.Unmap()
-		}
-		out = append(out, a)
+		out = append(out, randomIn(rng, s.Prefixes[i%len(s.Prefixes)]))
 	}
 	return out
+}
+
+// randomIn draws an address of prefix p.
+func randomIn(rng *rand.Rand, p netip.Prefix) netip.Addr {
+	b := p.Addr().As16()
+	bits := p.Bits()
+	if p.Addr().Is4() {
+		bits += 96
+	}
+	// Random host bits below the prefix.
+	for bit := bits; bit < 128; bit++ {
+		if rng.IntN(2) == 1 {
+			b[bit/8] |= 0x80 >> (bit % 8)
+		}
+	}
+	a := netip.AddrFrom16(b)
+	if p.Addr().Is4() {
+		a = a.Unmap()
+	}
+	return a
 }
