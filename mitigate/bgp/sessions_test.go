@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	api "github.com/osrg/gobgp/v3/api"
+
 	"github.com/kapkan-io/kapkan/internal/testutil"
 )
 
@@ -73,5 +75,57 @@ func TestSessions(t *testing.T) {
 	s.Stop()
 	if got, err = s.Sessions(t.Context()); err != nil || !reflect.DeepEqual(got[0], Session{Peer: peer, State: "idle"}) {
 		t.Fatalf("stopped speaker: %+v, %v", got, err)
+	}
+}
+
+// TestRoutesFromPeersRefused: a route a router sends Kapkan never enters
+// its RIB (so it could never be passed on to another peer), while
+// Kapkan's own routes still go out.
+func TestRoutesFromPeersRefused(t *testing.T) {
+	const peer = "127.0.0.1"
+	g := testutil.StartGoBGPD(t, testutil.GoBGPNeighbor{Address: peer, ASN: 65010, Families: allFamilies})
+	if out, err := g.Run("global", "rib", "add", "198.51.100.0/24", "-a", "ipv4"); err != nil {
+		t.Fatalf("gobgp global rib add: %v\n%s", err, out)
+	}
+	sessions := make(chan SessionEvent, 16)
+	s, err := New(Config{ASN: 65010, RouterID: netip.MustParseAddr("192.0.2.10"), ListenPort: -1,
+		NextHopIPv4: netip.MustParseAddr("192.0.2.1"), Communities: []uint32{blackhole}, ConnectRetry: time.Second,
+		Peers: []Peer{{Address: netip.MustParseAddr(peer), Port: uint16(g.BGPPort), ASN: 65000, Families: allFamilies}}},
+		Deps{Logger: slog.New(slog.DiscardHandler), OnSession: func(e SessionEvent) { sessions <- e }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Announce(bh4); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	waitSession(t, sessions, peer, true)
+	g.WaitEstablished(peer, 30*time.Second)
+	// The router sends its route when the session comes up; give it the
+	// time GoBGP takes to take an UPDATE in, then look.
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if _, ok := g.AdjIn(peer, "ipv4")["203.0.113.5/32"]; ok {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, ok := g.AdjIn(peer, "ipv4")["203.0.113.5/32"]; !ok {
+		t.Fatal("Kapkan's own route did not reach the router")
+	}
+	time.Sleep(time.Second)
+	var received []string
+	if err := s.srv.ListPath(t.Context(), &api.ListPathRequest{TableType: api.TableType_ADJ_IN, Name: peer, Family: families["ipv4-unicast"]},
+		func(d *api.Destination) { received = append(received, d.Prefix) }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(received, "198.51.100.0/24") {
+		t.Fatalf("the router's route was never received (Adj-RIB-In %q): the test proves nothing", received)
+	}
+	if n := ribSize(t, s, "ipv4-unicast"); n != 1 {
+		t.Errorf("Kapkan's RIB holds %d IPv4 routes, want its own only: a route from a peer was accepted", n)
 	}
 }

@@ -270,6 +270,9 @@ func (s *Speaker) Start(ctx context.Context) error {
 	s.mu.Unlock()
 	err := srv.WatchEvent(wctx, &api.WatchEventRequest{Peer: &api.WatchEventRequest_Peer{}}, s.peerEvent)
 	if err == nil {
+		err = importPolicy(ctx, srv)
+	}
+	if err == nil {
 		err = s.exportPolicy(ctx, srv)
 	}
 	// The routes go in the RIB before any peer is added: a session's first
@@ -414,6 +417,24 @@ func (s *Speaker) exportPolicy(ctx context.Context, srv *server.BgpServer) error
 	return srv.AddPolicyAssignment(ctx, &api.AddPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
 		Name: "global", Direction: api.PolicyDirection_EXPORT, DefaultAction: api.RouteAction_ACCEPT,
 		Policies: []*api.Policy{{Name: "kapkan-export"}}}})
+}
+
+// importPolicy keeps out of Kapkan's RIB every route a peer sends: Kapkan
+// only speaks, and a route a router sent it would otherwise sit in its RIB
+// and be advertised on to the other peers (GoBGP's default is to accept
+// and pass on). GoBGP applies the import policy to Kapkan's own routes too,
+// so those (route type local) are accepted by the one statement.
+func importPolicy(ctx context.Context, srv *server.BgpServer) error {
+	if err := srv.AddPolicy(ctx, &api.AddPolicyRequest{Policy: &api.Policy{Name: "kapkan-import", Statements: []*api.Statement{{
+		Name:       "kapkan-own-routes",
+		Conditions: &api.Conditions{RouteType: api.Conditions_ROUTE_TYPE_LOCAL},
+		Actions:    &api.Actions{RouteAction: api.RouteAction_ACCEPT},
+	}}}}); err != nil {
+		return err
+	}
+	return srv.SetPolicyAssignment(ctx, &api.SetPolicyAssignmentRequest{Assignment: &api.PolicyAssignment{
+		Name: "global", Direction: api.PolicyDirection_IMPORT, DefaultAction: api.RouteAction_REJECT,
+		Policies: []*api.Policy{{Name: "kapkan-import"}}}})
 }
 
 func (s *Speaker) peerEvent(ev *api.WatchEventResponse) {
