@@ -10,7 +10,7 @@ import (
 )
 
 // Version of the built-in rule set.
-const Version = "1.0.0"
+const Version = "1.1.0"
 
 //go:embed classify/*.yaml ladders/*.yaml classify/captures/*.pcap
 var files embed.FS

@@ -348,39 +348,10 @@ func (p *Pipeline) classify(ctx context.Context, set *rules.Set, c *engine.Candi
 		p.errorsTotal.WithLabelValues("classify").Inc()
 		p.log.Error("classification failed; the attack goes on with what the other rules said", "id", c.ID, "target", c.Target.String(), "err", err)
 	}
-	if v.Vector.IsZero() {
-		if m, ok := dominantProtocol(&f); ok {
-			v.Vector, v.Decider = m, "dominant-protocol"
-		}
-	}
+	rules.Fallback(&f, &v) // every attack has a label, and a vector when one protocol dominates
 	a.verdict, a.records = v, len(c.Sample)
 	a.sample = sampleSummary(c, &f)
 	return f
-}
-
-// dominantShare is the share of packets from which one protocol is the
-// attack's vector when no rule gave one.
-const dominantShare = 0.9
-
-// dominantProtocol is the fallback vector of an attack no rule described:
-// its protocol, when one carries nearly all of its packets. A FlowSpec rule
-// on it spares the target's other traffic, where a blackhole would not.
-func dominantProtocol(f *rules.Features) (flowspec.Match, bool) {
-	if f.Samples == 0 {
-		return flowspec.Match{}, false
-	}
-	for _, p := range []struct {
-		share float64
-		name  string
-	}{{f.UDPShare, "udp"}, {f.TCPShare, "tcp"}, {f.ICMPShare, "icmp"}} {
-		if p.share >= dominantShare {
-			if p.name == "icmp" && f.IPv6 {
-				p.name = "icmpv6"
-			}
-			return flowspec.Match{Protocol: p.name}, true
-		}
-	}
-	return flowspec.Match{}, false
 }
 
 // apply hands decisions to the mitigator; the mitigator publishes what it

@@ -76,6 +76,7 @@ type Features struct {
 	Destinations int `expr:"destinations" json:"destinations"`
 
 	srcPorts, dstPorts map[uint16]float64 // full distributions, for the functions
+	protos             *[256]float64      // share of packets by IP protocol number, for the functions
 	sample             []flow.Record      // the flow sample, for WASM modules that ask for it
 }
 
@@ -131,6 +132,7 @@ func fill(f *Features, sample []flow.Record) {
 	var pkts, bytes, tcp, udp, icmp, other, tcpB, udpB, icmpB, frag float64
 	var synOnly, synAck, ackOnly, rst, fin, psh float64
 	f.srcPorts, f.dstPorts = map[uint16]float64{}, map[uint16]float64{}
+	f.protos = new([256]float64)
 	srcs, dsts := map[netip.Addr]struct{}{}, map[netip.Addr]struct{}{}
 	sizes := make([]sizeWeight, 0, len(sample))
 	for i := range sample {
@@ -142,6 +144,7 @@ func fill(f *Features, sample []flow.Record) {
 		}
 		pkts += p
 		bytes += b
+		f.protos[r.Proto] += p
 		switch r.Proto {
 		case 6:
 			tcp += p
@@ -213,6 +216,32 @@ func fill(f *Features, sample []flow.Record) {
 	for p, v := range f.dstPorts {
 		f.dstPorts[p] = v / pkts
 	}
+	for p := range f.protos {
+		f.protos[p] /= pkts
+	}
+}
+
+// ProtocolShare is the share of the sample's packets of IP protocol (IPv6
+// next header) proto.
+func (f *Features) ProtocolShare(proto int) float64 {
+	if f.protos == nil || proto < 0 || proto > 255 {
+		return 0
+	}
+	return f.protos[proto]
+}
+
+// DominantProtocol is the IP protocol that carries the most of the
+// sample's packets, and its share (0, 0 for an empty sample).
+func (f *Features) DominantProtocol() (proto uint8, share float64) {
+	if f.protos == nil {
+		return 0, 0
+	}
+	for p, s := range f.protos {
+		if s > share {
+			proto, share = uint8(p), s
+		}
+	}
+	return proto, share
 }
 
 func quantile(s []sizeWeight, total, q float64) float64 {

@@ -12,6 +12,7 @@ var Funcs = []Func{
 	{"dst_port_share", "dst_port_share(port int) float", "share of the TCP/UDP packets with this destination port"},
 	{"src_port_range_share", "src_port_range_share(lo int, hi int) float", "share of the TCP/UDP packets with a source port in [lo, hi]"},
 	{"dst_port_range_share", "dst_port_range_share(lo int, hi int) float", "share of the TCP/UDP packets with a destination port in [lo, hi]"},
+	{"protocol_share", "protocol_share(proto int) float", "share of the packets of this IP protocol number (IPv6: the next header a record carries)"},
 }
 
 // Env is the typed environment expr rules are compiled against and run
@@ -24,6 +25,7 @@ type Env struct {
 	DstPortShare      func(port int) float64   `expr:"dst_port_share"`
 	SrcPortRangeShare func(lo, hi int) float64 `expr:"src_port_range_share"`
 	DstPortRangeShare func(lo, hi int) float64 `expr:"dst_port_range_share"`
+	ProtoShare        func(proto int) float64  `expr:"protocol_share"`
 }
 
 // NewEnv binds the registry's functions to the features of one attack.
@@ -43,5 +45,6 @@ func NewEnv(f *Features) *Env {
 		DstPortShare:      func(p int) float64 { return f.dstPorts[uint16(p)] },
 		SrcPortRangeShare: func(lo, hi int) float64 { return share(f.srcPorts, lo, hi) },
 		DstPortRangeShare: func(lo, hi int) float64 { return share(f.dstPorts, lo, hi) },
+		ProtoShare:        f.ProtocolShare,
 	}
 }

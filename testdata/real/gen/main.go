@@ -101,7 +101,8 @@ type attack struct {
 	// fragments: fraction of datagrams sent as two IPv4 fragments (first
 	// fragment with the UDP header, then a non-first one)
 	fragmentShare float64
-	// nonFirstFragments: every packet is a non-first IPv4 fragment
+	// nonFirstFragments: every packet is a non-first fragment (IPv4, or
+	// IPv6 with a fragment header)
 	nonFirstFragments bool
 	icmpType          uint8 // for ICMP
 }
@@ -184,6 +185,12 @@ var cases = []attack{
 		desc:  "UDP over IPv6 from random sources in 2001:db8:ffff::/48, random source and destination ports",
 		proto: layers.IPProtocolUDP, srcPort: randomPort, dstPort: randomPort,
 		sizeMin: 512, sizeMax: 512, sources: "spoofed6",
+	},
+	{
+		name: "ipv6-fragment-flood", kind: "fragment-flood", ipv6: true,
+		desc:  "non-first IPv6 fragments (fragment header with offset > 0, UDP behind it) from random sources in 2001:db8:ffff::/48",
+		proto: layers.IPProtocolUDP, srcPort: randomPort, dstPort: randomPort,
+		sizeMin: 1280, sizeMax: 1280, sources: "spoofed6", nonFirstFragments: true,
 	},
 }
 
@@ -434,6 +441,22 @@ func craftAttack(c attack, r *rand.Rand) ([]pkt, attackStats) {
 		id := uint16(r.Uint32())
 		sport, dport := pickPort(r, c.srcPort), pickPort(r, c.dstPort)
 		switch {
+		case c.ipv6 && c.nonFirstFragments:
+			// A non-first fragment: the IPv6 header, a fragment header
+			// (next header UDP, offset > 0 in units of 8 bytes, M set on
+			// half of them) and data, no UDP header.
+			ip := ip6(src, victim6, layers.IPProtocolIPv6Fragment)
+			fh := make([]byte, 8)
+			fh[0] = byte(layers.IPProtocolUDP)
+			offM := uint16(1+r.IntN(7000)) << 3
+			if r.IntN(2) == 0 {
+				offM |= 1
+			}
+			binary.BigEndian.PutUint16(fh[2:], offM)
+			binary.BigEndian.PutUint32(fh[4:], r.Uint32())
+			add(at, serialize(eth(true), ip, gopacket.Payload(append(fh, payload(size-48, nil)...))))
+			st.fragments++
+			st.nonFirst++
 		case c.ipv6:
 			ip := ip6(src, victim6, layers.IPProtocolUDP)
 			u := &layers.UDP{SrcPort: layers.UDPPort(sport), DstPort: layers.UDPPort(dport)}
@@ -920,6 +943,7 @@ func run(outDir, work, only string, sampling int) error {
 // expectation is what the victim's records in softflowd's export show,
 // derived from the crafted traffic and what softflowd does with it.
 type expectation struct {
+	protocol         int    // of the records: the attack's, unless softflowd did not read it
 	srcPort, dstPort string // a number, or "random"
 	srcShareMin      float64
 	dstShareMin      float64
@@ -929,13 +953,17 @@ type expectation struct {
 }
 
 func expect(c attack) expectation {
-	e := expectation{srcPort: portString(c.srcPort), dstPort: portString(c.dstPort), srcShareMin: 0.95, dstShareMin: 0.95, tcpFlags: c.tcpFlags}
+	e := expectation{protocol: int(c.proto), srcPort: portString(c.srcPort), dstPort: portString(c.dstPort), srcShareMin: 0.95, dstShareMin: 0.95, tcpFlags: c.tcpFlags}
 	switch {
 	case c.proto == layers.IPProtocolICMPv4:
 		// softflowd exports ICMP with its own template: icmpTypeCode
 		// (type*256+code, read into the destination port), no ports.
 		e.srcPort, e.dstPort = "0", fmt.Sprint(uint16(c.icmpType)<<8)
 		e.notes = append(e.notes, "ICMP records use softflowd's ICMP template: icmpTypeCode (IE 32) = type*256+code, which Kapkan reads into the destination port; the source port is 0")
+	case c.nonFirstFragments && c.ipv6:
+		e.protocol = 0
+		e.srcPort, e.dstPort = "0", "0"
+		e.notes = append(e.notes, "softflowd stops at an IPv6 fragment header whose offset is not 0 before it reads the next header behind it: non-first fragments are exported with next header (protocol) 0 and ports 0/0")
 	case c.nonFirstFragments:
 		e.srcPort, e.dstPort = "0", "0"
 		e.notes = append(e.notes, "non-first fragments carry no UDP header: softflowd exports them with ports 0/0 (protocol 17)")
@@ -1065,7 +1093,7 @@ func writeTruth(path string, c attack, ast attackStats, bst backgroundStats, res
 	w("# weighting each record by packets x sampling rate. \"random\": no single")
 	w("# port dominates.")
 	w("expect:")
-	w("  protocol: %d", c.proto)
+	w("  protocol: %d", e.protocol)
 	w("  src_port: %s", e.srcPort)
 	w("  src_port_share_min: %.2f", e.srcShareMin)
 	w("  dst_port: %s", e.dstPort)
