@@ -66,21 +66,14 @@ type Traffic struct {
 	Attacks    []TrafficItem `yaml:"attacks"`
 	Duration   string        `yaml:"duration"`
 	Seed       uint64        `yaml:"seed"`
+
+	attacks []demo.Attack // Attacks, checked when the file was read
 }
 
 // Background is benign traffic spread over hosts of the protected prefixes.
 type Background struct {
 	Hosts int `yaml:"hosts"`
 	PPS   int `yaml:"pps"`
-}
-
-// TrafficItem is one scripted attack.
-type TrafficItem struct {
-	Kind     string `yaml:"kind"`
-	Target   string `yaml:"target"`
-	PPS      int    `yaml:"pps"`
-	Start    string `yaml:"start"`
-	Duration string `yaml:"duration"`
 }
 
 // Thresholds are the incoming thresholds of the test's hostgroup.
@@ -158,21 +151,41 @@ func Run(fsys fs.FS, set *rules.Set, opts Options) (*Report, error) {
 	sort.Strings(files)
 	rep := &Report{}
 	positive, negative := map[string]int{}, map[string]int{}
-	for _, name := range files {
+	parsed := make([]File, len(files))
+	var bad rules.Errors
+	for i, name := range files {
 		data, err := fs.ReadFile(fsys, name)
 		if err != nil {
 			return nil, err
 		}
-		var tf File
+		tf := &parsed[i]
 		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
-		if err := dec.Decode(&tf); err != nil && !errors.Is(err, io.EOF) {
+		if err := dec.Decode(tf); err != nil && !errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		if tf.KapkanRuleTests != 1 {
 			return nil, fmt.Errorf("%s: kapkan_rule_tests is %d (want 1)", name, tf.KapkanRuleTests)
 		}
-		for _, t := range tf.Tests {
+		// The generated traffic's notation, every error of every file
+		// with its position, before anything runs.
+		for j := range tf.Tests {
+			t := &tf.Tests[j]
+			if t.Traffic == nil {
+				continue
+			}
+			c := notation{file: name, test: t.Name}
+			for k := range t.Traffic.Attacks {
+				t.Traffic.attacks = append(t.Traffic.attacks, c.attack(k, &t.Traffic.Attacks[k]))
+			}
+			bad = append(bad, c.errs...)
+		}
+	}
+	if len(bad) > 0 {
+		return nil, bad
+	}
+	for i, name := range files {
+		for _, t := range parsed[i].Tests {
 			res := runTest(fsys, name, &t, set, opts)
 			for _, v := range res.Verdicts {
 				for _, r := range set.Rules() {
@@ -412,19 +425,7 @@ func scenario(t *Traffic, prefixes []netip.Prefix) (demo.Scenario, error) {
 			return s, err
 		}
 	}
-	for _, a := range t.Attacks {
-		at := demo.Attack{Kind: demo.Kind(a.Kind), PPS: a.PPS}
-		if at.Target, err = netip.ParseAddr(a.Target); err != nil {
-			return s, err
-		}
-		if at.Start, err = time.ParseDuration(a.Start); err != nil {
-			return s, fmt.Errorf("attack start %q: %w", a.Start, err)
-		}
-		if at.Duration, err = time.ParseDuration(a.Duration); err != nil {
-			return s, fmt.Errorf("attack duration %q: %w", a.Duration, err)
-		}
-		s.Attacks = append(s.Attacks, at)
-	}
+	s.Attacks = t.attacks
 	if s.Hosts > 0 && len(s.Prefixes) > 1 {
 		s.Prefixes = s.Prefixes[:1] // background over the first (IPv4) prefix
 	}

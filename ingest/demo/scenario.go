@@ -70,7 +70,10 @@ var shapes = map[Kind]shape{
 
 // Attack is one scripted attack.
 type Attack struct {
+	// Kind is what its packets look like, unless Shape says it.
 	Kind Kind
+	// Shape, when set, describes the packets instead of Kind.
+	Shape *Shape
 	// Target is the attacked address, unless Carpet is set.
 	Target netip.Addr
 	// Carpet, when set, spreads the attack over random addresses of this
@@ -156,7 +159,11 @@ func (s *Scenario) Validate() error {
 		return fmt.Errorf("negative background rate")
 	}
 	for i, a := range s.Attacks {
-		if _, ok := shapes[a.Kind]; !ok {
+		if a.Shape != nil {
+			if err := a.Shape.validate(); err != nil {
+				return fmt.Errorf("attack %d: %w", i, err)
+			}
+		} else if _, ok := shapes[a.Kind]; !ok {
 			return fmt.Errorf("attack %d: unknown kind %q (want one of %v)", i, a.Kind, Kinds)
 		}
 		if a.Target.IsValid() == a.Carpet.IsValid() {
@@ -276,6 +283,12 @@ func (g *Generator) Next() (time.Duration, [][]byte, bool) {
 		g.atAcc[i] -= float64(n)
 		if n > 0 && g.FirstSample[i] < 0 {
 			g.FirstSample[i] = at
+		}
+		if a.Shape != nil {
+			for range n {
+				g.flows = append(g.flows, g.shaped(a, a.Shape))
+			}
+			continue
 		}
 		sh := shapes[a.Kind]
 		for range n {
