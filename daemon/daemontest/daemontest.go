@@ -127,14 +127,21 @@ func SendAttack(t *testing.T, to netip.AddrPort, kind demo.Kind, victim netip.Ad
 // SendAttackPPS is SendAttack at pps packets per second.
 func SendAttackPPS(t *testing.T, to netip.AddrPort, kind demo.Kind, victim netip.Addr, pps int, dur time.Duration, seed uint64) *net.UDPConn {
 	t.Helper()
+	return SendScenario(t, to, demo.Scenario{Format: flow.FormatSFlow5, SamplingRate: 100,
+		Attacks:  []demo.Attack{{Kind: kind, Target: victim, PPS: pps, Duration: dur}},
+		Duration: dur, Agent: netip.MustParseAddr("127.0.0.1"), Seed: seed})
+}
+
+// SendScenario sends a generated scenario (for instance an attack given by
+// a demo.Shape) to a listener, paced in real time, and returns the
+// connection (closed when the test ends).
+func SendScenario(t *testing.T, to netip.AddrPort, s demo.Scenario) *net.UDPConn {
+	t.Helper()
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(to))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	s := demo.Scenario{Format: flow.FormatSFlow5, SamplingRate: 100,
-		Attacks:  []demo.Attack{{Kind: kind, Target: victim, PPS: pps, Duration: dur}},
-		Duration: dur, Agent: netip.MustParseAddr("127.0.0.1"), Seed: seed}
 	dgs, err := s.Generate()
 	if err != nil {
 		t.Fatal(err)
