@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -64,6 +65,15 @@ func cmdTest(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer set.Close()
 	rep, err := ruletest.Run(os.DirFS(dir), set, ruletest.Options{Explain: *verbose, Covered: covered})
+	var positioned rules.Errors
+	if errors.As(err, &positioned) {
+		// One line per mistake, each with the file's path from here.
+		for _, e := range positioned {
+			e.File = filepath.Join(dir, e.File)
+		}
+		fmt.Fprintf(stderr, "%v\n", positioned)
+		return 1
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "kapkan test: %s: %v\n", dir, err)
 		return 1

@@ -82,3 +82,39 @@ tests:
 		t.Errorf("no directory: exit %d, want 2", code)
 	}
 }
+
+// TestKapkanTestNotationErrors: bad generated-traffic notation fails the
+// run with one line per mistake, each with the file's path, line and
+// column, what was found and what was expected.
+func TestKapkanTestNotationErrors(t *testing.T) {
+	dir := t.TempDir()
+	body := `kapkan_rule_tests: 1
+tests:
+  - name: source engine reflection
+    traffic:
+      attacks:
+        - target: 203.0.113.30
+          pps: 300000
+          start: 1s
+          duration: 5s
+          protocol: udp
+          src_ports: 70000
+          tcp_flags: syn
+    expect:
+      - target: 203.0.113.30
+        labels: [game-reflection]
+`
+	if err := os.WriteFile(filepath.Join(dir, "games_test.yaml"), []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runTestCmd(t, dir)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1:\n%s", code, out)
+	}
+	want := filepath.Join(dir, "games_test.yaml") + `:11:22: test "source engine reflection": attacks[0].src_ports: found "70000", want a port 0-65535, a range lo-hi (1024-2047), a list of those, or random
+` + filepath.Join(dir, "games_test.yaml") + `:12:22: test "source engine reflection": attacks[0].tcp_flags: given for protocol 17, want protocol tcp
+`
+	if out != want {
+		t.Errorf("output:\n%s\nwant:\n%s", out, want)
+	}
+}
