@@ -68,6 +68,7 @@ type Traffic struct {
 	Seed       uint64        `yaml:"seed"`
 
 	attacks []demo.Attack // Attacks, checked when the file was read
+	node    *yaml.Node    // as written, for positions
 }
 
 // Background is benign traffic spread over hosts of the protected prefixes.
@@ -175,6 +176,7 @@ func Run(fsys fs.FS, set *rules.Set, opts Options) (*Report, error) {
 				continue
 			}
 			c := notation{file: name, test: t.Name}
+			c.traffic(t.Traffic)
 			for k := range t.Traffic.Attacks {
 				t.Traffic.attacks = append(t.Traffic.attacks, c.attack(k, &t.Traffic.Attacks[k]))
 			}

@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/ingest/demo"
 	"github.com/kapkan-io/kapkan/rules"
 )
@@ -25,19 +26,19 @@ type TrafficItem struct {
 
 	// Protocol is a name (tcp, udp, icmp, icmpv6, gre, esp, ah, sctp) or a
 	// number 0-255; it describes the packets instead of a kind.
-	Protocol yaml.Node `yaml:"protocol"`
+	Protocol yaml.Node `yaml:"protocol,omitempty"`
 	// SrcPorts and DstPorts: a port, a range lo-hi, a list of those, or
 	// random (the default).
-	SrcPorts yaml.Node `yaml:"src_ports"`
-	DstPorts yaml.Node `yaml:"dst_ports"`
+	SrcPorts yaml.Node `yaml:"src_ports,omitempty"`
+	DstPorts yaml.Node `yaml:"dst_ports,omitempty"`
 	// Size is the packet length in bytes, or a range lo-hi (default 512).
-	Size yaml.Node `yaml:"size"`
+	Size yaml.Node `yaml:"size,omitempty"`
 	// TCPFlags: names joined by | (syn|ack), or a number.
-	TCPFlags yaml.Node `yaml:"tcp_flags"`
+	TCPFlags yaml.Node `yaml:"tcp_flags,omitempty"`
 	// Fragment: first or non-first (IPv4 and IPv6 alike).
-	Fragment yaml.Node `yaml:"fragment"`
+	Fragment yaml.Node `yaml:"fragment,omitempty"`
 	// Sources: spoofed (the default) or reflectors.
-	Sources yaml.Node `yaml:"sources"`
+	Sources yaml.Node `yaml:"sources,omitempty"`
 
 	node *yaml.Node // the item as written, for positions
 }
@@ -70,6 +71,71 @@ func (t *TrafficItem) UnmarshalYAML(n *yaml.Node) error {
 	*t = TrafficItem(p)
 	t.node = n
 	return nil
+}
+
+// UnmarshalYAML keeps the traffic's node, so that its notation is
+// checked with positions; unknown keys are reported by check.
+func (t *Traffic) UnmarshalYAML(n *yaml.Node) error {
+	type plain Traffic
+	var p plain
+	if n.Kind == yaml.MappingNode {
+		known := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if slices.Contains(trafficFileKeys, n.Content[i].Value) {
+				known.Content = append(known.Content, n.Content[i], n.Content[i+1])
+			}
+		}
+		if err := known.Decode(&p); err != nil {
+			return err
+		}
+	}
+	*t = Traffic(p)
+	t.node = n
+	return nil
+}
+
+// trafficFileKeys are the keys of a test's traffic, backgroundKeys those of
+// its background.
+var (
+	trafficFileKeys = []string{"format", "sampling", "background", "attacks", "duration", "seed"}
+	backgroundKeys  = []string{"hosts", "pps"}
+)
+
+// traffic checks what a test's traffic says besides its attacks.
+func (c *notation) traffic(t *Traffic) {
+	n := t.node
+	if n == nil {
+		return
+	}
+	if n.Kind != yaml.MappingNode {
+		c.errorf(n, "traffic: found %s, want a mapping (format, sampling, background, attacks, duration, seed)", nodeKind(n))
+		return
+	}
+	c.unknownKeys("traffic", n, trafficFileKeys)
+	if bg := value(n, "background"); bg != nil && bg.Kind == yaml.MappingNode {
+		c.unknownKeys("traffic.background", bg, backgroundKeys)
+	}
+	if t.Format != "" {
+		if _, ok := flow.ParseFormat(t.Format); !ok {
+			c.errorf(value(n, "format"), "traffic.format: found %q, want sflow5, netflow5, netflow9 or ipfix", t.Format)
+		}
+	}
+	if t.Duration != "" {
+		if d, err := time.ParseDuration(t.Duration); err != nil || d <= 0 {
+			c.errorf(value(n, "duration"), "traffic.duration: found %q, want a duration above 0 (8s)", t.Duration)
+		}
+	}
+	if t.Background.Hosts < 0 || t.Background.PPS < 0 {
+		c.errorf(value(n, "background"), "traffic.background: found hosts %d and pps %d, want 0 or more", t.Background.Hosts, t.Background.PPS)
+	}
+}
+
+func (c *notation) unknownKeys(where string, n *yaml.Node, known []string) {
+	for j := 0; j+1 < len(n.Content); j += 2 {
+		if k := n.Content[j]; !slices.Contains(known, k.Value) {
+			c.errorf(k, "%s: unknown key %q (known keys: %s)", where, k.Value, strings.Join(known, ", "))
+		}
+	}
 }
 
 // protocols are the protocol names the notation knows.
@@ -116,11 +182,7 @@ func (c *notation) attack(i int, t *TrafficItem) demo.Attack {
 		return demo.Attack{}
 	}
 	if at != nil {
-		for j := 0; j+1 < len(at.Content); j += 2 {
-			if k := at.Content[j]; !slices.Contains(trafficKeys, k.Value) {
-				c.errorf(k, "%s: unknown key %q (known keys: %s)", where, k.Value, strings.Join(trafficKeys, ", "))
-			}
-		}
+		c.unknownKeys(where, at, trafficKeys)
 	}
 	a := demo.Attack{Kind: demo.Kind(t.Kind), PPS: t.PPS}
 	var err error

@@ -117,6 +117,27 @@ func TestNotationErrors(t *testing.T) {
 			}
 		})
 	}
+	// What the traffic says besides its attacks.
+	body := `kapkan_rule_tests: 1
+tests:
+  - name: t
+    traffic:
+      format: netflow10
+      duration: 8
+      backgroud: {hosts: 10}
+      background: {hosts: 10, ppps: 1000}
+      attacks: [{kind: udp-flood, target: 203.0.113.1, pps: 1000, start: 1s, duration: 1s}]
+    no_attack: true
+`
+	_, err = Run(fstest.MapFS{"a_test.yaml": {Data: []byte(body)}}, set, Options{})
+	want := `a_test.yaml:7:7: test "t": traffic: unknown key "backgroud" (known keys: format, sampling, background, attacks, duration, seed)
+a_test.yaml:8:31: test "t": traffic.background: unknown key "ppps" (known keys: hosts, pps)
+a_test.yaml:5:15: test "t": traffic.format: found "netflow10", want sflow5, netflow5, netflow9 or ipfix
+a_test.yaml:6:17: test "t": traffic.duration: found "8", want a duration above 0 (8s)`
+	if err == nil || err.Error() != want {
+		t.Errorf("traffic errors:\n%v\nwant:\n%s", err, want)
+	}
+
 	// Errors of every test and file come together.
 	fsys := fstest.MapFS{
 		"a_test.yaml": {Data: []byte("kapkan_rule_tests: 1\ntests:\n  - name: one\n    traffic: {attacks: [{target: x, pps: 1, start: 1s, duration: 1s, protocol: udp}]}\n")},
