@@ -27,8 +27,8 @@ func TestReflectionRulesFromGeneratedTraffic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Results) != 9 {
-		t.Errorf("%d tests run, want 9", len(rep.Results))
+	if len(rep.Results) != 11 {
+		t.Errorf("%d tests run, want 11", len(rep.Results))
 	}
 	for _, r := range rep.Results {
 		for _, f := range r.Failures {

@@ -20,8 +20,10 @@ const (
 	// FirstFragments: offset 0 with more-fragments set; the transport
 	// header, so the ports, are there.
 	FirstFragments
-	// NonFirstFragments: offset above 0 (more-fragments set on some): no
-	// transport header, so no ports.
+	// NonFirstFragments: offset above 0 with more-fragments set (middle
+	// fragments: NetFlow v9 and IPFIX templates that carry fragment flags
+	// but no offset could not tell a last fragment from a whole packet):
+	// no transport header, so no ports.
 	NonFirstFragments
 )
 
@@ -124,7 +126,7 @@ func (g *Generator) shaped(a *Attack, sh *Shape) fg.Flow {
 	case FirstFragments:
 		f.Fragment = true
 	case NonFirstFragments:
-		f.Fragment = rng.IntN(2) == 0 // more fragments follow, or the last one
+		f.Fragment = true
 		f.FragmentOffset = uint16(185 * (1 + rng.IntN(4)))
 	}
 	return f
