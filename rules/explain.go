@@ -1,0 +1,213 @@
+package rules
+
+import (
+	"fmt"
+	"math"
+	"reflect"
+	"slices"
+	"sort"
+	"strconv"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/parser"
+	"github.com/expr-lang/expr/vm"
+)
+
+// operand is one top-level part of a rule's match: the rule matches when
+// all of its parts hold (a chain of &&) or, for a rule whose whole match
+// is a chain of ||, when one does.
+type operand struct {
+	text    string
+	program *vm.Program
+}
+
+// explainer is what Compile keeps of an expr rule to explain a verdict:
+// its match split into top-level operands, each compiled on its own, and
+// the features it reads.
+type explainer struct {
+	operands []operand
+	// any: the operands are joined by || (one holding is enough).
+	any bool
+	// reads are the feature names the match uses, sorted.
+	reads []string
+}
+
+// newExplainer splits a match expression at its top-level && (or, when
+// that gives one part, ||) and compiles each part. It returns nil when the
+// expression cannot be split (it compiled as a whole, so this only
+// happens for parts that do not stand alone).
+func newExplainer(match string) *explainer {
+	tree, err := parser.Parse(match)
+	if err != nil {
+		return nil
+	}
+	x := &explainer{reads: reads(tree.Node)}
+	parts := split(tree.Node, "&&", "and")
+	if len(parts) == 1 {
+		if or := split(tree.Node, "||", "or"); len(or) > 1 {
+			parts, x.any = or, true
+		}
+	}
+	for _, n := range parts {
+		text := n.String()
+		p, err := expr.Compile(text, expr.Env(Env{}), expr.AsBool())
+		if err != nil {
+			return nil
+		}
+		x.operands = append(x.operands, operand{text: text, program: p})
+	}
+	return x
+}
+
+// split flattens a chain of one boolean operator into its operands, left
+// to right.
+func split(n ast.Node, op, word string) []ast.Node {
+	if b, ok := n.(*ast.BinaryNode); ok && (b.Operator == op || b.Operator == word) {
+		return append(split(b.Left, op, word), split(b.Right, op, word)...)
+	}
+	return []ast.Node{n}
+}
+
+// featureFields maps a feature's expr name to its field index in Features.
+var featureFields = func() map[string]int {
+	m := map[string]int{}
+	t := reflect.TypeFor[Features]()
+	for i := range t.NumField() {
+		if tag := t.Field(i).Tag.Get("expr"); tag != "" {
+			m[tag] = i
+		}
+	}
+	return m
+}()
+
+// reads lists the features an expression uses.
+func reads(n ast.Node) []string {
+	v := &identifiers{}
+	ast.Walk(&n, v)
+	sort.Strings(v.names)
+	return slices.Compact(v.names)
+}
+
+type identifiers struct{ names []string }
+
+func (v *identifiers) Visit(n *ast.Node) {
+	if id, ok := (*n).(*ast.IdentifierNode); ok {
+		if _, feature := featureFields[id.Value]; feature {
+			v.names = append(v.names, id.Value)
+		}
+	}
+}
+
+// Trace says what decided a verdict: the features the deciding rule and
+// the closest miss read, with their values, the rules that matched, and
+// for the rule that came closest to matching without matching, which of
+// its parts failed.
+type Trace struct {
+	// Seen are the features the decider and the closest miss read, by name.
+	Seen []Seen `json:"seen,omitempty"`
+	// Matched are the rules that matched, in evaluation order; Decider the
+	// one that gave the vector.
+	Matched []string `json:"matched,omitempty"`
+	Decider string   `json:"decider,omitempty"`
+	// Miss is the expr rule that did not match with the largest share of
+	// its parts holding (the first in evaluation order on a tie); nil when
+	// every expr rule matched.
+	Miss *Miss `json:"closest_miss,omitempty"`
+}
+
+// Seen is a feature and its value, formatted.
+type Seen struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Miss is a rule that did not match and why.
+type Miss struct {
+	Rule string `json:"rule"`
+	// Held of Parts top-level parts of its match held.
+	Held  int `json:"held"`
+	Parts int `json:"parts"`
+	// Failed are the parts that did not hold, as written (normalised by
+	// the expression printer).
+	Failed []string `json:"failed"`
+}
+
+// Explain traces verdict v of features f: it evaluates the top-level parts
+// of every expr rule that did not match to find the closest miss. It costs
+// about one more evaluation of the rule set, so the verdict path calls it
+// once per verdict, not per rule.
+func (s *Set) Explain(f *Features, v *Verdict) Trace {
+	t := Trace{Matched: slices.Clone(v.Rules), Decider: v.Decider}
+	env := NewEnv(f)
+	var machine vm.VM
+	bestScore := -1.0
+	var read []string
+	for i := range s.rules {
+		r := &s.rules[i]
+		if r.explain == nil {
+			continue
+		}
+		if r.Name == v.Decider {
+			read = append(read, r.explain.reads...)
+		}
+		if slices.Contains(v.Rules, r.Name) {
+			continue
+		}
+		m := Miss{Rule: r.Name, Parts: len(r.explain.operands)}
+		for _, o := range r.explain.operands {
+			out, err := machine.Run(o.program, env)
+			if err == nil && out == true {
+				m.Held++
+			} else {
+				m.Failed = append(m.Failed, o.text)
+			}
+		}
+		if r.explain.any {
+			// One part holding would have been enough: none did.
+			m.Held = 0
+		}
+		if score := float64(m.Held) / float64(m.Parts); score > bestScore {
+			bestScore = score
+			mm := m
+			t.Miss = &mm
+		}
+	}
+	if t.Miss != nil {
+		for i := range s.rules {
+			if s.rules[i].Name == t.Miss.Rule {
+				read = append(read, s.rules[i].explain.reads...)
+			}
+		}
+	}
+	sort.Strings(read)
+	fv := reflect.ValueOf(f).Elem()
+	for _, name := range slices.Compact(read) {
+		t.Seen = append(t.Seen, Seen{Name: name, Value: format(fv.Field(featureFields[name]))})
+	}
+	return t
+}
+
+// format writes a feature's value briefly: numbers to four decimals.
+func format(v reflect.Value) string {
+	switch v.Kind() {
+	case reflect.Float64:
+		return strconv.FormatFloat(round4(v.Float()), 'f', -1, 64)
+	case reflect.Slice:
+		out := "["
+		for i := range v.Len() {
+			if i > 0 {
+				out += " "
+			}
+			if p, ok := v.Index(i).Interface().(PortShare); ok {
+				out += fmt.Sprintf("%d:%s", p.Port, strconv.FormatFloat(round4(p.Share), 'f', -1, 64))
+				continue
+			}
+			out += fmt.Sprint(v.Index(i).Interface())
+		}
+		return out + "]"
+	}
+	return fmt.Sprint(v.Interface())
+}
+
+func round4(x float64) float64 { return math.Round(x*10000) / 10000 }
