@@ -169,6 +169,8 @@ type ExplainMiss struct {
 	Held   int      `json:"held"`
 	Parts  int      `json:"parts"`
 	Failed []string `json:"failed"`
+	// Values are what the failed parts compared ("src_port_share(53)=0").
+	Values []string `json:"values,omitempty"`
 }
 
 // Shadow is the verdict of the shadow rule set and the mitigation its

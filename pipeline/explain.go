@@ -32,7 +32,7 @@ func (a *attack) explain() *events.Explain {
 		e.Seen = append(e.Seen, s.Name+"="+s.Value)
 	}
 	if m := a.trace.Miss; m != nil {
-		e.Miss = &events.ExplainMiss{Rule: m.Rule, Held: m.Held, Parts: m.Parts, Failed: m.Failed}
+		e.Miss = &events.ExplainMiss{Rule: m.Rule, Held: m.Held, Parts: m.Parts, Failed: m.Failed, Values: m.Values}
 	}
 	return &e
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -54,6 +55,15 @@ func (p *Pipeline) newShadow() error {
 		p.shadowVerdicts.WithLabelValues(a)
 	}
 	return nil
+}
+
+// ReconfigureShadow gives the shadow's recording manager new safety
+// limits (a configuration reload); without a shadow it does nothing.
+func (p *Pipeline) ReconfigureShadow(c mitigate.Config, now time.Time) error {
+	if p.shadowMgr == nil {
+		return nil
+	}
+	return p.shadowMgr.Reconfigure(c, now)
 }
 
 // shadowSet is the running shadow rule set, or nil.

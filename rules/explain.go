@@ -20,6 +20,10 @@ import (
 type operand struct {
 	text    string
 	program *vm.Program
+	// sides are the non-literal sides of its comparisons
+	// (src_port_share(53) in src_port_share(53) > 0.5), to show the
+	// values a failed part compared.
+	sides []operand
 }
 
 // explainer is what Compile keeps of an expr rule to explain a verdict:
@@ -55,9 +59,41 @@ func newExplainer(match string) *explainer {
 		if err != nil {
 			return nil
 		}
-		x.operands = append(x.operands, operand{text: text, program: p})
+		o := operand{text: text, program: p}
+		c := &comparisons{}
+		ast.Walk(&n, c)
+		for _, side := range c.sides {
+			st := side.String()
+			if slices.ContainsFunc(o.sides, func(s operand) bool { return s.text == st }) {
+				continue
+			}
+			if sp, err := expr.Compile(st, expr.Env(Env{})); err == nil {
+				o.sides = append(o.sides, operand{text: st, program: sp})
+			}
+		}
+		x.operands = append(x.operands, o)
 	}
 	return x
+}
+
+// comparisons collects the sides of comparisons that are not constants.
+type comparisons struct{ sides []ast.Node }
+
+func (c *comparisons) Visit(node *ast.Node) {
+	b, ok := (*node).(*ast.BinaryNode)
+	if !ok {
+		return
+	}
+	switch b.Operator {
+	case "==", "!=", "<", "<=", ">", ">=":
+		for _, side := range []ast.Node{b.Left, b.Right} {
+			switch side.(type) {
+			case *ast.IntegerNode, *ast.FloatNode, *ast.StringNode, *ast.BoolNode, *ast.NilNode, *ast.ConstantNode:
+			default:
+				c.sides = append(c.sides, side)
+			}
+		}
+	}
 }
 
 // split flattens a chain of one boolean operator into its operands, left
@@ -131,6 +167,8 @@ type Miss struct {
 	// Failed are the parts that did not hold, as written (normalised by
 	// the expression printer).
 	Failed []string `json:"failed"`
+	// Values are what the failed parts compared, as "expression=value".
+	Values []string `json:"values,omitempty"`
 }
 
 // Explain traces verdict v of features f: it evaluates the top-level parts
@@ -175,8 +213,24 @@ func (s *Set) Explain(f *Features, v *Verdict) Trace {
 	}
 	if t.Miss != nil {
 		for i := range s.rules {
-			if s.rules[i].Name == t.Miss.Rule {
-				read = append(read, s.rules[i].explain.reads...)
+			if s.rules[i].Name != t.Miss.Rule {
+				continue
+			}
+			x := s.rules[i].explain
+			read = append(read, x.reads...)
+			for _, o := range x.operands {
+				if !slices.Contains(t.Miss.Failed, o.text) {
+					continue
+				}
+				for _, side := range o.sides {
+					val := "?"
+					if out, err := machine.Run(side.program, env); err == nil {
+						val = format(reflect.ValueOf(out))
+					}
+					if v := side.text + "=" + val; !slices.Contains(t.Miss.Values, v) {
+						t.Miss.Values = append(t.Miss.Values, v)
+					}
+				}
 			}
 		}
 	}

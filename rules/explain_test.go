@@ -55,17 +55,20 @@ rules:
 		want rules.Trace
 	}{
 		{name: "ntp-sized from 123: dns-ish fails on its port and size", f: udpFrom(123, 468, 20), want: rules.Trace{
-			Miss: &rules.Miss{Rule: "big-udp", Held: 1, Parts: 2, Failed: []string{"mean_packet_size > 1000"}},
+			Miss: &rules.Miss{Rule: "big-udp", Held: 1, Parts: 2, Failed: []string{"mean_packet_size > 1000"},
+				Values: []string{"mean_packet_size=468"}},
 			Seen: []rules.Seen{{Name: "mean_packet_size", Value: "468"}, {Name: "udp_share", Value: "1"}},
 		}},
 		{name: "large from 123: big-udp decides, dns-ish misses on its port", f: udpFrom(123, 1400, 20), want: rules.Trace{
 			Matched: []string{"big-udp"}, Decider: "big-udp",
-			Miss: &rules.Miss{Rule: "dns-ish", Held: 2, Parts: 3, Failed: []string{"src_port_share(53) > 0.5"}},
+			Miss: &rules.Miss{Rule: "dns-ish", Held: 2, Parts: 3, Failed: []string{"src_port_share(53) > 0.5"},
+				Values: []string{"src_port_share(53)=0"}},
 			Seen: []rules.Seen{{Name: "mean_packet_size", Value: "1400"}, {Name: "udp_share", Value: "1"}},
 		}},
 		{name: "both match: the first miss wins a tie at none held", f: udpFrom(53, 1400, 20), want: rules.Trace{
 			Matched: []string{"big-udp", "dns-ish"}, Decider: "big-udp",
-			Miss: &rules.Miss{Rule: "tcp-ish", Held: 0, Parts: 2, Failed: []string{"tcp_share > 0.8", "syn_only_share > 0.5"}},
+			Miss: &rules.Miss{Rule: "tcp-ish", Held: 0, Parts: 2, Failed: []string{"tcp_share > 0.8", "syn_only_share > 0.5"},
+				Values: []string{"tcp_share=0", "syn_only_share=0"}},
 			Seen: []rules.Seen{{Name: "mean_packet_size", Value: "1400"}, {Name: "syn_only_share", Value: "0"},
 				{Name: "tcp_share", Value: "0"}, {Name: "udp_share", Value: "1"}},
 		}},
@@ -100,7 +103,8 @@ rules:
 	f := udpFrom(53, 100, 5)
 	v, _ := set.Classify(&f)
 	got := set.Explain(&f, &v)
-	want := &rules.Miss{Rule: "either", Parts: 2, Failed: []string{"icmp_share > 0.5", "fragment_share > 0.5"}}
+	want := &rules.Miss{Rule: "either", Parts: 2, Failed: []string{"icmp_share > 0.5", "fragment_share > 0.5"},
+		Values: []string{"icmp_share=0", "fragment_share=0"}}
 	if g, w := asJSON(got.Miss), asJSON(want); g != w {
 		t.Errorf("miss\n got: %s\nwant: %s", g, w)
 	}
