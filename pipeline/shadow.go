@@ -54,6 +54,11 @@ func (p *Pipeline) newShadow() error {
 	for _, a := range []string{"same", "different"} {
 		p.shadowVerdicts.WithLabelValues(a)
 	}
+	for _, a := range []flowspec.Action{flowspec.RateLimit, flowspec.Discard, flowspec.Blackhole} {
+		for _, o := range []string{"admitted", "refused"} {
+			p.shadowWould.WithLabelValues(a.String(), o)
+		}
+	}
 	return nil
 }
 

@@ -24,6 +24,12 @@ type operand struct {
 	// (src_port_share(53) in src_port_share(53) > 0.5), to show the
 	// values a failed part compared.
 	sides []operand
+	// left and right are the two sides when the part is one numeric
+	// comparison (<, <=, >, >=), to measure how far it was from holding.
+	left, right *vm.Program
+	// evidence: the part asks for something to be present (a > or >=
+	// comparison), where a < or <= one often holds by default.
+	evidence bool
 }
 
 // explainer is what Compile keeps of an expr rule to explain a verdict:
@@ -60,6 +66,14 @@ func newExplainer(match string) *explainer {
 			return nil
 		}
 		o := operand{text: text, program: p}
+		if b, ok := n.(*ast.BinaryNode); ok && slices.Contains([]string{"<", "<=", ">", ">="}, b.Operator) {
+			l, lerr := expr.Compile(b.Left.String(), expr.Env(Env{}))
+			r, rerr := expr.Compile(b.Right.String(), expr.Env(Env{}))
+			if lerr == nil && rerr == nil {
+				o.left, o.right = l, r
+			}
+			o.evidence = b.Operator == ">" || b.Operator == ">="
+		}
 		c := &comparisons{}
 		ast.Walk(&n, c)
 		for _, side := range c.sides {
@@ -146,9 +160,13 @@ type Trace struct {
 	// one that gave the vector.
 	Matched []string `json:"matched,omitempty"`
 	Decider string   `json:"decider,omitempty"`
-	// Miss is the expr rule that did not match with the largest share of
-	// its parts holding (the first in evaluation order on a tie); nil when
-	// every expr rule matched.
+	// Miss is the expr rule that came closest to matching: the fewest
+	// parts failing, then the smallest distance of the failed parts from
+	// holding (a failed numeric comparison is as far as its relative
+	// gap, any other failed part counts as far as it can be), then the
+	// most parts holding that ask for evidence (> and >= comparisons: a
+	// "<= 0.7" holds for most traffic), then the first in evaluation
+	// order; nil when every expr rule matched.
 	Miss *Miss `json:"closest_miss,omitempty"`
 }
 
@@ -179,7 +197,7 @@ func (s *Set) Explain(f *Features, v *Verdict) Trace {
 	t := Trace{Matched: slices.Clone(v.Rules), Decider: v.Decider}
 	env := NewEnv(f)
 	var machine vm.VM
-	bestScore := -1.0
+	var best [3]float64 // failed parts, distance, -held evidence: smaller is closer
 	var read []string
 	for i := range s.rules {
 		r := &s.rules[i]
@@ -193,20 +211,32 @@ func (s *Set) Explain(f *Features, v *Verdict) Trace {
 			continue
 		}
 		m := Miss{Rule: r.Name, Parts: len(r.explain.operands)}
-		for _, o := range r.explain.operands {
+		distance, evidence := 0.0, 0
+		for i := range r.explain.operands {
+			o := &r.explain.operands[i]
 			out, err := machine.Run(o.program, env)
 			if err == nil && out == true {
 				m.Held++
-			} else {
-				m.Failed = append(m.Failed, o.text)
+				if o.evidence {
+					evidence++
+				}
+				continue
 			}
+			m.Failed = append(m.Failed, o.text)
+			distance += gap(&machine, o, env)
 		}
 		if r.explain.any {
-			// One part holding would have been enough: none did.
+			// One part holding would have been enough: none did, and the
+			// nearest decides how close the rule came.
 			m.Held = 0
+			distance /= float64(len(m.Failed))
 		}
-		if score := float64(m.Held) / float64(m.Parts); score > bestScore {
-			bestScore = score
+		score := [3]float64{float64(len(m.Failed)), distance, -float64(evidence)}
+		if r.explain.any {
+			score[0] = 1
+		}
+		if t.Miss == nil || less(score, best) {
+			best = score
 			mm := m
 			t.Miss = &mm
 		}
@@ -240,6 +270,47 @@ func (s *Set) Explain(f *Features, v *Verdict) Trace {
 		t.Seen = append(t.Seen, Seen{Name: name, Value: format(fv.Field(featureFields[name]))})
 	}
 	return t
+}
+
+// less orders scores lexicographically.
+func less(a, b [3]float64) bool {
+	for i := range a {
+		if a[i] != b[i] {
+			return a[i] < b[i]
+		}
+	}
+	return false
+}
+
+// gap is how far a failed part was from holding, from 0 to 1: the
+// relative difference of the sides of a numeric comparison, 1 for any
+// other part.
+func gap(m *vm.VM, o *operand, env *Env) float64 {
+	if o.left == nil {
+		return 1
+	}
+	l, lerr := m.Run(o.left, env)
+	r, rerr := m.Run(o.right, env)
+	lf, lok := number(l)
+	rf, rok := number(r)
+	if lerr != nil || rerr != nil || !lok || !rok {
+		return 1
+	}
+	scale := math.Max(math.Abs(lf), math.Abs(rf))
+	if scale == 0 {
+		return 0
+	}
+	return math.Min(1, math.Abs(lf-rf)/scale)
+}
+
+func number(v any) (float64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return x, true
+	case int:
+		return float64(x), true
+	}
+	return 0, false
 }
 
 // format writes a feature's value briefly: numbers to four decimals.

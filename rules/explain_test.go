@@ -65,12 +65,12 @@ rules:
 				Values: []string{"src_port_share(53)=0"}},
 			Seen: []rules.Seen{{Name: "mean_packet_size", Value: "1400"}, {Name: "udp_share", Value: "1"}},
 		}},
-		{name: "both match: the first miss wins a tie at none held", f: udpFrom(53, 1400, 20), want: rules.Trace{
+		{name: "a failed || rule is one part failing: closer than two", f: udpFrom(53, 1400, 20), want: rules.Trace{
 			Matched: []string{"big-udp", "dns-ish"}, Decider: "big-udp",
-			Miss: &rules.Miss{Rule: "tcp-ish", Held: 0, Parts: 2, Failed: []string{"tcp_share > 0.8", "syn_only_share > 0.5"},
-				Values: []string{"tcp_share=0", "syn_only_share=0"}},
-			Seen: []rules.Seen{{Name: "mean_packet_size", Value: "1400"}, {Name: "syn_only_share", Value: "0"},
-				{Name: "tcp_share", Value: "0"}, {Name: "udp_share", Value: "1"}},
+			Miss: &rules.Miss{Rule: "either", Held: 0, Parts: 2, Failed: []string{"icmp_share > 0.5", "fragment_share > 0.5"},
+				Values: []string{"icmp_share=0", "fragment_share=0"}},
+			Seen: []rules.Seen{{Name: "fragment_share", Value: "0"}, {Name: "icmp_share", Value: "0"},
+				{Name: "mean_packet_size", Value: "1400"}, {Name: "udp_share", Value: "1"}},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -83,6 +83,31 @@ rules:
 				t.Errorf("trace\n got: %s\nwant: %s", g, w)
 			}
 		})
+	}
+}
+
+// TestExplainNearestMiss: of two rules failing one part each, the one
+// whose failed comparison was nearer to holding is the closest miss,
+// whatever their order.
+func TestExplainNearestMiss(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "ops.yaml"), `kapkan_rules: 1
+rules:
+  - name: far
+    match: udp_share > 0.8 && mean_packet_size > 5000
+    labels: [far]
+  - name: near
+    match: udp_share > 0.8 && mean_packet_size > 1500
+    labels: [near]
+`)
+	set, err := rules.Compile(rules.Dir(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := udpFrom(53, 1400, 5)
+	v, _ := set.Classify(&f)
+	if got := set.Explain(&f, &v).Miss; got == nil || got.Rule != "near" {
+		t.Errorf("closest miss %+v, want near (1400 against 1500, not 5000)", got)
 	}
 }
 
