@@ -132,7 +132,9 @@ notify:
 		a.Explain.Action != "flowspec-discard" || len(a.Explain.Seen) == 0 {
 		t.Errorf("GET /api/v1/attacks/%d: labels %v explain %+v, want the active dns-amplification verdict explained", id, a.Labels, a.Explain)
 	}
-	m := func(name string, labels map[string]string) float64 { return testutil.MetricValue(t, d.Registry(), name, labels) }
+	m := func(name string, labels map[string]string) float64 {
+		return testutil.MetricValue(t, d.Registry(), name, labels)
+	}
 	if n := m("kapkan_shadow_verdicts_total", map[string]string{"agreement": "different"}); n < 1 {
 		t.Errorf("kapkan_shadow_verdicts_total{agreement=different} = %v, want at least 1", n)
 	}
