@@ -206,6 +206,13 @@ type Rules struct {
 	// reloads them when a file changes, on SIGHUP, and keeps the running set
 	// when the new one has an error.
 	Dirs []string `yaml:"dirs"`
+	// ShadowDirs are the directories of a shadow rule set, used with the
+	// built-in rules like Dirs: every attack is also classified with it
+	// and followed on its ladders against a mitigation manager that
+	// announces nothing. Its verdicts and would-be mitigations are
+	// recorded (the attack's shadow field, kapkan_shadow_* metrics) and
+	// never acted on. Empty: no shadow set. Reloaded like Dirs.
+	ShadowDirs []string `yaml:"shadow_dirs"`
 	// PollInterval is how often the directories are checked for changes.
 	PollInterval Duration `yaml:"poll_interval"`
 }

@@ -24,6 +24,7 @@ var liveKeys = []string{
 	"detection.hysteresis_percent",
 	"hostgroups",
 	"rules.dirs",
+	"rules.shadow_dirs",
 	"rules.poll_interval",
 	"mitigation.allowlist",
 	"mitigation.max_active_blackholes",

@@ -88,8 +88,9 @@ func TestDiff(t *testing.T) {
 		}, restart: []string{"ingest.default_sampling_rate", "ingest.exporters"}},
 		{name: "rules", change: func(c *Config) {
 			c.Rules.Dirs = append(c.Rules.Dirs, "/srv/rules")
+			c.Rules.ShadowDirs = append(c.Rules.ShadowDirs, "/srv/rules-next")
 			c.Rules.PollInterval.Duration = time.Minute
-		}, live: []string{"rules.dirs", "rules.poll_interval"}},
+		}, live: []string{"rules.dirs", "rules.shadow_dirs", "rules.poll_interval"}},
 		{name: "guard limits", change: func(c *Config) {
 			c.Mitigation.Allowlist = nil
 			c.Mitigation.MaxActiveBlackholes++

@@ -261,20 +261,26 @@ func (v *validator) ignoreSources(path string, list []netip.Prefix) {
 }
 
 func (v *validator) rules() {
+	v.ruleDirs("rules.dirs", v.c.Rules.Dirs)
+	v.ruleDirs("rules.shadow_dirs", v.c.Rules.ShadowDirs)
+	if p := v.c.Rules.PollInterval.Duration; p < 100*time.Millisecond || p > time.Hour {
+		v.errorf("rules.poll_interval", "%s is out of range (want 100ms to 1h)", p)
+	}
+}
+
+// ruleDirs checks a list of rule directories: no empty name, none twice.
+func (v *validator) ruleDirs(key string, dirs []string) {
 	seen := map[string]int{}
-	for i, d := range v.c.Rules.Dirs {
-		path := fmt.Sprintf("rules.dirs[%d]", i)
+	for i, d := range dirs {
+		path := fmt.Sprintf("%s[%d]", key, i)
 		if strings.TrimSpace(d) == "" {
 			v.errorf(path, "empty directory name")
 			continue
 		}
 		if j, dup := seen[d]; dup {
-			v.errorf(path, "%q is already listed as %s", d, v.c.where(fmt.Sprintf("rules.dirs[%d]", j)))
+			v.errorf(path, "%q is already listed as %s", d, v.c.where(fmt.Sprintf("%s[%d]", key, j)))
 		}
 		seen[d] = i
-	}
-	if p := v.c.Rules.PollInterval.Duration; p < 100*time.Millisecond || p > time.Hour {
-		v.errorf("rules.poll_interval", "%s is out of range (want 100ms to 1h)", p)
 	}
 }
 

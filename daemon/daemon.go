@@ -81,6 +81,7 @@ type Daemon struct {
 	decoder       *ingest.Decoder
 	engine        *engine.Engine
 	rules         *ruleRuntime
+	shadow        *ruleRuntime // the shadow rule set (rules.shadow_dirs)
 	mit           *Mitigation
 	events        *events.Ring
 	pipeline      *pipeline.Pipeline
@@ -139,6 +140,9 @@ func New(cfg *config.Config, deps Deps) (*Daemon, error) {
 		return nil, fmt.Errorf("rules: %w", err)
 	}
 	d.rules.pub = d.events
+	if d.shadow, err = newShadowRuntime(cfg.Rules.ShadowDirs, log, d.registry, d.rules.wasm); err != nil {
+		return nil, fmt.Errorf("rules: %w", err)
+	}
 	if d.notify, err = notify.New(cfg.Notify, notify.Deps{Events: d.events, Logger: log, Registerer: d.registry}); err != nil {
 		return nil, fmt.Errorf("notify: %w", err)
 	}
@@ -155,7 +159,8 @@ func New(cfg *config.Config, deps Deps) (*Daemon, error) {
 		return nil, fmt.Errorf("mitigation: %w", err)
 	}
 	if d.pipeline, err = pipeline.New(PipelineConfig(cfg, 0), pipeline.Deps{Rules: d.rules.Set, Mitigator: d.mit.mgr,
-		Events: d.events, Log: log, Registerer: d.registry, OnSample: d.onSample()}); err != nil {
+		Events: d.events, Log: log, Registerer: d.registry, OnSample: d.onSample(),
+		Shadow: d.shadow.Set, ShadowSafety: SafetyConfig(cfg)}); err != nil {
 		d.mit.Close()
 		return nil, err
 	}
@@ -279,6 +284,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	g.Go(func() error {
 		return d.rules.Watch(ctx, func() time.Duration { return d.Config().Rules.PollInterval.Duration })
 	})
+	g.Go(func() error {
+		return d.shadow.Watch(ctx, func() time.Duration { return d.Config().Rules.PollInterval.Duration })
+	})
 	g.Go(func() error { return d.mit.mgr.Run(ctx) })
 	g.Go(func() error { return d.notify.Run(ctx) })
 	if d.writer != nil {
@@ -309,6 +317,7 @@ func (d *Daemon) handleSignals(ctx context.Context) error {
 		case <-hup:
 			if d.configPath == "" {
 				_ = d.rules.Reload("SIGHUP")
+				_ = d.shadow.Reload("SIGHUP")
 				continue
 			}
 			_ = d.reloadConfig("SIGHUP") // the outcome is an event (and so a log line)

@@ -184,5 +184,5 @@ func communities(list []string) ([]uint32, error) {
 
 // PipelineConfig is the verdict path's part of the configuration.
 func PipelineConfig(cfg *config.Config, workers int) pipeline.Config {
-	return pipeline.Config{Workers: workers}
+	return pipeline.Config{Workers: workers, Window: cfg.Detection.Window.Duration}
 }

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -103,6 +104,10 @@ func (d *Daemon) reloadConfig(trigger string) error {
 	}
 	// Rules first: they are the part most likely to fail, and compiling
 	// them changes nothing that runs.
+	// The shadow set first: swapping it in changes nothing that acts.
+	if err := d.shadow.reloadDirs(next.Rules.ShadowDirs, trigger); err != nil {
+		return fail(fmt.Errorf("shadow: %w", err))
+	}
 	if err := d.rules.reloadDirs(next.Rules.Dirs, trigger); err != nil {
 		return fail(err)
 	}
@@ -110,6 +115,9 @@ func (d *Daemon) reloadConfig(trigger string) error {
 		return fail(err)
 	}
 	if err := d.mit.mgr.Reconfigure(SafetyConfig(next), time.Now()); err != nil {
+		return fail(err)
+	}
+	if err := d.pipeline.ReconfigureShadow(SafetyConfig(next), time.Now()); err != nil {
 		return fail(err)
 	}
 	d.level.Set(ParseLevel(next.Log.Level))

@@ -48,6 +48,9 @@ type ruleRuntime struct {
 	pub pipeline.Publisher
 
 	metrics *reloadMetrics
+	// shadow: the runtime of the shadow rule set, which has no set at all
+	// while it has no directory.
+	shadow bool
 }
 
 func newRuleRuntime(dirs []string, log *slog.Logger, reg prometheus.Registerer) (*ruleRuntime, error) {
@@ -60,15 +63,38 @@ func newRuleRuntime(dirs []string, log *slog.Logger, reg prometheus.Registerer) 
 	if reg != nil {
 		reg.MustRegister(r.wasm.Collectors()...)
 	}
+	if err := r.load(); err != nil {
+		return nil, err
+	}
+	r.log.Info("rules loaded", "rules", len(r.Set().Rules()), "wasm_modules", len(r.Set().Modules()), "disabled", len(r.Set().Disabled()), "dirs", dirs)
+	return r, nil
+}
+
+// newShadowRuntime builds the runtime of the shadow rule set (dirs may be
+// empty: no shadow set until a reload names some). It shares the WASM host
+// of the active rules, reports its reloads in kapkan_shadow_* metrics and
+// the log, and publishes no event: a shadow set tells no one anything.
+func newShadowRuntime(dirs []string, log *slog.Logger, reg prometheus.Registerer, host *wasm.Host) (*ruleRuntime, error) {
+	r := &ruleRuntime{dirs: dirs, log: log.With("component", "rules", "set", "shadow"), wasm: host, shadow: true}
+	r.metrics = newReloadMetrics(reg, "shadow", "shadow rule set")
+	if err := r.load(); err != nil {
+		return nil, fmt.Errorf("shadow: %w", err)
+	}
+	if set := r.Set(); set != nil {
+		r.log.Info("shadow rules loaded", "rules", len(set.Rules()), "wasm_modules", len(set.Modules()), "disabled", len(set.Disabled()), "dirs", dirs)
+	}
+	return r, nil
+}
+
+func (r *ruleRuntime) load() error {
 	set, sum, err := r.compile()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	r.set.Store(set)
 	r.sum = sum
 	r.last.Store(&api.ReloadView{OK: true, At: time.Now().UTC(), Trigger: "start", Errors: []string{}})
-	r.log.Info("rules loaded", "rules", len(set.Rules()), "wasm_modules", len(set.Modules()), "disabled", len(set.Disabled()), "dirs", dirs)
-	return r, nil
+	return nil
 }
 
 // Set returns the running rule set.
@@ -86,6 +112,9 @@ func (r *ruleRuntime) compile() (*rules.Set, [32]byte, error) {
 	sum, err := r.checksum()
 	if err != nil {
 		return nil, sum, err
+	}
+	if r.shadow && len(r.dirs) == 0 {
+		return nil, sum, nil // no shadow set
 	}
 	srcs, err := RuleSources(r.dirs)
 	if err != nil {
@@ -168,9 +197,13 @@ func (r *ruleRuntime) reload(why string) error {
 	r.lastErr.Store(nil)
 	r.last.Store(&api.ReloadView{OK: true, At: time.Now().UTC(), Trigger: why, Errors: []string{}})
 	r.metrics.succeeded()
-	if r.pub != nil {
+	if r.pub != nil && set != nil {
 		r.pub.Publish(events.Event{Kind: events.RulesReloaded, Reload: &events.Reload{What: "rules", OK: true, Trigger: why,
 			Rules: len(set.Rules()), WASMModules: len(set.Modules()), Disabled: len(set.Disabled())}})
+		return nil
+	}
+	if set == nil {
+		r.log.Info("shadow rules off", "trigger", why)
 		return nil
 	}
 	r.log.Info("rules reloaded", "trigger", why, "rules", len(set.Rules()), "wasm_modules", len(set.Modules()), "disabled", len(set.Disabled()))

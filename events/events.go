@@ -131,6 +131,67 @@ type Attack struct {
 	// Reason explains the event (why no action is taken, why the ladder
 	// moved).
 	Reason string `json:"reason,omitempty"`
+	// Explain is what decided the verdict and the action (nil before the
+	// first verdict).
+	Explain *Explain `json:"explain,omitempty"`
+	// Shadow is what the shadow rule set said of the attack and would
+	// have done, never acted on (nil without a shadow rule set).
+	Shadow *Shadow `json:"shadow,omitempty"`
+}
+
+// Explain is the trace of an attack's verdict: what the rules saw, which
+// matched, which came closest without matching and why, and which step
+// of which ladder is in force and why.
+type Explain struct {
+	// Window is the detection window the rates were measured over ("5s").
+	Window string `json:"window,omitempty"`
+	// Seen are the features the deciding rule and the closest miss read,
+	// as "name=value", by name.
+	Seen []string `json:"seen,omitempty"`
+	// Matched are the rules that matched in evaluation order, Decider the
+	// one that gave the vector.
+	Matched []string `json:"matched,omitempty"`
+	Decider string   `json:"decider,omitempty"`
+	// Miss is the rule that came closest to matching without matching.
+	Miss *ExplainMiss `json:"closest_miss,omitempty"`
+	// Ladder, Step and Action are the step in force, Why the reason it
+	// was taken or, with no step in force, why there is none.
+	Ladder string          `json:"ladder,omitempty"`
+	Step   int             `json:"step,omitempty"`
+	Action flowspec.Action `json:"action,omitzero"`
+	Why    string          `json:"why,omitempty"`
+}
+
+// ExplainMiss is a rule that did not match: Held of its Parts top-level
+// parts held, and Failed are those that did not.
+type ExplainMiss struct {
+	Rule   string   `json:"rule"`
+	Held   int      `json:"held"`
+	Parts  int      `json:"parts"`
+	Failed []string `json:"failed"`
+	// Values are what the failed parts compared ("src_port_share(53)=0").
+	Values []string `json:"values,omitempty"`
+}
+
+// Shadow is the verdict of the shadow rule set and the mitigation its
+// ladder would have put in force. Nothing of it is announced, notified
+// or banned.
+type Shadow struct {
+	Labels  []string       `json:"labels,omitempty"`
+	Vector  flowspec.Match `json:"vector,omitzero"`
+	Rules   []string       `json:"rules,omitempty"`
+	Decider string         `json:"decider,omitempty"`
+	// Ladder, Step and Action are the would-be mitigation in force
+	// (Action absent for none); Refused is the safety guard's reason when
+	// it would have refused it, Why why there would be none.
+	Ladder  string          `json:"ladder,omitempty"`
+	Step    int             `json:"step,omitempty"`
+	Action  flowspec.Action `json:"action,omitzero"`
+	Refused string          `json:"refused,omitempty"`
+	Why     string          `json:"why,omitempty"`
+	// Differs says whether the shadow verdict (labels, vector) or its
+	// would-be action differs from the active one.
+	Differs bool `json:"differs"`
 }
 
 // SampleSummary is what an attack's flow sample shows, in shares of its

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"slices"
 	"sync"
 	"time"
 
@@ -28,6 +27,7 @@ import (
 	"github.com/kapkan-io/kapkan/events"
 	"github.com/kapkan-io/kapkan/flow"
 	"github.com/kapkan-io/kapkan/flowspec"
+	"github.com/kapkan-io/kapkan/mitigate"
 	"github.com/kapkan-io/kapkan/policy"
 	"github.com/kapkan-io/kapkan/rules"
 )
@@ -61,6 +61,9 @@ type Config struct {
 	// Beyond it the oldest waiting rate update is dropped (counted): a
 	// later one carries newer rates. Starts and ends are never dropped.
 	QueueSize int
+	// Window is the engine's detection window, named in each verdict's
+	// explanation (0: not named).
+	Window time.Duration
 }
 
 // OfflineBudget is the classification budget of replay and rule tests,
@@ -101,6 +104,16 @@ type Deps struct {
 	// start and its end (the history keeps them for forensics); it must
 	// not block, and must not change the records.
 	OnSample func(attackID uint64, taken time.Time, recs []flow.Record)
+	// Shadow, when set, returns the shadow rule set (nil while there is
+	// none): every attack is classified with it too and followed on its
+	// ladder against a mitigation manager of its own that announces
+	// nothing. What it says and would do is recorded in the attack's
+	// events (Attack.Shadow) and metrics; no decision of it reaches
+	// Mitigator, and it publishes no event of its own.
+	Shadow func() *rules.Set
+	// ShadowSafety is the safety model the shadow's would-be mitigations
+	// are checked against (the active one's, so that a refusal shows).
+	ShadowSafety mitigate.Config
 }
 
 // Pipeline is the verdict path.
@@ -119,6 +132,12 @@ type Pipeline struct {
 	reclassified prometheus.Counter
 	noAction     prometheus.Counter
 	classifySecs prometheus.Histogram
+
+	// shadowMgr records the shadow set's would-be mitigations: it has no
+	// announcer, no state file and no event sink.
+	shadowMgr      *mitigate.Manager
+	shadowVerdicts *prometheus.CounterVec
+	shadowWould    *prometheus.CounterVec
 }
 
 // attack is what the pipeline keeps of a running attack. Its candidates
@@ -139,6 +158,15 @@ type attack struct {
 	// unmitigated is the reason published for having no action in force
 	// ("" while one is).
 	unmitigated string
+
+	// trace explains the verdict, step the ladder step in force (Action
+	// None for none) with why it was taken or why there is none.
+	trace rules.Trace
+	step  events.Explain
+	// shadow is the shadow rule set's view of the attack (nil without one).
+	shadow *shadowState
+	id     uint64
+	window string // the detection window, for the explanation
 }
 
 // New builds the stage; it starts nothing.
@@ -181,11 +209,18 @@ func New(cfg Config, deps Deps) (*Pipeline, error) {
 	for _, k := range []string{"started", "updated", "cooling", "ended"} {
 		p.candidates.WithLabelValues(k)
 	}
-	for _, s := range []string{"classify", "policy"} {
+	for _, s := range []string{"classify", "policy", "shadow"} {
 		p.errorsTotal.WithLabelValues(s)
 	}
+	collectors := []prometheus.Collector{p.candidates, p.errorsTotal, p.dropped, p.reclassified, p.noAction, p.classifySecs}
+	if deps.Shadow != nil {
+		if err := p.newShadow(); err != nil {
+			return nil, err
+		}
+		collectors = append(collectors, p.shadowVerdicts, p.shadowWould)
+	}
 	if r := deps.Registerer; r != nil {
-		for _, c := range []prometheus.Collector{p.candidates, p.errorsTotal, p.dropped, p.reclassified, p.noAction, p.classifySecs} {
+		for _, c := range collectors {
 			if err := r.Register(c); err != nil {
 				return nil, err
 			}
@@ -209,7 +244,10 @@ func (p *Pipeline) attackOf(c *engine.Candidate) *attack {
 	defer p.mu.Unlock()
 	a := p.attacks[c.ID]
 	if a == nil {
-		a = &attack{tracker: policy.New()}
+		a = &attack{tracker: policy.New(), id: c.ID}
+		if p.cfg.Window > 0 {
+			a.window = p.cfg.Window.String()
+		}
 		p.attacks[c.ID] = a
 	}
 	return a
@@ -289,18 +327,24 @@ func (p *Pipeline) handle(ctx context.Context, a *attack, c *engine.Candidate) {
 		set := p.deps.Rules()
 		f := p.classify(ctx, set, c, a)
 		a.final = a.records >= p.cfg.MinSample
+		// The ladder's first step is decided before the start is published
+		// so that the start explains it; it is applied after.
+		ds, err := a.tracker.Start(c, a.verdict, set.Ladder(c.Hostgroup, a.verdict.Labels), f)
+		a.noteSteps(c.ID, ds)
+		p.shadowStart(ctx, c, a, &f)
 		p.publish(attackEvent(events.AttackStarted, c, a))
 		p.sample(c)
-		ds, err := a.tracker.Start(c, a.verdict, set.Ladder(c.Hostgroup, a.verdict.Labels), f)
-		p.apply(c, ds, err)
+		p.apply(c, a, ds, err)
 		p.sayWhy(c, a)
 	case engine.AttackUpdated:
 		if !a.final && len(c.Sample) > a.records {
 			p.reclassify(ctx, c, a)
 		}
 		ds, err := a.tracker.Update(c)
+		a.noteSteps(c.ID, ds)
+		p.shadowUpdate(c, a)
 		p.publish(attackEvent(events.AttackUpdated, c, a))
-		p.apply(c, ds, err)
+		p.apply(c, a, ds, err)
 		p.sayWhy(c, a)
 	case engine.AttackEnded:
 		p.mu.Lock()
@@ -308,11 +352,13 @@ func (p *Pipeline) handle(ctx context.Context, a *attack, c *engine.Candidate) {
 		p.mu.Unlock()
 		if !a.final && len(c.Sample) > a.records {
 			// The end's sample is the largest the attack had.
-			p.classify(ctx, p.deps.Rules(), c, a)
+			f := p.classify(ctx, p.deps.Rules(), c, a)
+			p.shadowClassify(ctx, c, a, &f)
 		}
+		p.shadowEnd(c, a)
 		p.publish(attackEvent(events.AttackEnded, c, a))
 		p.sample(c)
-		p.apply(c, a.tracker.End(c), nil)
+		p.apply(c, a, a.tracker.End(c), nil)
 	}
 }
 
@@ -322,7 +368,8 @@ func (p *Pipeline) reclassify(ctx context.Context, c *engine.Candidate, a *attac
 	before := a.verdict
 	set := p.deps.Rules()
 	f := p.classify(ctx, set, c, a)
-	same := slices.Equal(before.Labels, a.verdict.Labels) && before.Vector.String() == a.verdict.Vector.String()
+	p.shadowReclassify(ctx, c, a, &f)
+	same := sameVerdict(&before, &a.verdict)
 	if same || a.records >= p.cfg.MinSample {
 		a.final = true
 	}
@@ -331,7 +378,8 @@ func (p *Pipeline) reclassify(ctx context.Context, c *engine.Candidate, a *attac
 	}
 	p.reclassified.Inc()
 	ds, err := a.tracker.Reclassify(c, a.verdict, set.Ladder(c.Hostgroup, a.verdict.Labels), f)
-	p.apply(c, ds, err)
+	a.noteSteps(c.ID, ds)
+	p.apply(c, a, ds, err)
 }
 
 // classify computes the features of c and classifies them within the
@@ -351,20 +399,23 @@ func (p *Pipeline) classify(ctx context.Context, set *rules.Set, c *engine.Candi
 	rules.Fallback(&f, &v) // every attack has a label, and a vector when one protocol dominates
 	a.verdict, a.records = v, len(c.Sample)
 	a.sample = sampleSummary(c, &f)
+	// Once per verdict: about one more evaluation of the expr rules
+	// (BenchmarkClassify/explain), a hundredth of computing the features.
+	a.trace = set.Explain(&f, &a.verdict)
 	return f
 }
 
 // apply hands decisions to the mitigator; the mitigator publishes what it
 // did (announce, withdraw, refusal). A policy error leaves the attack's
 // mitigation as it is.
-func (p *Pipeline) apply(c *engine.Candidate, ds []flowspec.Decision, err error) {
+func (p *Pipeline) apply(c *engine.Candidate, a *attack, ds []flowspec.Decision, err error) {
 	if err != nil {
 		p.errorsTotal.WithLabelValues("policy").Inc()
 		p.log.Error("escalation policy failed; the attack keeps its current mitigation", "id", c.ID, "target", c.Target.String(), "err", err)
 	}
 	for _, d := range ds {
 		if !d.Withdraw && !d.Replaced && d.Step > 1 {
-			p.publish(escalationEvent(c, &d))
+			p.publish(escalationEvent(c, &d, a))
 		}
 		if p.deps.Mitigator != nil {
 			_ = p.deps.Mitigator.Apply(d) // refusals are the mitigator's events
@@ -375,6 +426,9 @@ func (p *Pipeline) apply(c *engine.Candidate, ds []flowspec.Decision, err error)
 // sayWhy publishes, once per reason, why an attack has no action in force.
 func (p *Pipeline) sayWhy(c *engine.Candidate, a *attack) {
 	why := a.tracker.Why(c.ID)
+	if why != "" {
+		a.step.Why = why
+	}
 	if why == "" || why == a.unmitigated {
 		if why == "" {
 			a.unmitigated = ""
@@ -427,6 +481,7 @@ func attackEvent(kind events.Kind, c *engine.Candidate, a *attack) events.Event 
 		Started: c.Started, Trigger: c.Trigger.String(), Rate: MetricValue(c.Trigger, c.Rate),
 		Threshold: MetricValue(c.Trigger, c.Threshold), Rates: RatesMap(c.Rates), SampleRecords: a.records,
 		Labels: v.Labels, Vector: v.Vector, Rules: v.Rules, Decider: v.Decider, Sample: a.sample,
+		Explain: a.explain(), Shadow: a.shadowView(),
 	}
 	for _, u := range v.Unanswered {
 		e.Skipped = append(e.Skipped, u.Rule+" ("+u.Reason+")")
@@ -438,10 +493,11 @@ func attackEvent(kind events.Kind, c *engine.Candidate, a *attack) events.Event 
 	return events.Event{Kind: kind, At: c.At, Attack: e}
 }
 
-func escalationEvent(c *engine.Candidate, d *flowspec.Decision) events.Event {
+func escalationEvent(c *engine.Candidate, d *flowspec.Decision, a *attack) events.Event {
 	return events.Event{Kind: events.AttackEscalated, At: d.At, Attack: &events.Attack{
 		ID: c.ID, Target: c.Target, Scope: c.Scope.String(), Direction: c.Direction.String(), Hostgroup: c.Hostgroup,
 		Started: c.Started, Trigger: c.Trigger.String(), Rates: RatesMap(c.Rates),
 		Ladder: d.Ladder, Step: d.Step, Action: d.Action, Vector: d.Vector, Reason: fmt.Sprint(d.Reason),
+		Explain: a.explain(), Shadow: a.shadowView(),
 	}}
 }

@@ -42,4 +42,11 @@ func BenchmarkClassify(b *testing.B) {
 			}
 		}
 	})
+	v, _ := set.Classify(&f)
+	b.Run("explain", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			_ = set.Explain(&f, &v)
+		}
+	})
 }

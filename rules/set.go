@@ -27,6 +27,8 @@ type compiled struct {
 	program *vm.Program
 	module  *wasm.Module
 	builtin bool
+	// explain splits an expr rule's match for Set.Explain (nil for WASM).
+	explain *explainer
 }
 
 // Set is a compiled, immutable rule set. It is shared by every goroutine;
@@ -135,7 +137,7 @@ func CompileWith(host *wasm.Host, sources ...Source) (*Set, error) {
 					errs = append(errs, exprError(display, r.Name, rn.match, err))
 					continue
 				}
-				all = append(all, compiled{Rule: r, file: display, program: prog, builtin: src.Builtin})
+				all = append(all, compiled{Rule: r, file: display, program: prog, builtin: src.Builtin, explain: newExplainer(r.Match)})
 			}
 			for j, ls := range pf.file.Ladders {
 				if prev, dup := names[ls.Name]; dup && ls.Name != "" {

@@ -72,6 +72,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	configPath := fs.String("config", "", "configuration file (defaults apply when omitted)")
 	printRecords := fs.Bool("records", false, "print every decoded flow record as a JSON line")
 	verbose := fs.Bool("v", false, "log decode errors to stderr")
+	explain := fs.Bool("explain", false, "print, for each attack, what decided its verdict and action (the counters, the deciding rule, the closest rule that did not match and which of its parts failed, the ladder step) instead of JSON lines")
 	var ruleDirs, againstDirs listFlag
 	fs.Var(&ruleDirs, "rules", "operator rule directory, used with the built-in rules (repeatable)")
 	fs.Var(&againstDirs, "against", "second rule directory: replay under both rule sets and print only the verdicts that differ (exit 1 when some do)")
@@ -79,7 +80,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	speed := fs.Float64("speed", 1, "with --send: how many times faster than the capture to play (0: as fast as possible)")
 	progressMode := progressFlag(fs)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: kapkan replay [--config FILE] [--rules DIR] [--against DIR] [--records] CAPTURE.pcap|.pcapng...")
+		fmt.Fprintln(stderr, "usage: kapkan replay [--config FILE] [--rules DIR] [--against DIR] [--records | --explain] CAPTURE.pcap|.pcapng...")
 		fmt.Fprintln(stderr, "       kapkan replay --send HOST:PORT [--speed F] CAPTURE.pcap|.pcapng...")
 		fs.PrintDefaults()
 	}
@@ -140,7 +141,30 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(out, "no verdict differs (%d attack lines)\n", len(a))
 		return 0
 	}
-	_, status := replayOnce(ctx, cfg, captures, set, *printRecords, *verbose, prog, func(v any) { _ = enc.Encode(v) }, stderr)
+	if *explain {
+		n := 0
+		shown := map[uint64]string{}
+		sum, status := replayOnce(ctx, cfg, captures, set, false, *verbose, prog, func(v any) {
+			if x, ok := v.(attackExplain); ok {
+				// At detection, and at the end when the verdict or the
+				// step changed since.
+				key := x.key()
+				if x.kind == events.AttackEnded && shown[x.a.ID] == key {
+					return
+				}
+				shown[x.a.ID] = key
+				x.write(out, x.body())
+				n++
+			}
+		}, stderr)
+		fmt.Fprintf(out, "%d attack(s) explained, %d detected\n", n, sum.Attacks)
+		return status
+	}
+	_, status := replayOnce(ctx, cfg, captures, set, *printRecords, *verbose, prog, func(v any) {
+		if _, ok := v.(attackExplain); !ok {
+			_ = enc.Encode(v)
+		}
+	}, stderr)
 	return status
 }
 
@@ -291,6 +315,9 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 			}
 			if line := renderReplay(&e); line != nil {
 				emit(line)
+			}
+			if (e.Kind == events.AttackStarted || e.Kind == events.AttackEnded) && e.Attack != nil {
+				emit(attackExplain{e.Kind, e.Attack}) // for --explain
 			}
 		}
 	}
