@@ -108,11 +108,7 @@ func (p *Pipeline) shadowClassify(ctx context.Context, c *engine.Candidate, a *a
 		p.errorsTotal.WithLabelValues("shadow").Inc()
 		p.log.Error("shadow classification failed", "id", c.ID, "target", c.Target.String(), "err", err)
 	}
-	if v.Vector.IsZero() {
-		if m, ok := dominantProtocol(f); ok {
-			v.Vector, v.Decider = m, "dominant-protocol"
-		}
-	}
+	rules.Fallback(f, &v) // as the active verdict: a label, and a vector when one protocol dominates
 	a.shadow.verdict, a.shadow.set = v, set
 	agreement := "same"
 	if !sameVerdict(&v, &a.verdict) {
