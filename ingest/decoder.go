@@ -146,6 +146,7 @@ func (d *Decoder) Decode(data []byte, exporter netip.Addr, recv time.Time, out *
 	defer st.mu.Unlock()
 	st.counters.datagrams[res.Format].Inc()
 	ws := st.workerStats(out)
+	st.cur = ws
 	ws.datagram(res.Format, recv)
 	defer func() {
 		if p := recover(); p != nil {
@@ -228,7 +229,10 @@ func (d *Decoder) exporter(a netip.Addr) *exporterState {
 
 // exporterState is everything learned from one exporter.
 type exporterState struct {
-	mu       sync.Mutex
+	mu sync.Mutex
+	// cur is the slot of the worker decoding under mu (next to mu, whose
+	// cache line every datagram writes anyway).
+	cur      *workerStats
 	addr     netip.Addr
 	addr16   [16]byte
 	name     string
@@ -305,7 +309,7 @@ func (d *Decoder) resolveRate(st *exporterState, r *flow.Record, rate uint32, sr
 
 // decodeError counts a datagram or set of st's that could not be decoded.
 func (d *Decoder) decodeError(st *exporterState, f flow.Format, reason string) {
-	st.stats.decodeErrors++
+	st.cur.decodeErrors++
 	d.metrics.decodeError(st.label, f, reason)
 }
 
@@ -394,12 +398,10 @@ func (d *Decoder) Exporters() []ExporterInfo {
 const maxSamplingSeen = 16
 
 // exporterStats are the per-exporter figures behind ExporterInfo that
-// change rarely (on errors, gaps, a new sampling rate), guarded by the
-// exporter's lock, which decoding holds anyway: per record only a compare
-// with the previous record's sampling, which reads and does not write.
+// change rarely (on a new sampling rate), guarded by the exporter's lock,
+// which decoding holds anyway: per record only a compare with the previous
+// record's sampling, which reads and does not write.
 type exporterStats struct {
-	decodeErrors uint64
-	sequenceGaps uint64
 	// seen are the distinct sampling rates and sources, last the one of
 	// the previous record.
 	seen        [maxSamplingSeen]SamplingSeen
@@ -407,7 +409,7 @@ type exporterStats struct {
 }
 
 // workerStats are the figures of an exporter that change with every
-// datagram, as one worker counted them. They are written and read under
+// datagram (and its errors and sequence gaps), as one worker counted them. They are written and read under
 // the exporter's lock like the rest of its state, but each worker writes
 // only its own slot, so these cache lines stay in the cache of the core
 // that runs the worker instead of following the lock from core to core:
@@ -415,15 +417,17 @@ type exporterStats struct {
 // exporter's datagrams lost 10–17 % of BenchmarkEndToEnd (sFlow) to it.
 // The padding keeps two slots allocated side by side off one line pair.
 type workerStats struct {
-	formats   uint8 // bit set of flow.Format
-	datagrams uint64
-	records   uint64
-	lastSeen  int64 // Unix ns of the newest datagram
+	formats      uint8 // bit set of flow.Format
+	datagrams    uint64
+	records      uint64
+	decodeErrors uint64
+	sequenceGaps uint64
+	lastSeen     int64 // Unix ns of the newest datagram
 	// recs counts the records of the datagrams received in second secs[i],
 	// the two most recent seconds by parity.
 	secs [2]int64
 	recs [2]uint64
-	_    [64]byte // to 128 bytes, TestWorkerStatsSize
+	_    [48]byte // to 128 bytes, TestWorkerStatsSize
 }
 
 func (s *workerStats) datagram(f flow.Format, recv time.Time) {
@@ -481,6 +485,8 @@ func (st *exporterState) fill(info *ExporterInfo, now int64) {
 		formats |= w.formats
 		info.DatagramsTotal += w.datagrams
 		info.RecordsTotal += w.records
+		info.DecodeErrors += w.decodeErrors
+		info.SequenceGaps += w.sequenceGaps
 		lastSeen = max(lastSeen, w.lastSeen)
 		if i := (now - 1) & 1; w.secs[i] == now-1 {
 			info.RecordsPerSecond += w.recs[i]
@@ -502,7 +508,6 @@ func (st *exporterState) fill(info *ExporterInfo, now int64) {
 	slices.SortFunc(info.Sampling, func(a, b SamplingSeen) int {
 		return cmp.Or(cmp.Compare(a.Format, b.Format), cmp.Compare(a.Rate, b.Rate), cmp.Compare(a.Source, b.Source))
 	})
-	info.SequenceGaps, info.DecodeErrors = s.sequenceGaps, s.decodeErrors
 	if lastSeen != 0 {
 		info.LastSeen = time.Unix(0, lastSeen).UTC()
 	}

@@ -86,7 +86,7 @@ func (t *seqTracker) forget(k seqKey) {
 func (d *Decoder) sequence(st *exporterState, k seqKey, seq, advance uint32) {
 	gap, reset := st.seq.observe(k, seq, advance)
 	if gap > 0 {
-		st.stats.sequenceGaps += uint64(gap)
+		st.cur.sequenceGaps += uint64(gap)
 		st.counters.sequenceGaps[k.format].Add(float64(gap))
 	}
 	if reset {
