@@ -266,3 +266,42 @@ func TestExportersSumsWorkers(t *testing.T) {
 		t.Errorf("%d worker slots, want 3", n)
 	}
 }
+
+// TestBatchesSentOutsideTheExporterLock decodes a datagram of more records
+// than a batch holds: the full batch reaches the sink once Decode has
+// released the exporter's lock, and no record is lost.
+func TestBatchesSentOutsideTheExporterLock(t *testing.T) {
+	d := New(Options{}, Deps{Logger: newDiscardLogger()})
+	f := v4flow("198.51.100.1", "203.0.113.1", 53, 4000, 10, 1500)
+	samples := make([]fg.SFlowSample, flow.BatchSize+44)
+	for i := range samples {
+		samples[i] = fg.SFlowSample{Sequence: uint32(i), SourceIndex: 4, SamplingRate: 100, Flow: f}
+	}
+	dg := fg.AppendSFlow(nil, fg.SFlowHeader{Agent: exporterA}, samples)
+	records, batches, locked := 0, 0, 0
+	b := NewBatcher(nil, flow.SinkFunc(func(fb *flow.Batch) {
+		st := d.exporters[exporterA]
+		if st.mu.TryLock() {
+			st.mu.Unlock()
+		} else {
+			locked++
+		}
+		records += fb.N
+		batches++
+		flow.DefaultPool.Put(fb)
+	}))
+	res, err := d.Decode(dg, exporterA, tExport, b)
+	if err != nil || res.Records != len(samples) {
+		t.Fatalf("decode: %d records, error %v", res.Records, err)
+	}
+	if batches != 1 || records != flow.BatchSize {
+		t.Errorf("before Flush: %d batches, %d records; want the one full batch", batches, records)
+	}
+	b.Flush()
+	if records != len(samples) {
+		t.Errorf("%d records reached the sink, want %d", records, len(samples))
+	}
+	if locked != 0 {
+		t.Errorf("%d batches were sent under the exporter's lock", locked)
+	}
+}
