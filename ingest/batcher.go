@@ -8,10 +8,6 @@ type Batcher struct {
 	pool *flow.Pool
 	sink flow.Sink
 	cur  *flow.Batch
-	// full are batches that filled while hold was set (Decode holds an
-	// exporter's lock): they are sent once it is released.
-	full []*flow.Batch
-	hold bool
 
 	// stats are this worker's slots of per-exporter figures (see
 	// workerStats), with the last one looked up.
@@ -28,35 +24,18 @@ func NewBatcher(pool *flow.Pool, sink flow.Sink) *Batcher {
 	return &Batcher{pool: pool, sink: sink}
 }
 
-// Add copies r into the current batch, sending the batch on when it fills
-// (or, while Decode holds an exporter's lock, keeping it for sendFull).
+// Add copies r into the current batch, sending the batch on when it fills.
 func (b *Batcher) Add(r *flow.Record) {
 	if b.cur == nil {
 		b.cur = b.pool.Get()
 	}
 	if b.cur.Add(r) {
-		if b.hold {
-			b.full = append(b.full, b.cur)
-			b.cur = nil
-			return
-		}
 		b.Flush()
 	}
 }
 
-// sendFull sends the batches that filled while hold was set.
-func (b *Batcher) sendFull() {
-	for i, fb := range b.full {
-		b.full[i] = nil
-		b.sink.Consume(fb)
-	}
-	b.full = b.full[:0]
-}
-
-// Flush sends the full batches kept, then the current batch, if it holds
-// any record.
+// Flush sends the current batch, if it holds any record.
 func (b *Batcher) Flush() {
-	b.sendFull()
 	if b.cur == nil || b.cur.N == 0 {
 		return
 	}

@@ -142,20 +142,6 @@ func (d *Decoder) Decode(data []byte, exporter netip.Addr, recv time.Time, out *
 		d.metrics.decodeError("other", res.Format, "exporter_limit")
 		return res, fmt.Errorf("decode datagram from %s: more than %d exporters", exporter, d.opts.Limits.MaxExporters)
 	}
-	// Batches that fill while the exporter's lock is held are handed to the
-	// sink only once it is released: the engine's routing of a batch is the
-	// longest step of a decode, and other workers decoding datagrams of the
-	// same exporter would wait for it.
-	out.hold = true
-	res, err = d.decodeLocked(st, data, exporter, recv, out, res.Format)
-	out.hold = false
-	out.sendFull()
-	return res, err
-}
-
-// decodeLocked is Decode under st's lock.
-func (d *Decoder) decodeLocked(st *exporterState, data []byte, exporter netip.Addr, recv time.Time, out *Batcher, format flow.Format) (res Result, err error) {
-	res.Format = format
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.counters.datagrams[res.Format].Inc()
