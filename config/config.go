@@ -76,6 +76,16 @@ type Ingest struct {
 	// Exporters are per-exporter overrides, matched on the source address of
 	// the exporter's datagrams.
 	Exporters []Exporter `yaml:"exporters"`
+	// MaxExporters bounds the exporter addresses that get state; datagrams
+	// from further addresses are dropped and counted. Exporters listed in
+	// Exporters are always admitted.
+	MaxExporters int `yaml:"max_exporters"`
+	// MaxTemplates bounds the NetFlow v9 / IPFIX templates kept over every
+	// exporter not listed in Exporters.
+	MaxTemplates int `yaml:"max_templates"`
+	// MaxPendingBytes bounds the data sets kept, over every exporter not
+	// listed in Exporters, while their template is unknown.
+	MaxPendingBytes int `yaml:"max_pending_bytes"`
 }
 
 // Listener is one UDP flow listener.

@@ -88,6 +88,9 @@ func DefaultIngest() Ingest {
 		SFlow:               DefaultSFlow(),
 		NetFlow:             DefaultNetFlow(),
 		DefaultSamplingRate: 1,
+		MaxExporters:        10_000,
+		MaxTemplates:        8192,
+		MaxPendingBytes:     16 << 20,
 	}
 }
 

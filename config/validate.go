@@ -141,6 +141,19 @@ func (v *validator) ingest() {
 		v.errorf("ingest.default_sampling_rate", "%d is not a sampling rate (want 1 or more; 1 means unsampled)", in.DefaultSamplingRate)
 	}
 
+	for _, l := range []struct {
+		key      string
+		v, limit int
+	}{
+		{"ingest.max_exporters", in.MaxExporters, 1 << 24},
+		{"ingest.max_templates", in.MaxTemplates, 1 << 24},
+		{"ingest.max_pending_bytes", in.MaxPendingBytes, 1 << 34},
+	} {
+		if l.v < 1 || l.v > l.limit {
+			v.errorf(l.key, "%d is out of range (want 1 to %d)", l.v, l.limit)
+		}
+	}
+
 	addrs := make(map[netip.Addr]int)
 	names := make(map[string]int)
 	for i, e := range in.Exporters {

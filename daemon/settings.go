@@ -15,6 +15,8 @@ func IngestOptions(cfg *config.Config) ingest.Options {
 	o := ingest.Options{
 		DefaultSamplingRate: cfg.Ingest.DefaultSamplingRate,
 		Window:              cfg.Detection.Window.Duration,
+		Limits: ingest.Limits{MaxExporters: cfg.Ingest.MaxExporters, MaxTemplates: cfg.Ingest.MaxTemplates,
+			MaxPendingBytes: cfg.Ingest.MaxPendingBytes},
 	}
 	if len(cfg.Ingest.Exporters) > 0 {
 		o.Exporters = make(map[netip.Addr]ingest.ExporterOptions, len(cfg.Ingest.Exporters))

@@ -8,6 +8,12 @@ type Batcher struct {
 	pool *flow.Pool
 	sink flow.Sink
 	cur  *flow.Batch
+
+	// stats are this worker's slots of per-exporter figures (see
+	// workerStats), with the last one looked up.
+	stats        map[*exporterState]*workerStats
+	lastExporter *exporterState
+	lastStats    *workerStats
 }
 
 // NewBatcher returns a Batcher that sends batches from pool to sink.

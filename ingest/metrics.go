@@ -26,6 +26,7 @@ type metrics struct {
 	pendingSets     *prometheus.CounterVec
 	activeTimeout   *prometheus.GaugeVec
 	exporters       prometheus.Gauge
+	refused         *prometheus.CounterVec
 
 	mu     sync.Mutex
 	labels map[string]struct{}
@@ -85,11 +86,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "kapkan_ingest_exporters",
 			Help: "Exporters that have sent at least one datagram.",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kapkan_ingest_state_refused_total",
+			Help: "State refused because a limit was reached, by kind: exporter (ingest.max_exporters), template (ingest.max_templates, or too many fields), pending_set (ingest.max_pending_bytes), sequence and sampler (fixed bounds).",
+		}, []string{"kind"}),
 		labels: make(map[string]struct{}),
+	}
+	for _, k := range []string{refusedExporter, refusedTemplate, refusedPending, refusedSequence, refusedSampler} {
+		m.refused.WithLabelValues(k) // every kind is exported from the start, at 0
 	}
 	if reg != nil {
 		reg.MustRegister(m.datagrams, m.records, m.optionsRecords, m.decodeErrors, m.unknownSampling,
-			m.sequenceGaps, m.sequenceResets, m.pendingSets, m.activeTimeout, m.exporters)
+			m.sequenceGaps, m.sequenceResets, m.pendingSets, m.activeTimeout, m.exporters, m.refused)
 	}
 	return m
 }

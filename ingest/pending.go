@@ -23,8 +23,9 @@ type pendingSet struct {
 
 // pendingSets is a bounded FIFO of data sets per exporter.
 type pendingSets struct {
-	sets  []pendingSet
-	bytes int
+	budget *budget // shared over every exporter; nil: no shared bound
+	sets   []pendingSet
+	bytes  int
 }
 
 func (p *pendingSets) len() int { return len(p.sets) }
@@ -37,11 +38,14 @@ func (d *Decoder) keepPending(st *exporterState, ctx *nfContext, template uint16
 	for len(p.sets) > 0 && (len(p.sets) >= maxPendingSets || p.bytes+len(data) > maxPendingBytes) {
 		d.metrics.pending(st.label, p.sets[0].ctx.format, "dropped", 1)
 		d.decodeError(st, p.sets[0].ctx.format, reasonPendingDrop)
-		p.bytes -= len(p.sets[0].data)
+		d.dropPendingBytes(st, len(p.sets[0].data))
 		p.sets[0] = pendingSet{}
 		p.sets = p.sets[1:]
 	}
-	if len(data) > maxPendingBytes {
+	if len(data) > maxPendingBytes || !p.budget.take(int64(len(data)+pendingSetOverhead)) {
+		if len(data) > maxPendingBytes {
+			p.budget.refuse()
+		}
 		d.metrics.pending(st.label, ctx.format, "dropped", 1)
 		d.decodeError(st, ctx.format, reasonPendingDrop)
 		return
@@ -49,6 +53,12 @@ func (d *Decoder) keepPending(st *exporterState, ctx *nfContext, template uint16
 	p.sets = append(p.sets, pendingSet{ctx: *ctx, template: template, data: bytes.Clone(data)})
 	p.bytes += len(data)
 	d.metrics.pending(st.label, ctx.format, "buffered", 1)
+}
+
+// dropPendingBytes accounts for a kept set of n bytes leaving st's buffer.
+func (d *Decoder) dropPendingBytes(st *exporterState, n int) {
+	st.pending.bytes -= n
+	st.pending.budget.give(int64(n + pendingSetOverhead))
 }
 
 // expirePending drops sets older than pendingTTL (in receive time, so replay
@@ -59,7 +69,7 @@ func (d *Decoder) expirePending(st *exporterState, now int64) {
 	for i < len(p.sets) && now-p.sets[i].ctx.now > int64(pendingTTL) {
 		d.metrics.pending(st.label, p.sets[i].ctx.format, "expired", 1)
 		d.decodeError(st, p.sets[i].ctx.format, reasonPendingStale)
-		p.bytes -= len(p.sets[i].data)
+		d.dropPendingBytes(st, len(p.sets[i].data))
 		p.sets[i] = pendingSet{}
 		i++
 	}
@@ -107,7 +117,7 @@ func (d *Decoder) drainPending(st *exporterState, out *Batcher, now int64, optio
 			}
 			records += len(recs)
 		}
-		p.bytes -= len(ps.data)
+		d.dropPendingBytes(st, len(ps.data))
 		d.metrics.pending(st.label, ctx.format, "decoded", 1)
 	}
 	for i := len(kept); i < len(p.sets); i++ {

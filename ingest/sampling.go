@@ -30,7 +30,8 @@ type rateEntry struct {
 // rateStore keeps the sampling rates one exporter announced. It is owned by
 // the exporter's state and guarded by its lock.
 type rateStore struct {
-	rates map[samplerKey]rateEntry
+	budget *budget // shared over every exporter; nil: no shared bound
+	rates  map[samplerKey]rateEntry
 	// perDomain counts the sampler- or selector-scoped rates of a domain, and
 	// remembers the last, so that records without a sampler id can still
 	// use the one rate a domain announced.
@@ -68,7 +69,10 @@ func (s *rateStore) set(k samplerKey, rate uint32) {
 	}
 	s.memo.ok = false
 	old, existed := s.rates[k]
-	if !existed && len(s.rates) >= maxSamplersPerExporter {
+	if !existed && (len(s.rates) >= maxSamplersPerExporter || !s.budget.take(1)) {
+		if len(s.rates) >= maxSamplersPerExporter {
+			s.budget.refuse()
+		}
 		return // bounded: a misbehaving exporter cannot grow this forever
 	}
 	s.rates[k] = rateEntry{rate: rate, source: flow.SamplingOptions}

@@ -16,6 +16,7 @@ type seqKey struct {
 // exporter's datagrams from one domain, so most lookups skip the map's
 // hashing of a 28-byte key. While hot is valid, its map entry may be stale.
 type seqTracker struct {
+	budget  *budget // shared over every exporter; nil: no shared bound
 	next    map[seqKey]uint32
 	hot     seqKey
 	hotNext uint32
@@ -25,8 +26,9 @@ type seqTracker struct {
 // maxGap is the largest forward jump counted as loss; beyond it (or going
 // backwards beyond maxReorder) the exporter is assumed to have restarted.
 const (
-	maxGap     = 1 << 20
-	maxReorder = 1 << 10
+	maxSequenceKeysPerExporter = 4096
+	maxGap                     = 1 << 20
+	maxReorder                 = 1 << 10
 )
 
 // observe checks seq against the expected value for k and sets the
@@ -58,8 +60,11 @@ func (t *seqTracker) observe(k seqKey, seq, advance uint32) (gap uint32, reset b
 		default:
 			reset = true
 		}
-	} else if len(t.next) >= 4096 {
+	} else if len(t.next) >= maxSequenceKeysPerExporter {
+		t.budget.refuse()
 		return 0, false // bounded
+	} else if !t.budget.take(1) {
+		return 0, false
 	} else {
 		t.next[k] = seq + advance // a new key takes its place in the map
 	}
@@ -72,13 +77,16 @@ func (t *seqTracker) forget(k seqKey) {
 	if t.hotOK && t.hot == k {
 		t.hotOK = false
 	}
-	delete(t.next, k)
+	if _, ok := t.next[k]; ok {
+		delete(t.next, k)
+		t.budget.give(1)
+	}
 }
 
 func (d *Decoder) sequence(st *exporterState, k seqKey, seq, advance uint32) {
 	gap, reset := st.seq.observe(k, seq, advance)
 	if gap > 0 {
-		st.stats.sequenceGaps += uint64(gap)
+		st.cur.sequenceGaps += uint64(gap)
 		st.counters.sequenceGaps[k.format].Add(float64(gap))
 	}
 	if reset {

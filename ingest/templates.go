@@ -22,6 +22,7 @@ type templateKey struct {
 // templates that would make the data-set decoder loop without consuming
 // input (no field with a length), treating them as withdrawals.
 type templateStore struct {
+	budget  *budget // shared over every exporter; nil: no shared bound
 	m       map[templateKey]any
 	layouts map[templateKey]*layout // flow templates of fixed-length fields only
 	added   []templateKey           // templates added while decoding the current datagram
@@ -69,12 +70,32 @@ func (t *templateStore) init() {
 func (t *templateStore) AddTemplate(version uint16, domain uint32, id uint16, tpl any) error {
 	k := templateKey{version, domain, id}
 	delete(t.layouts, k)
+	_, had := t.m[k]
 	if !templateConsumes(tpl) {
-		delete(t.m, k)
+		if had {
+			delete(t.m, k)
+			t.budget.give(1)
+		}
 		return nil
 	}
-	if _, ok := t.m[k]; !ok && len(t.m) >= maxTemplatesPerExporter {
+	if templateFields(tpl) > maxTemplateFields {
+		// Refused like a withdrawal: the old template of that id, if any,
+		// no longer describes what the exporter sends.
+		if had {
+			delete(t.m, k)
+			t.budget.give(1)
+		}
+		t.budget.refuse()
 		return errTemplateLimit
+	}
+	if !had {
+		if len(t.m) >= maxTemplatesPerExporter {
+			t.budget.refuse()
+			return errTemplateLimit
+		}
+		if !t.budget.take(1) {
+			return errTemplateLimit
+		}
 	}
 	t.m[k] = tpl
 	if tr, ok := tpl.(netflow.TemplateRecord); ok {
@@ -103,6 +124,7 @@ func (t *templateStore) RemoveTemplate(version uint16, domain uint32, id uint16)
 	}
 	delete(t.m, k)
 	delete(t.layouts, k)
+	t.budget.give(1)
 	return tpl, nil
 }
 
@@ -113,6 +135,19 @@ func (t *templateStore) GetTemplates() netflow.FlowBaseTemplateSet {
 		out[uint64(k.version)<<48|uint64(k.domain)<<16|uint64(k.template)] = v
 	}
 	return out
+}
+
+// templateFields counts the fields of a template, scopes included.
+func templateFields(tpl any) int {
+	switch t := tpl.(type) {
+	case netflow.TemplateRecord:
+		return len(t.Fields)
+	case netflow.NFv9OptionsTemplateRecord:
+		return len(t.Scopes) + len(t.Options)
+	case netflow.IPFIXOptionsTemplateRecord:
+		return len(t.Scopes) + len(t.Options)
+	}
+	return 0
 }
 
 // templateConsumes reports whether decoding one record of tpl consumes at

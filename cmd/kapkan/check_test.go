@@ -87,7 +87,7 @@ func TestCheck(t *testing.T) {
 			args:     []string{"--config", invalid},
 			wantCode: 1,
 			wantStderr: []string{
-				invalid + `:2:3: ingest.sflw: unknown key (known keys: sflow, netflow, default_sampling_rate, exporters)`,
+				invalid + `:2:3: ingest.sflw: unknown key (known keys: sflow, netflow, default_sampling_rate, exporters, max_exporters, max_templates, max_pending_bytes)`,
 				invalid + `:4:11: detection.window: 0s is out of range (want 1s to 300s)`,
 				invalid + `:7:16: hostgroups[0].prefixes[0]: "203.0.113.0/33" is not a prefix (want CIDR like 203.0.113.0/24)`,
 				invalid + `:9:23: hostgroups[0].thresholds.incoming.pps: "lots" is not a non-negative integer`,
