@@ -53,7 +53,10 @@ type Test struct {
 	Prefixes []string `yaml:"prefixes"`
 	// Thresholds are the incoming thresholds (default pps 50000, mbps 500).
 	Thresholds *Thresholds `yaml:"thresholds"`
-	Expect     []Expect    `yaml:"expect"`
+	// Hostgroup names the test's hostgroup (default "test"): ladders that
+	// apply to some hostgroups only see it (an exported incident sets it).
+	Hostgroup string   `yaml:"hostgroup"`
+	Expect    []Expect `yaml:"expect"`
 	// NoAttack asserts that nothing is detected.
 	NoAttack bool `yaml:"no_attack"`
 }
@@ -296,6 +299,9 @@ func detect(fsys fs.FS, file string, t *Test, set *rules.Set) ([]detected, map[s
 		prefixes = []string{"203.0.113.0/24", "2001:db8:1::/48"}
 	}
 	hg := engine.Hostgroup{Name: "test", Incoming: engine.Thresholds{PPS: 50_000, Mbps: 500}}
+	if t.Hostgroup != "" {
+		hg.Name = t.Hostgroup
+	}
 	if t.Thresholds != nil {
 		hg.Incoming = engine.Thresholds{PPS: t.Thresholds.PPS, Mbps: t.Thresholds.Mbps}
 	}

@@ -78,6 +78,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	send := fs.String("send", "", "instead of decoding, play the captures' flow datagrams to the collector at HOST:PORT, each exporter from a loopback address")
 	speed := fs.Float64("speed", 1, "with --send: how many times faster than the capture to play (0: as fast as possible)")
 	progressMode := progressFlag(fs)
+	exportDir := fs.String("export-incidents", "", "write, for every attack found, a `DIR`/attack-ID-TARGET folder with its capture and a rule test expecting the verdict as observed (run by kapkan test DIR)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: kapkan replay [--config FILE] [--rules DIR] [--against DIR] [--records] CAPTURE.pcap|.pcapng...")
 		fmt.Fprintln(stderr, "       kapkan replay --send HOST:PORT [--speed F] CAPTURE.pcap|.pcapng...")
@@ -140,7 +141,15 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(out, "no verdict differs (%d attack lines)\n", len(a))
 		return 0
 	}
-	_, status := replayOnce(ctx, cfg, captures, set, *printRecords, *verbose, prog, func(v any) { _ = enc.Encode(v) }, stderr)
+	fr, err := newReplayRecorder(cfg, *exportDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
+		return 1
+	}
+	_, status := replayOnce(ctx, cfg, captures, set, *printRecords, *verbose, prog, func(v any) { _ = enc.Encode(v) }, stderr, fr)
+	if st := fr.export(stderr); st != 0 {
+		status = st
+	}
 	return status
 }
 
@@ -249,7 +258,11 @@ func (h countingHandler) WithGroup(g string) slog.Handler {
 //
 // prog, when on, shows on stderr how far the replay has got.
 func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set *rules.Set, printRecords, verbose bool,
-	prog *progress, emit func(any), stderr io.Writer) (replaySummary, int) {
+	prog *progress, emit func(any), stderr io.Writer, rec ...*replayRecorder) (replaySummary, int) {
+	var fr *replayRecorder // the flight recorder of --export-incidents
+	if len(rec) > 0 {
+		fr = rec[0]
+	}
 	log := newLogger(stderr, "warn", "text")
 	dec := ingest.New(daemon.IngestOptions(cfg), ingest.Deps{Logger: log})
 	// The engine runs inline on one shard, clocked by the capture's
@@ -292,6 +305,7 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 			if line := renderReplay(&e); line != nil {
 				emit(line)
 			}
+			fr.observe(&e)
 		}
 	}
 	printCandidates := func() {
@@ -338,6 +352,7 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 		eng.Tick(now)
 		mit.Manager().Tick(now)
 		drain()
+		fr.tick(now)
 	}
 	clock := ingest.ReplayClock{Tick: tick, Batcher: batcher,
 		MaxTicks: int64((ecfg.Window+cfg.Detection.Cooldown.Duration)/time.Second) + 2}
@@ -357,6 +372,7 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 				sum.NonFlowUDP++
 				return nil
 			}
+			fr.add(d)
 			if clock.Advance(d.Time) {
 				printCandidates()
 			}
