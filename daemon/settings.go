@@ -90,15 +90,16 @@ func IncidentConfig(cfg *config.Config) incident.Config {
 
 // IncidentSetup gives, for an attack, what a rule test needs of cfg to see
 // it as the daemon did: its hostgroup's name, prefixes and incoming pps and
-// Mbps thresholds.
+// Mbps thresholds, and the detection window.
 func IncidentSetup(cfg *config.Config) func(a *events.Attack) incident.Setup {
-	hgs := EngineConfig(cfg).Hostgroups
+	ec := EngineConfig(cfg)
 	return func(a *events.Attack) incident.Setup {
-		for _, hg := range hgs {
+		for _, hg := range ec.Hostgroups {
 			if hg.Name == a.Hostgroup {
-				return incident.Setup{Hostgroup: hg.Name, Prefixes: hg.Prefixes, PPS: hg.Incoming.PPS, Mbps: hg.Incoming.Mbps}
+				return incident.Setup{Hostgroup: hg.Name, Prefixes: hg.Prefixes, PPS: hg.Incoming.PPS, Mbps: hg.Incoming.Mbps,
+					Window: ec.Window}
 			}
 		}
-		return incident.Setup{Hostgroup: a.Hostgroup}
+		return incident.Setup{Hostgroup: a.Hostgroup, Window: ec.Window}
 	}
 }

@@ -39,6 +39,7 @@ type testCase struct {
 	Hostgroup  string      `yaml:"hostgroup,omitempty"`
 	Prefixes   []string    `yaml:"prefixes,flow"`
 	Thresholds *thresholds `yaml:"thresholds,omitempty"`
+	Window     string      `yaml:"window,omitempty"`
 	Expect     []expect    `yaml:"expect"`
 }
 
@@ -120,6 +121,9 @@ func (in *Incident) testYAML() ([]byte, error) {
 	if !a.Vector.IsZero() {
 		v := a.Vector
 		e.Vector = &v
+	}
+	if in.Setup.Window > 0 {
+		tc.Window = in.Setup.Window.String()
 	}
 	tc.Expect = []expect{e}
 	body, err := yaml.Marshal(testFile{KapkanRuleTests: 1, Tests: []testCase{tc}})

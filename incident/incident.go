@@ -58,6 +58,8 @@ type Setup struct {
 	Prefixes []netip.Prefix
 	// PPS and Mbps are the hostgroup's incoming thresholds.
 	PPS, Mbps uint64
+	// Window is the detection window (0: the rule tests' default).
+	Window time.Duration
 }
 
 // Deps are the recorder's inputs.

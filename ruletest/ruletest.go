@@ -55,8 +55,10 @@ type Test struct {
 	Thresholds *Thresholds `yaml:"thresholds"`
 	// Hostgroup names the test's hostgroup (default "test"): ladders that
 	// apply to some hostgroups only see it (an exported incident sets it).
-	Hostgroup string   `yaml:"hostgroup"`
-	Expect    []Expect `yaml:"expect"`
+	Hostgroup string `yaml:"hostgroup"`
+	// Window is the detection window (default 5s), as in detection.window.
+	Window string   `yaml:"window"`
+	Expect []Expect `yaml:"expect"`
 	// NoAttack asserts that nothing is detected.
 	NoAttack bool `yaml:"no_attack"`
 }
@@ -315,6 +317,13 @@ func detect(fsys fs.FS, file string, t *Test, set *rules.Set) ([]detected, map[s
 	cfg := engine.DefaultConfig()
 	cfg.Shards = 1
 	cfg.Hostgroups = []engine.Hostgroup{hg}
+	if t.Window != "" {
+		w, err := time.ParseDuration(t.Window)
+		if err != nil || w < time.Second {
+			return nil, nil, fmt.Errorf("window %q: want a duration of at least 1s", t.Window)
+		}
+		cfg.Window = w
+	}
 	eng, err := engine.NewSync(cfg, engine.Deps{})
 	if err != nil {
 		return nil, nil, err
