@@ -111,6 +111,9 @@ func (in *Incident) testYAML() ([]byte, error) {
 	for _, p := range in.Setup.Prefixes {
 		tc.Prefixes = append(tc.Prefixes, p.String())
 	}
+	if len(tc.Prefixes) == 0 { // the target alone
+		tc.Prefixes = []string{a.Target.String()}
+	}
 	if in.Setup.PPS > 0 || in.Setup.Mbps > 0 {
 		tc.Thresholds = &thresholds{PPS: in.Setup.PPS, Mbps: in.Setup.Mbps}
 	}

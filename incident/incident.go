@@ -399,9 +399,6 @@ func (r *Recorder) incident(x *rec) *Incident {
 	if r.deps.Setup != nil {
 		in.Setup = r.deps.Setup(&x.attack)
 	}
-	if len(in.Setup.Prefixes) == 0 {
-		in.Setup.Prefixes = []netip.Prefix{x.target}
-	}
 	// Templates precede the telemetry, at its first instant, so that a
 	// replay decodes it from the start.
 	var first time.Time

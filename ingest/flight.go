@@ -127,6 +127,7 @@ type asideKey struct {
 	version uint16
 	domain  uint32
 	id      uint16
+	data    bool // options data, not a template
 }
 
 type asideSlot struct {
@@ -252,7 +253,7 @@ func (r *FlightRing) keepTemplates(src netip.Addr, at time.Time, p []byte, versi
 	}
 	domain := binary.BigEndian.Uint32(p[domainAt:])
 	addr := src
-	keep, keyID := false, uint16(0)
+	keep, keyID, data := false, uint16(0), false
 	for off := hdr; off+4 <= len(p); {
 		id := binary.BigEndian.Uint16(p[off:])
 		n := int(binary.BigEndian.Uint16(p[off+2:]))
@@ -274,7 +275,7 @@ func (r *FlightRing) keepTemplates(src netip.Addr, at time.Time, p []byte, versi
 			}
 		case id >= 256 && r.isOptions(optionsID{addr, version, domain, id}):
 			if !keep {
-				keep, keyID = true, id
+				keep, keyID, data = true, id, true
 			}
 		}
 		off += n
@@ -282,7 +283,7 @@ func (r *FlightRing) keepTemplates(src netip.Addr, at time.Time, p []byte, versi
 	if !keep {
 		return
 	}
-	key := asideKey{addr, version, domain, keyID}
+	key := asideKey{addr, version, domain, keyID, data}
 	r.tick++
 	victim := 0
 	for i := range r.slots {
