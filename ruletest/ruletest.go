@@ -53,14 +53,14 @@ type Test struct {
 	Prefixes []string `yaml:"prefixes"`
 	// Thresholds are the incoming thresholds (default pps 50000, mbps 500).
 	Thresholds *Thresholds `yaml:"thresholds"`
+	Expect     []Expect    `yaml:"expect"`
+	// NoAttack asserts that nothing is detected.
+	NoAttack bool `yaml:"no_attack"`
 	// Hostgroup names the test's hostgroup (default "test"): ladders that
 	// apply to some hostgroups only see it (an exported incident sets it).
 	Hostgroup string `yaml:"hostgroup"`
 	// Window is the detection window (default 5s), as in detection.window.
-	Window string   `yaml:"window"`
-	Expect []Expect `yaml:"expect"`
-	// NoAttack asserts that nothing is detected.
-	NoAttack bool `yaml:"no_attack"`
+	Window string `yaml:"window"`
 }
 
 // Traffic is generated traffic in a compact notation.
