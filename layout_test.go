@@ -34,13 +34,16 @@ var allowed = map[string][]string{
 	"pipeline":         {"flow", "flowspec", "engine", "events", "rules", "policy", "mitigate"},
 	"ruletest":         {"flow", "flowspec", "engine", "events", "ingest", "ingest/demo", "ingest/flowgen", "pipeline", "rules"},
 	"notify":           {"config", "events", "flowspec"},
+	// The flight recorder's read side: it follows events, reads ingest's
+	// rings and writes captures and rule tests.
+	"incident": {"events", "flow", "flowspec", "ingest", "ingest/flowgen"},
 	// The FastNetMon importer writes a configuration; it needs its types
 	// and checks only.
 	"fnmimport":         {"config"},
 	"internal/testutil": {},
 	"web":               {},
 	// Only the daemon (and cmd/kapkan through it) knows every part.
-	"daemon":            {"api", "builtin", "config", "engine", "events", "flow", "flowspec", "ingest", "ingest/demo", "mitigate", "mitigate/bgp", "notify", "pipeline", "rules", "rules/wasm", "store", "store/clickhouse", "store/embedded", "web"},
+	"daemon":            {"api", "builtin", "config", "engine", "events", "flow", "flowspec", "incident", "ingest", "ingest/demo", "mitigate", "mitigate/bgp", "notify", "pipeline", "rules", "rules/wasm", "store", "store/clickhouse", "store/embedded", "web"},
 	"daemon/daemontest": {"config", "daemon", "flow", "ingest/demo", "internal/testutil"},
 	"cmd/kapkan":        {"*"},
 	"bench/e2e":         {"bench/fnm", "ingest", "flow"},

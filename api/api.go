@@ -115,6 +115,9 @@ type Deps struct {
 	// range or filtered, an attack the live index no longer holds, a
 	// hostgroup's traffic series, exports (store.Store satisfies it).
 	History History
+	// Incidents, when set, gives the flight recorder's incident of an
+	// attack (GET /api/v1/attacks/{id}/incident).
+	Incidents Incidents
 	// Ready says whether the daemon is ready to serve (listeners bound,
 	// rules loaded, BGP sessions up when configured): /readyz.
 	Ready func() ReadyView

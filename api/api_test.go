@@ -224,6 +224,8 @@ var routeCases = []routeCase{
 		setup: func(t *testing.T, f *fixture) {
 			f.s.attacks.add(events.Event{Seq: 1, Kind: events.AttackStarted, Attack: &events.Attack{ID: 7}})
 		}},
+	{method: "GET", path: "/api/v1/attacks/:id/incident", url: "/api/v1/attacks/7/incident", need: read, status: 200,
+		setup: func(t *testing.T, f *fixture) { f.s.deps.Incidents = fakeIncidents{7: []byte("tar")} }},
 	{method: "GET", path: "/api/v1/attacks/export", url: "/api/v1/attacks/export?from=24h", need: read, status: 200},
 	{method: "GET", path: "/api/v1/mitigations", need: read, status: 200},
 	{method: "POST", path: "/api/v1/mitigations", body: `{"target": "203.0.113.9", "action": "blackhole", "ttl": "10m"}`, need: operate, status: 201},

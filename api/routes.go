@@ -39,6 +39,7 @@ func (s *Server) routes(r *gin.Engine) {
 	v1.GET("/attacks", s.authorize(read), s.listAttacks)
 	v1.GET("/attacks/export", s.authorize(read), s.exportAttacks)
 	v1.GET("/attacks/:id", s.authorize(read), s.getAttack)
+	v1.GET("/attacks/:id/incident", s.authorize(read), s.getIncident)
 	v1.GET("/mitigations", s.authorize(read), s.listMitigations)
 	v1.POST("/mitigations", s.authorize(operate), s.ban)
 	v1.DELETE("/mitigations", s.authorize(operate), s.unbanTarget)

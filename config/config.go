@@ -46,6 +46,9 @@ type Config struct {
 	// Store configures the history: attacks, mitigations, reloads and
 	// hostgroup traffic, kept for the API and the dashboard.
 	Store Store `yaml:"store"`
+	// Incidents configures the flight recorder: the telemetry kept of
+	// every attack, for `kapkan incident export`.
+	Incidents Incidents `yaml:"incidents"`
 
 	// file is the name the configuration was parsed under, and pos the
 	// position of every node that was decoded, keyed by its path
@@ -449,6 +452,25 @@ type Store struct {
 	MaxBytes int64 `yaml:"max_bytes"`
 	// ClickHouse, when its dsn is set, keeps the history in ClickHouse.
 	ClickHouse ClickHouse `yaml:"clickhouse"`
+}
+
+// Incidents configures the flight recorder. Its memory is bounded by
+// (listener workers × RingBytes) + (Keep × MaxBytes).
+type Incidents struct {
+	// RingBytes is the ring of raw datagrams each listener worker keeps
+	// (the telemetry before detection comes from it); 0 turns the flight
+	// recorder off.
+	RingBytes int `yaml:"ring_bytes"`
+	// Before is how much telemetry before detection an incident keeps, as
+	// far as the rings still hold it.
+	Before Duration `yaml:"before"`
+	// After is how long after detection an incident is recorded.
+	After Duration `yaml:"after"`
+	// MaxBytes bounds the datagrams kept per incident.
+	MaxBytes int `yaml:"max_bytes"`
+	// Keep is how many incidents are held; the oldest finished one makes
+	// room for a new one.
+	Keep int `yaml:"keep"`
 }
 
 // ClickHouse configures the ClickHouse history store.

@@ -31,7 +31,16 @@ func Default() *Config {
 		API:        DefaultAPI(),
 		Mitigation: DefaultMitigation(),
 		Store:      DefaultStore(),
+		Incidents:  DefaultIncidents(),
 	}
+}
+
+// DefaultIncidents returns the default flight recorder: a 4 MiB ring per
+// listener worker, 10 s before detection to 60 s after, at most 8 MiB per
+// incident and 16 incidents held.
+func DefaultIncidents() Incidents {
+	return Incidents{RingBytes: 4 << 20, Before: Duration{10 * time.Second}, After: Duration{time.Minute},
+		MaxBytes: 8 << 20, Keep: 16}
 }
 
 // DefaultStore returns the default history settings: the embedded store

@@ -47,6 +47,7 @@ func (c *Config) Validate() error {
 	v.mitigation()
 	v.notify()
 	v.store()
+	v.incidents()
 	return v.errs.err()
 }
 
@@ -593,5 +594,28 @@ func (v *validator) listName(seen map[string]int, list string, i int, name, suff
 		} else {
 			seen[name] = i
 		}
+	}
+}
+
+// MinIncidentBytes is the smallest incidents.ring_bytes and
+// incidents.max_bytes: room for a few dozen datagrams.
+const MinIncidentBytes = 64 << 10
+
+func (v *validator) incidents() {
+	in := v.c.Incidents
+	if in.RingBytes != 0 && in.RingBytes < MinIncidentBytes {
+		v.errorf("incidents.ring_bytes", "%d is too small (want 0 to turn the flight recorder off, or at least %d)", in.RingBytes, MinIncidentBytes)
+	}
+	if in.Before.Duration < 0 {
+		v.errorf("incidents.before", "%s is negative (want a duration like 10s)", in.Before)
+	}
+	if in.After.Duration < 0 {
+		v.errorf("incidents.after", "%s is negative (want a duration like 60s)", in.After)
+	}
+	if in.MaxBytes < MinIncidentBytes {
+		v.errorf("incidents.max_bytes", "%d is too small (want at least %d)", in.MaxBytes, MinIncidentBytes)
+	}
+	if in.Keep < 1 {
+		v.errorf("incidents.keep", "%d (want at least 1)", in.Keep)
 	}
 }

@@ -1,12 +1,16 @@
 package daemon
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/kapkan-io/kapkan/api"
 	"github.com/kapkan-io/kapkan/builtin"
 	"github.com/kapkan-io/kapkan/flowspec"
+	"github.com/kapkan-io/kapkan/incident"
 	"github.com/kapkan-io/kapkan/mitigate/bgp"
 	"github.com/kapkan-io/kapkan/web"
 )
@@ -30,6 +34,7 @@ func (d *Daemon) apiDeps() api.Deps {
 		Exporters: apiExporters{d.decoder},
 		BGP:       apiBGP{d.mit.speaker},
 		History:   d.apiHistory(),
+		Incidents: d.apiIncidents(),
 		Dashboard: web.Files(),
 		Version:   d.version,
 		Started:   d.startedAt,
@@ -98,4 +103,31 @@ func (d *Daemon) ready() api.ReadyView {
 		}
 	}
 	return v
+}
+
+// apiIncidents serves the flight recorder's incidents (nil without one,
+// and the route answers 503).
+func (d *Daemon) apiIncidents() api.Incidents {
+	if d.incidents == nil {
+		return nil
+	}
+	return apiIncidents{d.incidents}
+}
+
+// apiIncidents renders an incident as the API's tar.
+type apiIncidents struct{ r *incident.Recorder }
+
+func (a apiIncidents) IncidentTar(id uint64) ([]byte, error) {
+	in, err := a.r.Incident(id, time.Now())
+	if errors.Is(err, incident.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %w", api.ErrNotFound, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := in.WriteTar(&b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/kapkan-io/kapkan/engine"
 	"github.com/kapkan-io/kapkan/events"
 	"github.com/kapkan-io/kapkan/flow"
+	"github.com/kapkan-io/kapkan/incident"
 	"github.com/kapkan-io/kapkan/ingest"
 	"github.com/kapkan-io/kapkan/notify"
 	"github.com/kapkan-io/kapkan/pipeline"
@@ -91,6 +92,9 @@ type Daemon struct {
 	history   store.Store
 	writer    *store.Writer
 	listeners []*ingest.Listener
+	// incidents is the flight recorder's read side (nil when
+	// incidents.ring_bytes is 0).
+	incidents *incident.Recorder
 	api       *api.Server
 	http      *http.Server
 	httpLn    net.Listener
@@ -169,6 +173,15 @@ func New(cfg *config.Config, deps Deps) (*Daemon, error) {
 		return nil, err
 	} else if n > 0 {
 		log.Info("mitigations restored from the state file", "actions", n, "file", cfg.Mitigation.StateFile)
+	}
+	if cfg.Incidents.RingBytes > 0 {
+		ideps.Flight = ingest.NewFlight(cfg.Incidents.RingBytes)
+		if d.incidents, err = incident.New(IncidentConfig(cfg), incident.Deps{Flight: ideps.Flight, Decode: IngestOptions(cfg),
+			Setup: func(a *events.Attack) incident.Setup { return IncidentSetup(d.Config())(a) },
+			Log:   log, Registry: d.registry}); err != nil {
+			d.mit.Close()
+			return nil, err
+		}
 	}
 	sink := flow.Sink(eng)
 	for _, lc := range []ingest.ListenerConfig{
@@ -289,6 +302,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return d.mit.mgr.Run(ctx) })
 	g.Go(func() error { return d.notify.Run(ctx) })
+	if d.incidents != nil {
+		rd := d.events.NewReader("incident", d.events.Last()+1)
+		g.Go(func() error { return d.incidents.Run(ctx, rd) })
+	}
 	if d.writer != nil {
 		g.Go(func() error { return d.writer.Run(ctx) })
 	}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/kapkan-io/kapkan/config"
 	"github.com/kapkan-io/kapkan/engine"
+	"github.com/kapkan-io/kapkan/events"
+	"github.com/kapkan-io/kapkan/incident"
 	"github.com/kapkan-io/kapkan/ingest"
 )
 
@@ -80,4 +82,26 @@ func ParseLevel(level string) slog.Level {
 		return slog.LevelError
 	}
 	return slog.LevelInfo
+}
+
+// IncidentConfig is the flight recorder's read side of cfg.
+func IncidentConfig(cfg *config.Config) incident.Config {
+	in := cfg.Incidents
+	return incident.Config{Before: in.Before.Duration, After: in.After.Duration, MaxBytes: in.MaxBytes, Keep: in.Keep}
+}
+
+// IncidentSetup gives, for an attack, what a rule test needs of cfg to see
+// it as the daemon did: its hostgroup's name, prefixes and incoming pps and
+// Mbps thresholds, and the detection window.
+func IncidentSetup(cfg *config.Config) func(a *events.Attack) incident.Setup {
+	ec := EngineConfig(cfg)
+	return func(a *events.Attack) incident.Setup {
+		for _, hg := range ec.Hostgroups {
+			if hg.Name == a.Hostgroup {
+				return incident.Setup{Hostgroup: hg.Name, Prefixes: hg.Prefixes, PPS: hg.Incoming.PPS, Mbps: hg.Incoming.Mbps,
+					Window: ec.Window}
+			}
+		}
+		return incident.Setup{Hostgroup: a.Hostgroup, Window: ec.Window}
+	}
 }

@@ -51,6 +51,9 @@ type Deps struct {
 	// Now is the clock Exporters reads the records of the last second
 	// against (time.Now when nil); a replay passes its virtual clock.
 	Now func() time.Time
+	// Flight, when set, is the flight recorder: each listener worker keeps
+	// the datagrams it reads in a ring of it.
+	Flight *Flight
 }
 
 // ErrUnknownFormat is returned for a datagram that is none of the four

@@ -52,6 +52,8 @@ type Listener struct {
 	sink flow.Sink
 	pool *flow.Pool
 	log  *slog.Logger
+	// flight is the flight recorder (nil: none).
+	flight *Flight
 
 	conns  []*net.UDPConn
 	port   int
@@ -80,7 +82,7 @@ func NewListener(cfg ListenerConfig, dec *Decoder, sink flow.Sink, pool *flow.Po
 		pool = flow.DefaultPool
 	}
 	l := &Listener{
-		cfg: cfg, dec: dec, sink: sink, pool: pool,
+		cfg: cfg, dec: dec, sink: sink, pool: pool, flight: deps.Flight,
 		log: log.With("component", "ingest", "listener", cfg.Name),
 		readErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name:        "kapkan_ingest_read_errors_total",
@@ -215,6 +217,10 @@ func (l *Listener) worker(ctx context.Context, c *net.UDPConn) {
 	}
 	r := newBatchReader(rc, l.cfg.ReadBatch, maxDatagram)
 	batcher := NewBatcher(l.pool, l.sink)
+	var ring *FlightRing
+	if l.flight != nil {
+		ring = l.flight.Ring()
+	}
 	for {
 		n, err := r.read()
 		if err != nil {
@@ -227,6 +233,15 @@ func (l *Listener) worker(ctx context.Context, c *net.UDPConn) {
 			continue
 		}
 		now := time.Now() // one clock read per batch of datagrams
+		if ring != nil {
+			ring.Begin() // one lock per batch read, never per record
+			for i := range n {
+				if payload, _, src := r.datagram(i); src.IsValid() {
+					ring.Add(src, now, payload)
+				}
+			}
+			ring.End()
+		}
 		for i := range n {
 			payload, truncated, src := r.datagram(i)
 			if truncated {

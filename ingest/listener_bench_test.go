@@ -23,7 +23,8 @@ func (s *countingSink) Consume(b *flow.Batch) {
 // sender can, and measures what the listener receives and decodes, with
 // one datagram per system call against recvmmsg batches, and one socket
 // against two. Loss is what the kernel dropped (the sender outpaced the
-// reader). The sender shares the machine's cores with the readers.
+// reader). The sender shares the machine's cores with the readers. The
+// flight recorder is on, with its default ring, as in the daemon.
 func BenchmarkListener(b *testing.B) {
 	dgs := corpusDatagrams(b, flow.FormatSFlow5)
 	var sflow [][]byte
@@ -37,7 +38,8 @@ func BenchmarkListener(b *testing.B) {
 			sink := &countingSink{}
 			dec := New(Options{}, Deps{Logger: newDiscardLogger()})
 			l, err := NewListener(ListenerConfig{Name: "bench", Listen: "127.0.0.1:0", Workers: tc.workers,
-				ReadBuffer: 32 << 20, ReadBatch: tc.batch}, dec, sink, nil, Deps{Logger: newDiscardLogger()})
+				ReadBuffer: 32 << 20, ReadBatch: tc.batch}, dec, sink, nil, Deps{Logger: newDiscardLogger(),
+				Flight: NewFlight(FlightDefaultRingBytes)})
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -56,6 +56,11 @@ type Test struct {
 	Expect     []Expect    `yaml:"expect"`
 	// NoAttack asserts that nothing is detected.
 	NoAttack bool `yaml:"no_attack"`
+	// Hostgroup names the test's hostgroup (default "test"): ladders that
+	// apply to some hostgroups only see it (an exported incident sets it).
+	Hostgroup string `yaml:"hostgroup"`
+	// Window is the detection window (default 5s), as in detection.window.
+	Window string `yaml:"window"`
 }
 
 // Traffic is generated traffic in a compact notation.
@@ -311,6 +316,9 @@ func detect(fsys fs.FS, file string, t *Test, set *rules.Set) ([]detected, map[s
 		prefixes = []string{"203.0.113.0/24", "2001:db8:1::/48"}
 	}
 	hg := engine.Hostgroup{Name: "test", Incoming: engine.Thresholds{PPS: 50_000, Mbps: 500}}
+	if t.Hostgroup != "" {
+		hg.Name = t.Hostgroup
+	}
 	if t.Thresholds != nil {
 		hg.Incoming = engine.Thresholds{PPS: t.Thresholds.PPS, Mbps: t.Thresholds.Mbps}
 	}
@@ -324,6 +332,13 @@ func detect(fsys fs.FS, file string, t *Test, set *rules.Set) ([]detected, map[s
 	cfg := engine.DefaultConfig()
 	cfg.Shards = 1
 	cfg.Hostgroups = []engine.Hostgroup{hg}
+	if t.Window != "" {
+		w, err := time.ParseDuration(t.Window)
+		if err != nil || w < time.Second {
+			return nil, nil, fmt.Errorf("window %q: want a duration of at least 1s", t.Window)
+		}
+		cfg.Window = w
+	}
 	eng, err := engine.NewSync(cfg, engine.Deps{})
 	if err != nil {
 		return nil, nil, err

@@ -32,6 +32,7 @@ var commands = map[string]command{
 	"ban":      {"mitigate an address now, through the running daemon (same safety checks)", cmdBan},
 	"unban":    {"withdraw the mitigations of an address or inside a prefix, through the running daemon", cmdUnban},
 	"top":      {"live view of the running daemon: top targets, attacks, mitigations, exporters", cmdTop},
+	"incident": {"export an attack's recorded telemetry and verdict from the running daemon as a rule test", cmdIncident},
 
 	"import-fastnetmon": {"convert a FastNetMon Community configuration into a Kapkan one", cmdImportFastNetMon},
 }

@@ -79,6 +79,7 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	send := fs.String("send", "", "instead of decoding, play the captures' flow datagrams to the collector at HOST:PORT, each exporter from a loopback address")
 	speed := fs.Float64("speed", 1, "with --send: how many times faster than the capture to play (0: as fast as possible)")
 	progressMode := progressFlag(fs)
+	exportDir := fs.String("export-incidents", "", "write, for every attack found, a `DIR`/attack-ID-TARGET folder with its capture and a rule test expecting the verdict as observed (run by kapkan test DIR)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: kapkan replay [--config FILE] [--rules DIR] [--against DIR] [--records | --explain] CAPTURE.pcap|.pcapng...")
 		fmt.Fprintln(stderr, "       kapkan replay --send HOST:PORT [--speed F] CAPTURE.pcap|.pcapng...")
@@ -160,11 +161,19 @@ func cmdReplay(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintf(out, "%d attack(s) explained, %d detected\n", n, sum.Attacks)
 		return status
 	}
+	fr, err := newReplayRecorder(cfg, *exportDir)
+	if err != nil {
+		fmt.Fprintf(stderr, "kapkan replay: %v\n", err)
+		return 1
+	}
 	_, status := replayOnce(ctx, cfg, captures, set, *printRecords, *verbose, prog, func(v any) {
 		if _, ok := v.(attackExplain); !ok {
 			_ = enc.Encode(v)
 		}
-	}, stderr)
+	}, stderr, fr)
+	if st := fr.export(stderr); st != 0 {
+		status = st
+	}
 	return status
 }
 
@@ -273,7 +282,11 @@ func (h countingHandler) WithGroup(g string) slog.Handler {
 //
 // prog, when on, shows on stderr how far the replay has got.
 func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set *rules.Set, printRecords, verbose bool,
-	prog *progress, emit func(any), stderr io.Writer) (replaySummary, int) {
+	prog *progress, emit func(any), stderr io.Writer, rec ...*replayRecorder) (replaySummary, int) {
+	var fr *replayRecorder // the flight recorder of --export-incidents
+	if len(rec) > 0 {
+		fr = rec[0]
+	}
 	log := newLogger(stderr, "warn", "text")
 	dec := ingest.New(daemon.IngestOptions(cfg), ingest.Deps{Logger: log})
 	// The engine runs inline on one shard, clocked by the capture's
@@ -319,6 +332,7 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 			if (e.Kind == events.AttackStarted || e.Kind == events.AttackEnded) && e.Attack != nil {
 				emit(attackExplain{e.Kind, e.Attack}) // for --explain
 			}
+			fr.observe(&e)
 		}
 	}
 	printCandidates := func() {
@@ -365,6 +379,7 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 		eng.Tick(now)
 		mit.Manager().Tick(now)
 		drain()
+		fr.tick(now)
 	}
 	clock := ingest.ReplayClock{Tick: tick, Batcher: batcher,
 		MaxTicks: int64((ecfg.Window+cfg.Detection.Cooldown.Duration)/time.Second) + 2}
@@ -384,6 +399,7 @@ func replayOnce(ctx context.Context, cfg *config.Config, captures []string, set 
 				sum.NonFlowUDP++
 				return nil
 			}
+			fr.add(d)
 			if clock.Advance(d.Time) {
 				printCandidates()
 			}
