@@ -158,3 +158,31 @@ func TestAttackSeries(t *testing.T) {
 		t.Error("the attack list carries series")
 	}
 }
+
+// TestEscalationKeepsVerdict: an escalation event carries the new step,
+// not the verdict: the attack keeps its labels, rules and sample.
+func TestEscalationKeepsVerdict(t *testing.T) {
+	f := newFixture(t, nil)
+	f.s.attacks.add(events.Event{Seq: 1, Kind: events.AttackStarted, At: t0, Attack: &events.Attack{ID: 4, Labels: []string{"dns-amplification"},
+		Rules: []string{"dns-amplification"}, Sample: &events.SampleSummary{Sources: 3}, Ladder: "default", Step: 1, Rates: map[string]float64{"pps": 1}}})
+	f.s.attacks.add(events.Event{Seq: 2, Kind: events.AttackEscalated, At: t0.Add(time.Minute), Attack: &events.Attack{ID: 4,
+		Ladder: "default", Step: 2, Reason: "still above after 60s", Rates: map[string]float64{"pps": 2}}})
+	w := f.do(t, "GET", "/api/v1/attacks/4", readToken, "")
+	var v struct {
+		Labels []string              `json:"labels"`
+		Rules  []string              `json:"rules"`
+		Sample *events.SampleSummary `json:"sample"`
+		Step   int                   `json:"step"`
+		Reason string                `json:"reason"`
+		Rates  map[string]float64    `json:"rates"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &v); err != nil {
+		t.Fatal(err)
+	}
+	if len(v.Labels) != 1 || len(v.Rules) != 1 || v.Sample == nil || v.Sample.Sources != 3 {
+		t.Errorf("after an escalation the attack lost its verdict: %s", w.Body)
+	}
+	if v.Step != 2 || v.Reason != "still above after 60s" || v.Rates["pps"] != 2 {
+		t.Errorf("the escalation did not take: %s", w.Body)
+	}
+}
