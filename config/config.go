@@ -258,9 +258,9 @@ type APIToken struct {
 	Scope string `yaml:"scope"`
 	// TokenFile is a file holding the token (surrounding white space is
 	// trimmed). Exactly one of TokenFile and TokenEnv is set.
-	TokenFile string `yaml:"token_file,omitempty"`
+	TokenFile string `yaml:"token_file,omitempty" secret:"ref"`
 	// TokenEnv is an environment variable holding the token.
-	TokenEnv string `yaml:"token_env,omitempty"`
+	TokenEnv string `yaml:"token_env,omitempty" secret:"ref"`
 }
 
 // Mitigation configures the safety limits every mitigation passes and the
@@ -387,27 +387,27 @@ type Notifier struct {
 	Retries int `yaml:"retries"`
 
 	// BotTokenFile and BotTokenEnv hold the Telegram bot token (telegram).
-	BotTokenFile string `yaml:"bot_token_file,omitempty"`
-	BotTokenEnv  string `yaml:"bot_token_env,omitempty"`
+	BotTokenFile string `yaml:"bot_token_file,omitempty" secret:"ref"`
+	BotTokenEnv  string `yaml:"bot_token_env,omitempty" secret:"ref"`
 	// BotToken is refused: a token is never written in the config.
-	BotToken string `yaml:"bot_token,omitempty"`
+	BotToken string `yaml:"bot_token,omitempty" secret:"redact"`
 	// ChatID is the Telegram chat the bot writes to (telegram).
 	ChatID string `yaml:"chat_id,omitempty"`
 	// APIURL replaces the Telegram Bot API's address (telegram; for a
 	// local Bot API server or tests).
-	APIURL string `yaml:"api_url,omitempty"`
+	APIURL string `yaml:"api_url,omitempty" secret:"redact"`
 
 	// URL, URLFile and URLEnv give the address to POST to (slack,
 	// webhook); a Slack webhook URL is a secret, better kept in a file.
-	URL     string `yaml:"url,omitempty"`
-	URLFile string `yaml:"url_file,omitempty"`
-	URLEnv  string `yaml:"url_env,omitempty"`
+	URL     string `yaml:"url,omitempty" secret:"redact"`
+	URLFile string `yaml:"url_file,omitempty" secret:"ref"`
+	URLEnv  string `yaml:"url_env,omitempty" secret:"ref"`
 	// SecretFile and SecretEnv hold the key that signs the body (webhook):
 	// X-Kapkan-Signature: sha256=<hex HMAC-SHA256>.
-	SecretFile string `yaml:"secret_file,omitempty"`
-	SecretEnv  string `yaml:"secret_env,omitempty"`
+	SecretFile string `yaml:"secret_file,omitempty" secret:"ref"`
+	SecretEnv  string `yaml:"secret_env,omitempty" secret:"ref"`
 	// Secret is refused: a key is never written in the config.
-	Secret string `yaml:"secret,omitempty"`
+	Secret string `yaml:"secret,omitempty" secret:"redact"`
 
 	// SMTP is the mail server, host:port (email).
 	SMTP string `yaml:"smtp,omitempty"`
@@ -417,10 +417,10 @@ type Notifier struct {
 	// Username logs in with AUTH PLAIN, with the password of PasswordFile
 	// or PasswordEnv (email).
 	Username     string `yaml:"username,omitempty"`
-	PasswordFile string `yaml:"password_file,omitempty"`
-	PasswordEnv  string `yaml:"password_env,omitempty"`
+	PasswordFile string `yaml:"password_file,omitempty" secret:"ref"`
+	PasswordEnv  string `yaml:"password_env,omitempty" secret:"ref"`
 	// Password is refused: a password is never written in the config.
-	Password string `yaml:"password,omitempty"`
+	Password string `yaml:"password,omitempty" secret:"redact"`
 	// StartTLS requires STARTTLS before anything is sent (email). Without
 	// it, authentication is refused unless the server is on loopback.
 	StartTLS bool `yaml:"starttls"`
@@ -477,7 +477,7 @@ type Incidents struct {
 type ClickHouse struct {
 	// DSN is the server and database, as clickhouse://host:port/database;
 	// "" for none.
-	DSN string `yaml:"dsn"`
+	DSN string `yaml:"dsn" secret:"redact"`
 }
 
 // Duration is a time.Duration written in YAML as a string such as "5s" or
