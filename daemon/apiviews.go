@@ -71,12 +71,13 @@ func (r apiRules) RulesView() api.RulesView {
 
 func (r apiRules) ReloadRules(trigger string) error { return r.d.rules.Reload(trigger) }
 
-// apiConfig shows the running configuration and reloads it. The
-// configuration holds no secret itself (tokens are read from files or
-// the environment), so there is nothing to redact yet.
+// apiConfig shows the running configuration and reloads it. What is
+// shown is config.Redacted's copy: every value tagged secret:"redact" in
+// the schema (URLs that may carry a key, the ClickHouse DSN) is replaced;
+// the files and variables that hold secrets are named, never read.
 type apiConfig struct{ d *Daemon }
 
-func (c apiConfig) Redacted() any { return c.d.Config() }
+func (c apiConfig) Redacted() any { return c.d.Config().Redacted() }
 
 func (c apiConfig) ReloadConfig(trigger string) error {
 	if c.d.configPath == "" {

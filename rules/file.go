@@ -138,6 +138,8 @@ type parsedFile struct {
 	rules []ruleNodes
 	// ladders are the ladders' nodes, for positions (nil when unknown).
 	ladders []*yaml.Node
+	// disable are the nodes of the disable list's items.
+	disable []*yaml.Node
 }
 
 // ruleNodes are the nodes of one rule, for positions.
@@ -209,6 +211,9 @@ func parseFile(name string, data []byte) (*parsedFile, Errors) {
 		for _, m := range checkVector(&r.Vector) {
 			add(or(rn.vector, rn.rule), r.Name, "vector: %s", m)
 		}
+	}
+	if dn := mapValue(doc, "disable"); dn != nil && dn.Kind == yaml.SequenceNode {
+		pf.disable = dn.Content
 	}
 	laddersNode := mapValue(doc, "ladders")
 	for i := range pf.file.Ladders {

@@ -75,6 +75,7 @@ func CompileWith(host *wasm.Host, sources ...Source) (*Set, error) {
 	}
 	names := map[string]string{}
 	disabled := map[string]bool{}
+	var disabledAt []*Error // where each name was first disabled, for the error if it names nothing
 	var all []compiled
 	var ladders []Ladder
 	for _, src := range sources {
@@ -104,7 +105,14 @@ func CompileWith(host *wasm.Host, sources ...Source) (*Set, error) {
 			if pf == nil {
 				continue
 			}
-			for _, d := range pf.file.Disable {
+			for i, d := range pf.file.Disable {
+				if !disabled[d] {
+					e := &Error{File: display, Rule: d}
+					if i < len(pf.disable) {
+						e.Line, e.Col = line(pf.disable[i]), col(pf.disable[i])
+					}
+					disabledAt = append(disabledAt, e)
+				}
 				disabled[d] = true
 			}
 			for i, r := range pf.file.Rules {
@@ -166,9 +174,10 @@ func CompileWith(host *wasm.Host, sources ...Source) (*Set, error) {
 			}
 		}
 	}
-	for d := range disabled {
-		if _, ok := names[d]; !ok {
-			errs = append(errs, &Error{File: "disable", Rule: d, Msg: "disables a rule that no file defines"})
+	for _, e := range disabledAt {
+		if _, ok := names[e.Rule]; !ok {
+			e.Msg = "disable: no file defines a rule or ladder of this name"
+			errs = append(errs, e)
 		}
 	}
 	if len(errs) > 0 {

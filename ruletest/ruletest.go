@@ -164,29 +164,16 @@ func Run(fsys fs.FS, set *rules.Set, opts Options) (*Report, error) {
 		if err != nil {
 			return nil, err
 		}
-		tf := &parsed[i]
-		dec := yaml.NewDecoder(bytes.NewReader(data))
-		dec.KnownFields(true)
-		if err := dec.Decode(tf); err != nil && !errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: %w", name, err)
-		}
-		if tf.KapkanRuleTests != 1 {
-			return nil, fmt.Errorf("%s: kapkan_rule_tests is %d (want 1)", name, tf.KapkanRuleTests)
-		}
-		// The generated traffic's notation, every error of every file
-		// with its position, before anything runs.
-		for j := range tf.Tests {
-			t := &tf.Tests[j]
-			if t.Traffic == nil {
-				continue
+		tf, err := Parse(name, data)
+		if err != nil {
+			var notationErrs rules.Errors
+			if !errors.As(err, &notationErrs) {
+				return nil, err
 			}
-			c := notation{file: name, test: t.Name}
-			c.traffic(t.Traffic)
-			for k := range t.Traffic.Attacks {
-				t.Traffic.attacks = append(t.Traffic.attacks, c.attack(k, &t.Traffic.Attacks[k]))
-			}
-			bad = append(bad, c.errs...)
+			bad = append(bad, notationErrs...)
+			continue
 		}
+		parsed[i] = *tf
 	}
 	if len(bad) > 0 {
 		return nil, bad
@@ -222,6 +209,49 @@ func Run(fsys fs.FS, set *rules.Set, opts Options) (*Report, error) {
 	}
 	return rep, nil
 }
+
+// Parse decodes one test file strictly (an unknown key is an error),
+// checks its format version and the notation of its generated traffic.
+// Notation errors are all returned at once, positioned, as rules.Errors;
+// the traffic's bounds are checked when a test runs.
+func Parse(name string, data []byte) (*File, error) {
+	var tf File
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&tf); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if tf.KapkanRuleTests != 1 {
+		return nil, fmt.Errorf("%s: kapkan_rule_tests is %d (want 1)", name, tf.KapkanRuleTests)
+	}
+	var bad rules.Errors
+	for j := range tf.Tests {
+		t := &tf.Tests[j]
+		if t.Traffic == nil {
+			continue
+		}
+		c := notation{file: name, test: t.Name}
+		c.traffic(t.Traffic)
+		for k := range t.Traffic.Attacks {
+			t.Traffic.attacks = append(t.Traffic.attacks, c.attack(k, &t.Traffic.Attacks[k]))
+		}
+		bad = append(bad, c.errs...)
+	}
+	if len(bad) > 0 {
+		return nil, bad
+	}
+	return &tf, nil
+}
+
+// Bounds of generated traffic: a test replays it in memory, so a typo
+// (duration: 10000h) must fail the test, not exhaust the machine.
+const (
+	maxDuration = time.Hour
+	maxHosts    = 1 << 16
+	// maxSampled bounds the sampled records a scenario makes: its rates
+	// times its duration over the sampling rate.
+	maxSampled = 2_000_000
+)
 
 func runTest(fsys fs.FS, file string, t *Test, set *rules.Set, opts Options) Result {
 	res := Result{File: file, Name: t.Name, Verdicts: map[string]rules.Verdict{}}
@@ -443,6 +473,24 @@ func scenario(t *Traffic, prefixes []netip.Prefix) (demo.Scenario, error) {
 		}
 	}
 	s.Attacks = t.attacks
+	if s.Duration <= 0 || s.Duration > maxDuration {
+		return s, fmt.Errorf("duration %s (want more than 0, at most %s)", s.Duration, maxDuration)
+	}
+	if s.Hosts < 0 || s.Hosts > maxHosts || s.BackgroundPPS < 0 {
+		return s, fmt.Errorf("background of %d hosts at %d pps (want 0 to %d hosts, a rate of 0 or more)", s.Hosts, s.BackgroundPPS, maxHosts)
+	}
+	sampled := float64(s.BackgroundPPS) * s.Duration.Seconds()
+	for i, a := range s.Attacks {
+		if a.Start < 0 || a.Duration <= 0 || a.Duration > maxDuration || a.PPS <= 0 {
+			return s, fmt.Errorf("attack %d: start %s, duration %s, pps %d (want a start of 0 or more, a duration up to %s, a positive rate)",
+				i+1, a.Start, a.Duration, a.PPS, maxDuration)
+		}
+		sampled += float64(a.PPS) * a.Duration.Seconds()
+	}
+	if sampled/float64(s.SamplingRate) > maxSampled {
+		return s, fmt.Errorf("the traffic makes %.0f sampled records (at most %d: lower the rates or the duration, or raise sampling)",
+			sampled/float64(s.SamplingRate), maxSampled)
+	}
 	if s.Hosts > 0 && len(s.Prefixes) > 1 {
 		s.Prefixes = s.Prefixes[:1] // background over the first (IPv4) prefix
 	}
