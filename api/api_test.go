@@ -95,7 +95,7 @@ type fixture struct {
 	now  time.Time
 }
 
-func tokenFile(t *testing.T, secret string) string {
+func tokenFile(t testing.TB, secret string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(p, []byte("  "+secret+"\n"), 0o600); err != nil {
@@ -104,7 +104,7 @@ func tokenFile(t *testing.T, secret string) string {
 	return p
 }
 
-func newFixture(t *testing.T, mod func(*config.API, *Deps)) *fixture {
+func newFixture(t testing.TB, mod func(*config.API, *Deps)) *fixture {
 	t.Helper()
 	f := &fixture{dry: mitigate.NewDryRun(), ring: events.NewRing(64, nil), log: &syncBuffer{}, now: t0}
 	mgr, err := mitigate.NewManager(mitigate.ManagerConfig{Announcer: f.dry, Safety: mitigate.Config{DryRun: true,
@@ -161,7 +161,7 @@ func newFixture(t *testing.T, mod func(*config.API, *Deps)) *fixture {
 }
 
 // do serves one request; token "" sends none.
-func (f *fixture) do(t *testing.T, method, path, token, body string) *httptest.ResponseRecorder {
+func (f *fixture) do(t testing.TB, method, path, token, body string) *httptest.ResponseRecorder {
 	t.Helper()
 	var rd io.Reader
 	if body != "" {
