@@ -15,7 +15,10 @@
 //	mode: spin         counts to config.spin before answering (a long loop)
 //	mode: sandbox      tries the file system, the network and the environment,
 //	                   and labels what it was denied: no-fs, no-net, no-env
-//	                   (or escaped-fs, escaped-net, escaped-env)
+//	                   (or escaped-fs, escaped-net, escaped-env); file, dial
+//	                   and env name a file to read (and create beside),
+//	                   an address to connect to and a variable to read
+//	                   (default /etc/passwd, 127.0.0.1:22, none)
 //	action, rate_mbps  the decision of decide (default: flowspec-discard)
 package main
 
@@ -36,6 +39,9 @@ type config struct {
 	Action   *string        `json:"action"`
 	RateMbps float64        `json:"rate_mbps"`
 	Spin     int            `json:"spin"`
+	File     string         `json:"file"`
+	Dial     string         `json:"dial"`
+	Env      string         `json:"env"`
 }
 
 func init() {
@@ -111,7 +117,7 @@ func classify(in *kapkan.Input) (kapkan.Verdict, error) {
 	case "nomatch":
 		return kapkan.Verdict{}, nil
 	case "sandbox":
-		v.Labels = append(v.Labels, sandbox()...)
+		v.Labels = append(v.Labels, sandbox(&cfg)...)
 	case "bad_label":
 		v.Labels = append(v.Labels, "Not Kebab")
 	case "bad_vector":
@@ -121,28 +127,51 @@ func classify(in *kapkan.Input) (kapkan.Verdict, error) {
 }
 
 // sandbox reports what the guest could reach outside its memory.
-func sandbox() []string {
+func sandbox(cfg *config) []string {
+	file, addr := cfg.File, cfg.Dial
+	if file == "" {
+		file = "/etc/passwd"
+	}
+	if addr == "" {
+		addr = "127.0.0.1:22"
+	}
 	var out []string
-	_, errFile := os.ReadFile("/etc/passwd")
+	_, errFile := os.ReadFile(file)
 	_, errDir := os.ReadDir("/")
 	_, errCwd := os.ReadDir(".")
-	if errFile != nil && errDir != nil && errCwd != nil {
+	errCreate := os.WriteFile(file+".escaped", []byte("escaped\n"), 0o600)
+	if errFile != nil && errDir != nil && errCwd != nil && errCreate != nil {
 		out = append(out, "no-fs")
 	} else {
 		out = append(out, "escaped-fs")
 	}
-	if c, err := net.DialTimeout("tcp", "127.0.0.1:22", time.Second); err != nil {
+	// Go's wasip1 port keeps a fake in-process network: a UDP "dial" and a
+	// listener may succeed without any socket of the host. The UDP datagram
+	// is still sent, for a test's listener to count; the label says whether
+	// a TCP connection, which needs a peer, was made.
+	_ = dial("udp", addr)
+	if dial("tcp", addr) != nil {
 		out = append(out, "no-net")
 	} else {
-		c.Close()
 		out = append(out, "escaped-net")
 	}
-	if len(os.Environ()) == 0 {
+	if len(os.Environ()) == 0 && (cfg.Env == "" || os.Getenv(cfg.Env) == "") {
 		out = append(out, "no-env")
 	} else {
 		out = append(out, "escaped-env")
 	}
 	return out
+}
+
+// dial connects and sends a byte.
+func dial(network, addr string) error {
+	c, err := net.DialTimeout(network, addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Write([]byte{'x'})
+	return err
 }
 
 func decide(in *kapkan.Input) (kapkan.Decision, error) {
