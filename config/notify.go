@@ -166,10 +166,18 @@ func (v *validator) envKey(path, env string) {
 	}
 }
 
+// httpURL checks an http or https URL. The value is never in the error:
+// a webhook's URL may carry its key.
 func (v *validator) httpURL(path, s string) {
+	const want = "want one like \"https://hooks.example.net/kapkan\"; the value is not shown, it may hold a key"
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		v.errorf(path, "%q is not an http or https URL (want one like \"https://hooks.example.net/kapkan\")", s)
+	switch {
+	case err != nil:
+		v.errorf(path, "the value does not parse as a URL (%s)", want)
+	case u.Scheme != "http" && u.Scheme != "https":
+		v.errorf(path, "the scheme is not http or https (%s)", want)
+	case u.Host == "":
+		v.errorf(path, "the URL has no host (%s)", want)
 	}
 }
 

@@ -105,3 +105,22 @@ func jsonString(s string) string {
 	_ = enc.Encode(s)
 	return strings.TrimSuffix(b.String(), "\n")
 }
+
+// TestScrub: what a server echoes of a secret URL is removed from the
+// error, and plain words stay.
+func TestScrub(t *testing.T) {
+	for _, tc := range []struct{ u, answer, want string }{
+		{"https://api.telegram.org/bot123456:AAH-tok3n_x/sendMessage", `{"description":"Bad Request: chat not found","path":"/bot123456:AAH-tok3n_x/sendMessage"}`,
+			`{"description":"Bad Request: chat not found","path":"<redacted>"}`},
+		{"https://api.telegram.org/bot123456:AAH-tok3n_x/sendMessage", "token 123456:AAH-tok3n_x unknown in sendMessage",
+			"token <redacted> unknown in sendMessage"},
+		{"https://hooks.slack.com/services/T000/B000/XXXXsecretXXXX1", "no_team for T000/B000/XXXXsecretXXXX1", "no_team for T000/B000/<redacted>"},
+		{"https://siem.example.net/kapkan?key=k3y-0f-the-hook&x=1", "bad key k3y-0f-the-hook", "bad key <redacted>"},
+		{"https://user:pa55word-x@siem.example.net/kapkan", "who is pa55word-x?", "who is <redacted>?"},
+		{"https://siem.example.net/kapkan", "invalid_payload", "invalid_payload"},
+	} {
+		if got := scrub(tc.answer, tc.u); got != tc.want {
+			t.Errorf("scrub(%q, %q) = %q, want %q", tc.answer, tc.u, got, tc.want)
+		}
+	}
+}

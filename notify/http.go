@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,7 +43,7 @@ func post(ctx context.Context, client *http.Client, what, u string, body []byte,
 	if resp.StatusCode/100 == 2 {
 		return false, nil
 	}
-	err = fmt.Errorf("post to %s: %s: %s", what, resp.Status, strings.TrimSpace(string(snippet)))
+	err = fmt.Errorf("post to %s: %s: %s", what, resp.Status, scrub(strings.TrimSpace(string(snippet)), u))
 	switch {
 	case resp.StatusCode == http.StatusTooManyRequests:
 		return true, &RetryAfterError{After: retryAfter(resp.Header.Get("Retry-After")), Err: err}
@@ -50,6 +51,35 @@ func post(ctx context.Context, client *http.Client, what, u string, body []byte,
 		return true, err
 	}
 	return false, err
+}
+
+// scrub removes from a server's answer what of the URL it may echo and
+// may be a secret (the Telegram token and the Slack key are in the path,
+// a webhook's key may be in the query): the URL itself, its path and
+// query, and each of their parts of 8 bytes or more that is not a plain
+// word like sendMessage (a Telegram "bot<token>" part also without "bot").
+func scrub(answer, u string) string {
+	parsed, err := url.Parse(u)
+	if err != nil {
+		return answer
+	}
+	parts := []string{u, parsed.EscapedPath(), parsed.Path, parsed.RawQuery}
+	for _, seg := range strings.Split(parsed.Path, "/") {
+		parts = append(parts, seg, strings.TrimPrefix(seg, "bot"))
+	}
+	for _, vs := range parsed.Query() {
+		parts = append(parts, vs...)
+	}
+	if p, ok := parsed.User.Password(); ok {
+		parts = append(parts, p)
+	}
+	slices.SortFunc(parts, func(a, b string) int { return len(b) - len(a) }) // the longest first
+	for _, p := range parts {
+		if len(p) >= 8 && strings.Trim(p, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") != "" {
+			answer = strings.ReplaceAll(answer, p, "<redacted>")
+		}
+	}
+	return answer
 }
 
 // retryAfter reads a Retry-After header: seconds or an HTTP date; 0 when
