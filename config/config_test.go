@@ -427,8 +427,10 @@ func TestAliasBomb(t *testing.T) {
 	}
 }
 
-// FuzzParse checks that no input makes Parse panic, and that every
-// configuration it accepts dumps to YAML that parses back to the same dump.
+// FuzzParse checks that no input makes Parse panic, that every error is
+// located (the file, and a line or a key path) and says something, and
+// that every configuration it accepts dumps to YAML that parses back to
+// the same dump.
 func FuzzParse(f *testing.F) {
 	seeds, _ := filepath.Glob("testdata/*/*.yaml")
 	more, _ := filepath.Glob("testdata/valid/*/in.yaml")
@@ -442,6 +444,15 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := Parse("fuzz.yaml", data)
 		if err != nil {
+			var errs Errors
+			if !errors.As(err, &errs) || len(errs) == 0 {
+				t.Fatalf("error %T is not config Errors: %v", err, err)
+			}
+			for _, e := range errs {
+				if e.File != "fuzz.yaml" || e.Msg == "" || (e.Line <= 0 && e.Path == "") {
+					t.Fatalf("error without its place or message: %+v", e)
+				}
+			}
 			return
 		}
 		out, err := c.Dump()
