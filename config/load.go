@@ -121,6 +121,13 @@ func syntaxError(name string, data []byte, err error) *Error {
 		if l := errorLine(data, m[2]); l > e.Line {
 			e.Line = l
 		}
+	} else {
+		// yaml.v3 gives no line when the stream ends inside a value (an
+		// unclosed quote or bracket): the problem is found at the end.
+		e.Line = bytes.Count(data, []byte("\n")) + 1
+		if len(data) > 0 && data[len(data)-1] == '\n' {
+			e.Line--
+		}
 	}
 	return e
 }
