@@ -19,7 +19,7 @@ log = @printf '\033[1m▶ %s\033[0m\n' "$(1)"
 
 export CGO_ENABLED ?= 0
 
-.PHONY: all build run wasm test test-allocs bench-e2e soak deps test-unit test-race test-integration test-deb lint fmt bench fuzz clean deb release
+.PHONY: all build run wasm test test-allocs bench-e2e soak deps test-unit test-race test-integration test-deb lint fmt bench fuzz vuln clean deb release
 
 all: build
 
@@ -132,6 +132,10 @@ fuzz: ## every fuzz target of every package, FUZZTIME each (found by go test -li
 			$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$dir || exit 1; \
 		done; \
 	done
+
+vuln: ## govulncheck on every package, the database built from the module proxy when vuln.go.dev is out of reach (.ci/vulncheck.sh)
+	$(call log,vuln)
+	$Q ./.ci/vulncheck.sh
 
 clean:
 	rm -rf bin bench.txt $(DIST)
