@@ -3,12 +3,14 @@ package rules
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"math"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/kapkan-io/kapkan/builtin"
 	"github.com/kapkan-io/kapkan/flowspec"
@@ -56,6 +58,11 @@ func FuzzRuleFile(f *testing.F) {
 	}
 	host := wasm.NewHost(slog.New(slog.DiscardHandler))
 	f.Fuzz(func(t *testing.T, data []byte) {
+		// A file that takes seconds to compile is a finding too: the
+		// fuzzer reports no hang by itself, so the worker is made to crash
+		// (and the input is kept).
+		hang := time.AfterFunc(5*time.Second, func() { panic(fmt.Sprintf("compiling took over 5s: %q", data)) })
+		defer hang.Stop()
 		set, err := CompileWith(host, Source{FS: fstest.MapFS{"fuzz.yaml": {Data: data}}, Name: "ops"})
 		if err != nil {
 			var errs Errors
