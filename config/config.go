@@ -344,7 +344,7 @@ type Peer struct {
 	// PasswordFile names a file holding the session's TCP-MD5 password
 	// (RFC 2385), read at start and on reload; the password is never
 	// written in this file, logged or shown.
-	PasswordFile string `yaml:"password_file,omitempty"`
+	PasswordFile string `yaml:"password_file,omitempty" secret:"ref"`
 	// GracefulRestart offers graceful restart (RFC 4724): the router keeps
 	// Kapkan's routes, as stale, while Kapkan restarts.
 	GracefulRestart bool `yaml:"graceful_restart"`

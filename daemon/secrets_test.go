@@ -23,9 +23,9 @@ import (
 )
 
 // secretsConfig has one secret of every kind the configuration can name:
-// API tokens (file and environment), a Telegram bot token, an SMTP
-// password, a webhook signing key, a Slack URL in a file and a webhook
-// URL with a key in its query.
+// API tokens (file and environment), a BGP peer's TCP-MD5 password, a
+// Telegram bot token, an SMTP password, a webhook signing key, a Slack URL
+// in a file and a webhook URL with a key in its query.
 const secretsConfig = `ingest:
   sflow: {listen: "127.0.0.1:0", workers: 1}
   netflow: {listen: ""}
@@ -40,7 +40,13 @@ api:
   tokens:
     - {name: ops, scope: operate, token_file: %[1]s/api.token}
     - {name: noc, scope: read, token_env: KAPKAN_TEST_READ_TOKEN}
-mitigation: {state_file: ""}
+dry_run: false
+mitigation:
+  state_file: ""
+  bgp:
+    asn: 65010
+    router_id: 192.0.2.10
+    peers: [{address: 127.0.0.1, port: %[4]d, asn: 65000, families: [ipv4-unicast], password_file: %[1]s/bgp.password}]
 store: {path: ""}
 notify:
   - {name: tg, type: telegram, bot_token_env: KAPKAN_TEST_BOT_TOKEN, chat_id: "-100", api_url: "%[2]s", retries: 0, timeout: 2s}
@@ -60,6 +66,7 @@ func TestSecretsNeverShown(t *testing.T) {
 		"api.token":     "API-OPERATE-S3CRET",
 		"smtp.password": "SMTP-PASSWORD-S3CRET",
 		"hook.secret":   "WEBHOOK-HMAC-S3CRET",
+		"bgp.password":  "BGP-MD5-S3CRET",
 	}
 	// Every HTTP notifier posts to a server that says no, echoing what it
 	// was sent; the mail server closes at once.
@@ -89,11 +96,19 @@ func TestSecretsNeverShown(t *testing.T) {
 			c.Close()
 		}
 	}()
+	// The BGP peer: a port where nobody answers (the session retries,
+	// with its password, in the background).
+	closed, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	router := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
 	t.Setenv("KAPKAN_TEST_READ_TOKEN", "API-READ-S3CRET")
 	t.Setenv("KAPKAN_TEST_BOT_TOKEN", "123456:BOT-TOKEN-S3CRET")
 	all := []string{"S3CRET"} // every secret above holds it
 	path := filepath.Join(dir, "kapkan.yaml")
-	if err := os.WriteFile(path, []byte(fmt.Sprintf(secretsConfig, dir, web.URL, smtp.Addr())), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte(fmt.Sprintf(secretsConfig, dir, web.URL, smtp.Addr(), router)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg, err := config.Load(path)
@@ -162,10 +177,12 @@ func TestSecretsNeverShown(t *testing.T) {
 	call("POST", "/api/v1/rules/reload", "API-READ-S3CRET", 403)
 	call("GET", "/api/v1/attacks", "API-OPERATE-S3CRET", 200)
 	call("GET", "/api/v1/rules", "API-OPERATE-S3CRET", 200)
+	call("GET", "/api/v1/bgp", "API-OPERATE-S3CRET", 200)
+	call("GET", "/api/v1/mitigations", "API-OPERATE-S3CRET", 200)
 
 	// A reload of a file with secrets written in it, one in a URL that
 	// does not parse: refused, and the error shows none of them.
-	bad := fmt.Sprintf(secretsConfig, dir, web.URL, smtp.Addr()) +
+	bad := fmt.Sprintf(secretsConfig, dir, web.URL, smtp.Addr(), router) +
 		"  - {name: inline, type: email, smtp: \"127.0.0.1:25\", from: a@b.c, to: [d@e.f], username: u, password: INLINE-PASSWORD-S3CRET}\n" +
 		"  - {name: inline2, type: webhook, url: \"hxxp://INLINE-URL-S3CRET@x\", secret: INLINE-HMAC-S3CRET}\n" +
 		"  - {name: inline3, type: telegram, chat_id: \"1\", bot_token: INLINE-BOT-S3CRET}\n" +
@@ -183,6 +200,18 @@ func TestSecretsNeverShown(t *testing.T) {
 	_, loadErr := config.Load(path)
 	if loadErr == nil {
 		t.Fatal("the bad file loads")
+	}
+	// A reload whose BGP password file holds too long a password.
+	long := filepath.Join(dir, "bgp.long")
+	if err := os.WriteFile(long, []byte("BGP-LONG-S3CRET"+strings.Repeat("x", 80)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	good := strings.Replace(fmt.Sprintf(secretsConfig, dir, web.URL, smtp.Addr(), router), dir+"/bgp.password", long, 1)
+	if err := os.WriteFile(path, []byte(good), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if refused := call("POST", "/api/v1/config/reload", "API-OPERATE-S3CRET", 422); !strings.Contains(refused, "mitigation.bgp.peers[0].password_file") {
+		t.Errorf("the refused reload does not name the password file (so this test would prove nothing): %s", refused)
 	}
 
 	for _, s := range all {
