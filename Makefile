@@ -18,6 +18,10 @@ Q = $(if $(filter 1,$(V)),,@)
 log = @printf '\033[1m▶ %s\033[0m\n' "$(1)"
 
 export CGO_ENABLED ?= 0
+# go.mod names the toolchain to build with (toolchain line: a Go release
+# with the standard library's security fixes); auto fetches it through the
+# module proxy when the installed Go is older.
+export GOTOOLCHAIN ?= auto
 
 .PHONY: all build run wasm test test-allocs bench-e2e soak deps test-unit test-race test-integration test-deb lint fmt bench fuzz vuln clean deb release
 
@@ -76,7 +80,7 @@ deps: ## install what the tests need (Debian packages: tshark, gobgpd, clickhous
 	$Q systemctl disable --now clickhouse-server >/dev/null 2>&1 || true # the package may start a system server; the store tests run their own on loopback
 	$Q systemctl disable --now bird >/dev/null 2>&1 || true # bird2 starts a system BIRD; the docs test only runs bird -p on the recipes, the BGP tests run their own on loopback
 
-test: deps lint test-allocs test-race test-deb ## every test: lint, unit and integration, under the race detector
+test: deps lint vuln test-allocs test-race test-deb ## every test: lint, unit and integration, under the race detector
 
 test-allocs: ## allocation budgets, which the race detector would blur
 	$(call log,test allocation budgets)

@@ -2,6 +2,8 @@ module github.com/kapkan-io/kapkan
 
 go 1.26.8
 
+toolchain go1.26.10
+
 require (
 	github.com/ClickHouse/clickhouse-go/v2 v2.51.0
 	github.com/creack/pty v1.1.24
