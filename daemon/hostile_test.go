@@ -11,11 +11,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/kapkan-io/kapkan/daemon/daemontest"
 	"github.com/kapkan-io/kapkan/ingest/demo"
 	fg "github.com/kapkan-io/kapkan/ingest/flowgen"
+	"github.com/kapkan-io/kapkan/internal/testutil"
 )
 
 // hostileKind is one kind of hostile datagram: what it is, and the
@@ -110,34 +109,6 @@ func hostileKinds() []hostileKind {
 	}
 }
 
-// sumMetric adds up the series of name whose labels include labels.
-func sumMetric(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) float64 {
-	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for k, v := range labels {
-				if have[k] != v {
-					continue series
-				}
-			}
-			sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
-		}
-	}
-	return sum
-}
 
 func liveHeap() uint64 {
 	runtime.GC()
@@ -212,31 +183,31 @@ func TestHostileTrafficFlood(t *testing.T) {
 	}
 
 	after := liveHeap()
-	drops := sumMetric(t, reg, "kapkan_ingest_socket_drops_total", nil)
-	datagrams := sumMetric(t, reg, "kapkan_ingest_datagrams_total", nil)
+	drops := testutil.MetricSum(t, reg, "kapkan_ingest_socket_drops_total", nil)
+	datagrams := testutil.MetricSum(t, reg, "kapkan_ingest_datagrams_total", nil)
 	t.Logf("flood: %d datagrams sent in at most %v, %.0f decoded, %.0f dropped by the kernel; heap %d MB before, %d MB after",
 		total, floodFor, datagrams, drops, before>>20, after>>20)
 
 	for _, k := range kinds {
-		if got := sumMetric(t, reg, "kapkan_ingest_decode_errors_total", map[string]string{"reason": k.reason}); got == 0 {
+		if got := testutil.MetricSum(t, reg, "kapkan_ingest_decode_errors_total", map[string]string{"reason": k.reason}); got == 0 {
 			t.Errorf("%s: no decode error with reason %q", k.name, k.reason)
 		}
 		if k.refused != "" {
-			if got := sumMetric(t, reg, "kapkan_ingest_state_refused_total", map[string]string{"kind": k.refused}); got == 0 {
+			if got := testutil.MetricSum(t, reg, "kapkan_ingest_state_refused_total", map[string]string{"kind": k.refused}); got == 0 {
 				t.Errorf("%s: no refusal of kind %q", k.name, k.refused)
 			}
 		}
 	}
-	if got := sumMetric(t, reg, "kapkan_ingest_exporters", nil); got != maxExporters {
+	if got := testutil.MetricSum(t, reg, "kapkan_ingest_exporters", nil); got != maxExporters {
 		t.Errorf("exporters with state: %v, want the cap %d", got, maxExporters)
 	}
-	if got := sumMetric(t, reg, "kapkan_ingest_state_refused_total", map[string]string{"kind": "exporter"}); got == 0 {
+	if got := testutil.MetricSum(t, reg, "kapkan_ingest_state_refused_total", map[string]string{"kind": "exporter"}); got == 0 {
 		t.Error("no exporter refused past ingest.max_exporters")
 	}
-	if got := sumMetric(t, reg, "kapkan_ingest_decode_errors_total", map[string]string{"exporter": "other", "reason": "exporter_limit"}); got == 0 {
+	if got := testutil.MetricSum(t, reg, "kapkan_ingest_decode_errors_total", map[string]string{"exporter": "other", "reason": "exporter_limit"}); got == 0 {
 		t.Error("no exporter_limit decode error past ingest.max_exporters")
 	}
-	if got := sumMetric(t, reg, "kapkan_ingest_decode_errors_total", map[string]string{"reason": "decoder_panic"}); got != 0 {
+	if got := testutil.MetricSum(t, reg, "kapkan_ingest_decode_errors_total", map[string]string{"reason": "decoder_panic"}); got != 0 {
 		t.Errorf("%v decoder panics", got)
 	}
 	// The caps: exporters at 18 KB, templates at 6 KB, the pending sets,

@@ -7,7 +7,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -117,15 +116,7 @@ func (b *BIRD) Stop() {
 	if b.cmd == nil || b.cmd.Process == nil {
 		return
 	}
-	_ = b.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = b.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = b.cmd.Process.Kill()
-		<-done
-	}
+	stopProcess(b.cmd)
 	b.cmd = nil
 }
 

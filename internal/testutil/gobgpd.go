@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -132,15 +131,7 @@ func (g *GoBGPD) Stop() {
 	if g.cmd == nil || g.cmd.Process == nil {
 		return
 	}
-	_ = g.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = g.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = g.cmd.Process.Kill()
-		<-done
-	}
+	stopProcess(g.cmd)
 	g.cmd = nil
 }
 

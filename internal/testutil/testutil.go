@@ -6,7 +6,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // RepoRoot returns the repository root (the directory holding go.mod).
@@ -53,4 +55,18 @@ func Need(t testing.TB, program, debianPackage string) string {
 		t.Fatalf("%s not found: this test needs it (apt-get install %s, or run make test, which installs it)", program, debianPackage)
 	}
 	return path
+}
+
+// stopProcess ends a process a test started: SIGTERM, then SIGKILL after
+// 5 s, and waits for it.
+func stopProcess(cmd *exec.Cmd) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+	}
 }
