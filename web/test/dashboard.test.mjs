@@ -150,6 +150,8 @@ try {
   step('the exporter and the history show the capture');
   await page.goto(base + '/#/exporters');
   await page.waitForSelector('td:has-text("netflow9")');
+  // The capture's rate comes from NetFlow v9 options data: said in words.
+  await page.waitForSelector('td:has-text("1:512 from options data")');
   await page.goto(base + '/#/history');
   await page.click('#h-search');
   await page.waitForSelector(`table a:text-is("${target}/32")`);

@@ -5,7 +5,11 @@
 import {h, section, table, si, when, ago} from '../lib/dom.js';
 import {get} from '../lib/api.js';
 
-const sourceText = {sample: 'from the datagrams', template: 'from options templates', override: 'set in the config', default: 'default: none was exported'};
+// Where a sampling rate came from (flow.SamplingSource).
+const sourceText = {
+  sample: 'from the sFlow samples', header: 'from the datagram header', options: 'from options data',
+  record: 'in the records', override: 'set in the config', default: 'default: none was exported',
+};
 
 export default function exporters() {
   return {
@@ -35,8 +39,8 @@ export default function exporters() {
           ['Routes sent', s => String(s.routes_sent), 'num'],
           ['What was sent', s => sentList(s)],
         ], sessions, 'No BGP peer is configured: mitigations stay in this daemon (see mitigation.bgp in the configuration).')),
-        h('p', {class: 'small muted'}, 'What was sent is the peer\'s Adj-RIB-Out as the BGP speaker holds it now: the mitigations in force (',
-          h('a', {href: '#/mitigations'}, 'see them'), ') in the families the peer takes.'));
+        sessions.length ? h('p', {class: 'small muted'}, 'What was sent is the peer\'s Adj-RIB-Out as the BGP speaker holds it now: the mitigations in force (',
+          h('a', {href: '#/mitigations'}, 'see them'), ') in the families the peer takes.') : null);
     },
   };
 }
