@@ -109,7 +109,6 @@ func hostileKinds() []hostileKind {
 	}
 }
 
-
 func liveHeap() uint64 {
 	runtime.GC()
 	runtime.GC()
