@@ -55,18 +55,8 @@ var shapeKeys = []string{"src_ports", "dst_ports", "size", "tcp_flags", "fragmen
 func (t *TrafficItem) UnmarshalYAML(n *yaml.Node) error {
 	type plain TrafficItem
 	var p plain
-	if n.Kind == yaml.MappingNode {
-		// Decode only the known keys: an unknown one is reported, with
-		// the others, by check.
-		known := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if slices.Contains(trafficKeys, n.Content[i].Value) {
-				known.Content = append(known.Content, n.Content[i], n.Content[i+1])
-			}
-		}
-		if err := known.Decode(&p); err != nil {
-			return err
-		}
+	if err := decodeKnown(n, trafficKeys, &p); err != nil {
+		return err
 	}
 	*t = TrafficItem(p)
 	t.node = n
@@ -78,20 +68,28 @@ func (t *TrafficItem) UnmarshalYAML(n *yaml.Node) error {
 func (t *Traffic) UnmarshalYAML(n *yaml.Node) error {
 	type plain Traffic
 	var p plain
-	if n.Kind == yaml.MappingNode {
-		known := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if slices.Contains(trafficFileKeys, n.Content[i].Value) {
-				known.Content = append(known.Content, n.Content[i], n.Content[i+1])
-			}
-		}
-		if err := known.Decode(&p); err != nil {
-			return err
-		}
+	if err := decodeKnown(n, trafficFileKeys, &p); err != nil {
+		return err
 	}
 	*t = Traffic(p)
 	t.node = n
 	return nil
+}
+
+// decodeKnown decodes only the keys of mapping n named in keys into v:
+// an unknown key is reported, with its position and the other problems,
+// by check. A node that is not a mapping leaves v as it is.
+func decodeKnown(n *yaml.Node, keys []string, v any) error {
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	known := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if slices.Contains(keys, n.Content[i].Value) {
+			known.Content = append(known.Content, n.Content[i], n.Content[i+1])
+		}
+	}
+	return known.Decode(v)
 }
 
 // trafficFileKeys are the keys of a test's traffic, backgroundKeys those of
