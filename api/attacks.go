@@ -79,11 +79,7 @@ func (x *attackIndex) add(e events.Event) {
 		if en.ended {
 			return
 		}
-		if e.Kind == events.AttackEscalated && en.attack != nil {
-			en.attack = escalated(en.attack, e.Attack)
-		} else {
-			en.attack = e.Attack
-		}
+		en.attack = e.Attack // an escalation carries the whole attack too
 		en.addPoint(e)
 	case events.AttackEnded:
 		if e.Attack == nil {
@@ -120,29 +116,6 @@ func (x *attackIndex) add(e events.Event) {
 			x.addMitigation(e.Mitigation.AttackID, e, e.Mitigation)
 		}
 	}
-}
-
-// escalated is the attack as it was with what an escalation event
-// changes: the step and its action, vector and reason, the rates, the
-// explanation. An escalation event carries no verdict (labels, rules,
-// sample): those stay as the last start or update told them. The events
-// themselves are never changed; this is a copy.
-func escalated(was, x *events.Attack) *events.Attack {
-	m := *was
-	m.Ladder, m.Step, m.Action, m.Reason = x.Ladder, x.Step, x.Action, x.Reason
-	if !x.Vector.IsZero() {
-		m.Vector = x.Vector
-	}
-	if x.Rates != nil {
-		m.Rates = x.Rates
-	}
-	if x.Explain != nil {
-		m.Explain = x.Explain
-	}
-	if x.Shadow != nil {
-		m.Shadow = x.Shadow
-	}
-	return &m
 }
 
 // addMitigation appends to an attack's history, keeping the newest

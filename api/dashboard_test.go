@@ -159,13 +159,15 @@ func TestAttackSeries(t *testing.T) {
 	}
 }
 
-// TestEscalationKeepsVerdict: an escalation event carries the new step,
-// not the verdict: the attack keeps its labels, rules and sample.
+// TestEscalationKeepsVerdict: an escalation event (the whole attack with
+// its new step, as the pipeline publishes it) updates the step and rates
+// and keeps the labels, rules and sample.
 func TestEscalationKeepsVerdict(t *testing.T) {
 	f := newFixture(t, nil)
 	f.s.attacks.add(events.Event{Seq: 1, Kind: events.AttackStarted, At: t0, Attack: &events.Attack{ID: 4, Labels: []string{"dns-amplification"},
 		Rules: []string{"dns-amplification"}, Sample: &events.SampleSummary{Sources: 3}, Ladder: "default", Step: 1, Rates: map[string]float64{"pps": 1}}})
 	f.s.attacks.add(events.Event{Seq: 2, Kind: events.AttackEscalated, At: t0.Add(time.Minute), Attack: &events.Attack{ID: 4,
+		Labels: []string{"dns-amplification"}, Rules: []string{"dns-amplification"}, Sample: &events.SampleSummary{Sources: 3},
 		Ladder: "default", Step: 2, Reason: "still above after 60s", Rates: map[string]float64{"pps": 2}}})
 	w := f.do(t, "GET", "/api/v1/attacks/4", readToken, "")
 	var v struct {

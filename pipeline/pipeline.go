@@ -493,11 +493,13 @@ func attackEvent(kind events.Kind, c *engine.Candidate, a *attack) events.Event 
 	return events.Event{Kind: kind, At: c.At, Attack: e}
 }
 
+// escalationEvent is the attack as attackEvent tells it, with the step
+// the ladder or policy moved to: every consumer (the API's index, the
+// store, notifiers) sees the whole attack, verdict included.
 func escalationEvent(c *engine.Candidate, d *flowspec.Decision, a *attack) events.Event {
-	return events.Event{Kind: events.AttackEscalated, At: d.At, Attack: &events.Attack{
-		ID: c.ID, Target: c.Target, Scope: c.Scope.String(), Direction: c.Direction.String(), Hostgroup: c.Hostgroup,
-		Started: c.Started, Trigger: c.Trigger.String(), Rates: RatesMap(c.Rates),
-		Ladder: d.Ladder, Step: d.Step, Action: d.Action, Vector: d.Vector, Reason: fmt.Sprint(d.Reason),
-		Explain: a.explain(), Shadow: a.shadowView(),
-	}}
+	e := attackEvent(events.AttackEscalated, c, a)
+	e.At = d.At
+	x := e.Attack
+	x.Ladder, x.Step, x.Action, x.Vector, x.Reason = d.Ladder, d.Step, d.Action, d.Vector, fmt.Sprint(d.Reason)
+	return e
 }

@@ -396,3 +396,37 @@ func TestSampleSummary(t *testing.T) {
 		t.Errorf("sizes/sources %+v", s)
 	}
 }
+
+// TestEscalationCarriesVerdict: when the ladder moves, the escalation
+// event is the whole attack (labels, rules, sample, trip) with the new
+// step, so no consumer loses the verdict.
+func TestEscalationCarriesVerdict(t *testing.T) {
+	set := builtinSet(t, wasm.NewHost(quiet()))
+	pl, rec := newPipeline(t, pipeline.Config{Workers: 1}, set)
+	t0 := time.Unix(1_800_000_000, 0)
+	for _, c := range []engine.Candidate{
+		candidate(1, "203.0.113.9", engine.AttackStarted, 200, t0),
+		candidate(1, "203.0.113.9", engine.AttackUpdated, 200, t0.Add(61*time.Second)),
+	} {
+		pl.Handle(t.Context(), &c)
+	}
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	var esc *events.Attack
+	var kinds []events.Kind
+	for _, e := range rec.events {
+		kinds = append(kinds, e.Kind)
+		if e.Kind == events.AttackEscalated {
+			esc = e.Attack
+		}
+	}
+	if esc == nil {
+		t.Fatalf("no escalation a minute into a 4× attack; events %v", kinds)
+	}
+	if esc.Step != 2 || esc.Action != flowspec.Blackhole {
+		t.Errorf("escalation to step %d %v, want step 2 blackhole", esc.Step, esc.Action)
+	}
+	if len(esc.Labels) == 0 || len(esc.Rules) == 0 || esc.Sample == nil || esc.Threshold != 50_000 || esc.SampleRecords == 0 {
+		t.Errorf("the escalation event lost the verdict or the trip: %+v", esc)
+	}
+}

@@ -155,10 +155,7 @@ type Store interface {
 func (a *Attack) Apply(e *events.Event) {
 	x := e.Attack
 	a.ID, a.Target, a.Scope, a.Direction, a.Hostgroup = x.ID, x.Target, x.Scope, x.Direction, x.Hostgroup
-	a.Started, a.Trigger = x.Started.UTC(), x.Trigger
-	if x.Threshold != 0 { // an escalation event carries no trip
-		a.Rate, a.Threshold = x.Rate, x.Threshold
-	}
+	a.Started, a.Trigger, a.Rate, a.Threshold = x.Started.UTC(), x.Trigger, x.Rate, x.Threshold
 	if len(x.Labels) > 0 {
 		a.Labels = x.Labels
 	}
